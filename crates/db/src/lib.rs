@@ -1,0 +1,134 @@
+//! Database connections for every database the facade touches: the provider replicas it reads
+//! (GP, social care) and its own store. One connection enum over SQLite and PostgreSQL, chosen
+//! from the URL, so every query is written once for both backends.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+
+/// A connection to either backend. SQLite stays the last variant: it accepts any path.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type PooledDb = PooledConnection<ConnectionManager<DbConnection>>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    #[error("database URL for {name} is empty")]
+    EmptyUrl { name: String },
+    #[error("database URL for {name} names an unsupported backend ({scheme}); use sqlite:// or postgres://")]
+    UnsupportedBackend { name: String, scheme: String },
+    #[error("could not open the {name} database pool")]
+    Pool {
+        name: String,
+        #[source]
+        source: r2d2::Error,
+    },
+}
+
+/// Which backend a URL names. `sqlite://path`, `sqlite:path` or a bare path are SQLite;
+/// `postgres://` and `postgresql://` are PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Normalises a configured URL into what diesel expects, and names its backend.
+pub fn classify_url(name: &str, url: &str) -> Result<(Backend, String), DbError> {
+    if url.trim().is_empty() {
+        return Err(DbError::EmptyUrl { name: name.to_owned() });
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok((Backend::Sqlite, path.to_owned()));
+    }
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return Ok((Backend::Sqlite, path.to_owned()));
+    }
+    match url.split_once("://") {
+        Some((scheme, _)) => Err(DbError::UnsupportedBackend { name: name.to_owned(), scheme: scheme.to_owned() }),
+        None => Ok((Backend::Sqlite, url.to_owned())),
+    }
+}
+
+/// SQLite settings applied once per connection: WAL so readers never wait for the writer,
+/// foreign keys on, a busy timeout instead of immediate `SQLITE_BUSY`, and full sync so an
+/// acknowledged write survives a power cut.
+#[derive(Debug, Clone, Copy)]
+struct SqliteCustomizer {
+    read_only: bool,
+}
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteCustomizer {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            let pragmas = if self.read_only {
+                "PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;"
+            } else {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+            };
+            c.batch_execute(pragmas).map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Options for one pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub connect_timeout: Duration,
+    /// Replicas the facade only reads are opened query-only on SQLite.
+    pub read_only: bool,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_size: 8, connect_timeout: Duration::from_secs(5), read_only: false }
+    }
+}
+
+/// Opens a pool for `url`. `name` is the configuration name, used in errors. The pool is built
+/// lazily (`min_idle = 0`, `build_unchecked`) so that a replica that is down at start-up does not
+/// stop the facade: requests then report that source as unavailable.
+pub fn open_pool(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool, DbError> {
+    let (_, diesel_url) = classify_url(name, url)?;
+    let manager = ConnectionManager::<DbConnection>::new(diesel_url);
+    Ok(Pool::builder()
+        .max_size(options.max_size)
+        .min_idle(Some(0))
+        .connection_timeout(options.connect_timeout)
+        .connection_customizer(Box::new(SqliteCustomizer { read_only: options.read_only }))
+        .build_unchecked(manager))
+}
+
+/// Opens a pool and checks one connection now: for the facade's own store, which must work.
+pub fn open_pool_checked(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool, DbError> {
+    let pool = open_pool(name, url, options)?;
+    pool.get().map_err(|source| DbError::Pool { name: name.to_owned(), source })?;
+    Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend() -> Result<(), DbError> {
+        assert_eq!(classify_url("t", "postgres://h/db")?.0, Backend::Postgres);
+        assert_eq!(classify_url("t", "sqlite://data/gp.db")?, (Backend::Sqlite, "data/gp.db".into()));
+        assert_eq!(classify_url("t", "data/gp.db")?.0, Backend::Sqlite);
+        assert!(matches!(classify_url("t", "mysql://h/db"), Err(DbError::UnsupportedBackend { .. })));
+        assert!(matches!(classify_url("t", " "), Err(DbError::EmptyUrl { .. })));
+        Ok(())
+    }
+}
