@@ -1,1 +1,124 @@
-fn main() {}
+//! `scr`: the shared care record facade's one binary.
+
+mod demo;
+mod ingest;
+mod seed;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use scr_server::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "scr",
+    version,
+    about = "FHIR R4 facade for a regional shared care record"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve FHIR R4 with the given configuration.
+    Serve {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+        /// Stop when standard input closes (test harnesses use this so no server outlives them).
+        #[arg(long, hide = true)]
+        exit_on_stdin_close: bool,
+    },
+    /// Create (once) a demo data folder with synthetic sources, then serve it on localhost.
+    Demo(demo::DemoArgs),
+    /// Fill the configured GP and social care replicas with synthetic data and ingest a synthetic
+    /// HL7 backfill into the store (for tests and benchmarks; the replicas must be empty).
+    Seed(seed::SeedArgs),
+    /// Create or update the store's tables.
+    Migrate {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+    },
+    /// Load data into the store.
+    Ingest {
+        #[command(subcommand)]
+        what: ingest::IngestCommand,
+    },
+    /// Mint a development token (trusted only where `auth.dev_issuer = true`).
+    Token(token::TokenArgs),
+    /// Check FHIR JSON files against the R4 model; prints the first problem of each.
+    Validate { files: Vec<PathBuf> },
+}
+
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve {
+            config,
+            exit_on_stdin_close,
+        } => {
+            let config = load(&config)?;
+            if exit_on_stdin_close {
+                std::thread::spawn(|| {
+                    let mut sink = Vec::new();
+                    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+                    std::process::exit(0);
+                });
+            }
+            let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
+            state.report_unmatched_rows();
+            actix_web::rt::System::new()
+                .block_on(scr_server::serve(config, state))
+                .map_err(|e| format!("server stopped: {e}"))
+        }
+        Command::Demo(args) => demo::run(args),
+        Command::Seed(args) => seed::run(args),
+        Command::Migrate { config } => {
+            let config = load(&config)?;
+            scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
+            println!("store migrated");
+            Ok(())
+        }
+        Command::Ingest { what } => ingest::run(what),
+        Command::Token(args) => token::run(args),
+        Command::Validate { files } => {
+            let mut failed = 0;
+            for f in &files {
+                let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                match scr_fhir::conformance::check_bytes(&bytes) {
+                    Ok(()) => println!("{}: valid R4", f.display()),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{}: {e}", f.display());
+                    }
+                }
+            }
+            if failed == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{failed} of {} files are not valid R4",
+                    files.len()
+                ))
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("SCR_LOG", "info")).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("scr: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -43,7 +43,9 @@ pub enum Backend {
 /// Normalises a configured URL into what diesel expects, and names its backend.
 pub fn classify_url(name: &str, url: &str) -> Result<(Backend, String), DbError> {
     if url.trim().is_empty() {
-        return Err(DbError::EmptyUrl { name: name.to_owned() });
+        return Err(DbError::EmptyUrl {
+            name: name.to_owned(),
+        });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok((Backend::Postgres, url.to_owned()));
@@ -55,7 +57,10 @@ pub fn classify_url(name: &str, url: &str) -> Result<(Backend, String), DbError>
         return Ok((Backend::Sqlite, path.to_owned()));
     }
     match url.split_once("://") {
-        Some((scheme, _)) => Err(DbError::UnsupportedBackend { name: name.to_owned(), scheme: scheme.to_owned() }),
+        Some((scheme, _)) => Err(DbError::UnsupportedBackend {
+            name: name.to_owned(),
+            scheme: scheme.to_owned(),
+        }),
         None => Ok((Backend::Sqlite, url.to_owned())),
     }
 }
@@ -76,7 +81,8 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteCustomizer
             } else {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
             };
-            c.batch_execute(pragmas).map_err(diesel::r2d2::Error::QueryError)?;
+            c.batch_execute(pragmas)
+                .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
     }
@@ -93,7 +99,11 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_size: 8, connect_timeout: Duration::from_secs(5), read_only: false }
+        PoolOptions {
+            max_size: 8,
+            connect_timeout: Duration::from_secs(5),
+            read_only: false,
+        }
     }
 }
 
@@ -107,14 +117,19 @@ pub fn open_pool(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool,
         .max_size(options.max_size)
         .min_idle(Some(0))
         .connection_timeout(options.connect_timeout)
-        .connection_customizer(Box::new(SqliteCustomizer { read_only: options.read_only }))
+        .connection_customizer(Box::new(SqliteCustomizer {
+            read_only: options.read_only,
+        }))
         .build_unchecked(manager))
 }
 
 /// Opens a pool and checks one connection now: for the facade's own store, which must work.
 pub fn open_pool_checked(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool, DbError> {
     let pool = open_pool(name, url, options)?;
-    pool.get().map_err(|source| DbError::Pool { name: name.to_owned(), source })?;
+    pool.get().map_err(|source| DbError::Pool {
+        name: name.to_owned(),
+        source,
+    })?;
     Ok(pool)
 }
 
@@ -125,10 +140,19 @@ mod tests {
     #[test]
     fn urls_name_their_backend() -> Result<(), DbError> {
         assert_eq!(classify_url("t", "postgres://h/db")?.0, Backend::Postgres);
-        assert_eq!(classify_url("t", "sqlite://data/gp.db")?, (Backend::Sqlite, "data/gp.db".into()));
+        assert_eq!(
+            classify_url("t", "sqlite://data/gp.db")?,
+            (Backend::Sqlite, "data/gp.db".into())
+        );
         assert_eq!(classify_url("t", "data/gp.db")?.0, Backend::Sqlite);
-        assert!(matches!(classify_url("t", "mysql://h/db"), Err(DbError::UnsupportedBackend { .. })));
-        assert!(matches!(classify_url("t", " "), Err(DbError::EmptyUrl { .. })));
+        assert!(matches!(
+            classify_url("t", "mysql://h/db"),
+            Err(DbError::UnsupportedBackend { .. })
+        ));
+        assert!(matches!(
+            classify_url("t", " "),
+            Err(DbError::EmptyUrl { .. })
+        ));
         Ok(())
     }
 }

@@ -46,7 +46,12 @@ pub fn organisation_reference(ods: &str, name: Option<&str>) -> Value {
 /// `meta` for a resource from a source: UK Core profile, `meta.source` naming the source system,
 /// and tags with the holding organisation's ODS code and the source's name, so a viewer can label
 /// every item with where it came from.
-pub fn source_meta(resource_type: &str, source_name: &str, ods: &str, last_updated: Option<&str>) -> Value {
+pub fn source_meta(
+    resource_type: &str,
+    source_name: &str,
+    ods: &str,
+    last_updated: Option<&str>,
+) -> Value {
     let mut meta = json!({
         "profile": [systems::uk_core_profile(resource_type)],
         "source": format!("urn:scr:source:{source_name}"),
@@ -78,7 +83,11 @@ pub fn date_time(native: &str) -> Option<String> {
     }
     if s.len() >= 19 && is_date(&s[..10]) && s.as_bytes()[10] == b'T' {
         let rest = &s[19..];
-        return Some(if rest.is_empty() { format!("{}Z", &s[..19]) } else { s.to_owned() });
+        return Some(if rest.is_empty() {
+            format!("{}Z", &s[..19])
+        } else {
+            s.to_owned()
+        });
     }
     None
 }
@@ -111,7 +120,10 @@ fn in_range(two: &[u8], lo: &[u8], hi: &[u8]) -> bool {
 /// (PostgreSQL `REAL` is 4 bytes: 5.9 must not become 5.900000095367432).
 pub fn decimal_from_f32(v: f32) -> Value {
     let shortest = format!("{v}");
-    shortest.parse::<f64>().map(Value::from).unwrap_or(Value::Null)
+    shortest
+        .parse::<f64>()
+        .map(Value::from)
+        .unwrap_or(Value::Null)
 }
 
 /// Drops `null` members and empty arrays/objects recursively: FHIR forbids empty elements.
@@ -150,9 +162,18 @@ mod tests {
     #[test]
     fn native_dates_become_fhir_dates_and_instants() {
         assert_eq!(date_time("2026-11-01").as_deref(), Some("2026-11-01"));
-        assert_eq!(date_time("2026-11-01T09:30:00").as_deref(), Some("2026-11-01T09:30:00Z"));
-        assert_eq!(date_time("2026-11-01T09:30:00Z").as_deref(), Some("2026-11-01T09:30:00Z"));
-        assert_eq!(instant("2026-11-01").as_deref(), Some("2026-11-01T00:00:00Z"));
+        assert_eq!(
+            date_time("2026-11-01T09:30:00").as_deref(),
+            Some("2026-11-01T09:30:00Z")
+        );
+        assert_eq!(
+            date_time("2026-11-01T09:30:00Z").as_deref(),
+            Some("2026-11-01T09:30:00Z")
+        );
+        assert_eq!(
+            instant("2026-11-01").as_deref(),
+            Some("2026-11-01T00:00:00Z")
+        );
         assert_eq!(date_time("01/11/2026"), None);
         assert!(!is_date("2026-13-01"));
     }
@@ -168,5 +189,126 @@ mod tests {
         let mut v = serde_json::json!({"a": null, "b": [], "c": {"d": ""}, "e": [1, {}], "f": "x"});
         prune(&mut v);
         assert_eq!(v, serde_json::json!({"e": [1], "f": "x"}));
+    }
+}
+
+/// The UCUM code for a unit as native systems spell it, when it has one we recognise.
+pub fn ucum_code(unit: &str) -> Option<&'static str> {
+    Some(match unit.trim() {
+        "mmHg" | "mm[Hg]" => "mm[Hg]",
+        "kg" => "kg",
+        "g" => "g",
+        "cm" => "cm",
+        "m" => "m",
+        "kg/m2" | "kg/m^2" => "kg/m2",
+        "%" => "%",
+        "mmol/L" | "mmol/l" => "mmol/L",
+        "mmol/mol" => "mmol/mol",
+        "umol/L" | "umol/l" | "µmol/L" => "umol/L",
+        "g/L" | "g/l" => "g/L",
+        "g/dL" => "g/dL",
+        "mg/L" => "mg/L",
+        "U/L" | "IU/L" => "U/L",
+        "10*9/L" | "x10^9/L" | "10^9/L" => "10*9/L",
+        "10*12/L" | "x10^12/L" => "10*12/L",
+        "mL/min/1.73m2" => "mL/min/{1.73_m2}",
+        "/min" | "bpm" | "beats/min" => "/min",
+        "Cel" | "degC" | "°C" => "Cel",
+        "fL" => "fL",
+        "pg" => "pg",
+        "ng/mL" => "ng/mL",
+        "mU/L" | "mIU/L" => "m[IU]/L",
+        _ => return None,
+    })
+}
+
+/// A Quantity: UCUM-coded when the unit is recognised, the native unit text always kept.
+pub fn quantity(value: Value, unit: Option<&str>) -> Value {
+    let mut q = json!({ "value": value });
+    if let Some(u) = unit.filter(|u| !u.trim().is_empty()) {
+        q["unit"] = u.into();
+        if let Some(code) = ucum_code(u) {
+            q["system"] = systems::UCUM.into();
+            q["code"] = code.into();
+        }
+    }
+    q
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, and now as an instant, from the system clock.
+pub fn today_and_now() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let now = instant_from_unix(secs as i64);
+    (now[..10].to_owned(), now)
+}
+
+/// Formats Unix seconds as a FHIR instant (`YYYY-MM-DDThh:mm:ssZ`), proleptic Gregorian, UTC.
+pub fn instant_from_unix(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's algorithm.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) to days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses the date part of an ISO date or timestamp into days since 1970-01-01.
+pub fn days_of(iso: &str) -> Option<i64> {
+    let d = iso.get(..10)?;
+    if !is_date(d) {
+        return None;
+    }
+    Some(days_from_civil(
+        d[..4].parse().ok()?,
+        d[5..7].parse().ok()?,
+        d[8..10].parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod calendar_tests {
+    use super::*;
+
+    #[test]
+    fn calendar_round_trips() {
+        assert_eq!(instant_from_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(instant_from_unix(1_795_000_000), "2026-11-18T11:06:40Z");
+        let days = days_of("2024-02-29").unwrap();
+        assert_eq!(civil_from_days(days), (2024, 2, 29));
+        assert_eq!(
+            days_of("2026-03-01").unwrap() - days_of("2026-02-28").unwrap(),
+            1
+        );
     }
 }

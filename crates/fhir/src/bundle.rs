@@ -34,7 +34,12 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(severity: Severity, code: &'static str, diagnostics: impl Into<String>) -> Issue {
-        Issue { severity, code, diagnostics: diagnostics.into(), expression: Vec::new() }
+        Issue {
+            severity,
+            code,
+            diagnostics: diagnostics.into(),
+            expression: Vec::new(),
+        }
     }
 
     pub fn at(mut self, expression: impl Into<String>) -> Issue {
@@ -86,7 +91,13 @@ pub fn entry(base_url: &str, resource: Value, mode: EntryMode) -> Value {
 
 /// A `searchset` Bundle. `total` is the number of matches across all pages; `links` are
 /// (relation, url) pairs.
-pub fn searchset(id: &str, timestamp: &str, total: Option<usize>, links: &[(&str, String)], entries: Vec<Value>) -> Value {
+pub fn searchset(
+    id: &str,
+    timestamp: &str,
+    total: Option<usize>,
+    links: &[(&str, String)],
+    entries: Vec<Value>,
+) -> Value {
     let mut b = json!({
         "resourceType": "Bundle",
         "id": id,
@@ -98,7 +109,10 @@ pub fn searchset(id: &str, timestamp: &str, total: Option<usize>, links: &[(&str
         b["total"] = t.into();
     }
     if !links.is_empty() {
-        b["link"] = links.iter().map(|(rel, url)| json!({ "relation": rel, "url": url })).collect();
+        b["link"] = links
+            .iter()
+            .map(|(rel, url)| json!({ "relation": rel, "url": url }))
+            .collect();
     }
     if !entries.is_empty() {
         b["entry"] = Value::Array(entries);

@@ -27,8 +27,13 @@ pub fn check(resource: &Value) -> Result<(), ConformanceError> {
     if let Some(path) = find_r4b_only(resource, "") {
         return Err(ConformanceError::R4bOnly { path });
     }
-    let typed: Resource = serde_json::from_value(resource.clone()).map_err(|e| ConformanceError::Unparseable { message: e.to_string() })?;
-    let back = serde_json::to_value(&typed).map_err(|e| ConformanceError::Unparseable { message: e.to_string() })?;
+    let typed: Resource =
+        serde_json::from_value(resource.clone()).map_err(|e| ConformanceError::Unparseable {
+            message: e.to_string(),
+        })?;
+    let back = serde_json::to_value(&typed).map_err(|e| ConformanceError::Unparseable {
+        message: e.to_string(),
+    })?;
     match first_difference(resource, &back, String::new()) {
         None => Ok(()),
         Some(path) => Err(ConformanceError::NotInModel { path }),
@@ -37,7 +42,9 @@ pub fn check(resource: &Value) -> Result<(), ConformanceError> {
 
 /// Checks a JSON document held as bytes: convenient for tests and the CLI.
 pub fn check_bytes(bytes: &[u8]) -> Result<(), ConformanceError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| ConformanceError::Unparseable { message: e.to_string() })?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| ConformanceError::Unparseable {
+        message: e.to_string(),
+    })?;
     check(&v)
 }
 
@@ -45,14 +52,21 @@ pub fn check_bytes(bytes: &[u8]) -> Result<(), ConformanceError> {
 fn find_r4b_only(v: &Value, path: &str) -> Option<String> {
     match v {
         Value::Object(map) => map.iter().find_map(|(k, child)| {
-            let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             if k == "valueCodeableReference" || k == "valueRatioRange" {
                 Some(here)
             } else {
                 find_r4b_only(child, &here)
             }
         }),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, c)| find_r4b_only(c, &format!("{path}[{i}]"))),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| find_r4b_only(c, &format!("{path}[{i}]"))),
         _ => None,
     }
 }
@@ -61,7 +75,11 @@ fn first_difference(original: &Value, round_tripped: &Value, path: String) -> Op
     match (original, round_tripped) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, va) in a {
-                let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match b.get(k) {
                     Some(vb) => {
                         if let Some(p) = first_difference(va, vb, here) {
@@ -77,7 +95,10 @@ fn first_difference(original: &Value, round_tripped: &Value, path: String) -> Op
             if a.len() != b.len() {
                 return Some(path);
             }
-            a.iter().zip(b).enumerate().find_map(|(i, (x, y))| first_difference(x, y, format!("{path}[{i}]")))
+            a.iter()
+                .zip(b)
+                .enumerate()
+                .find_map(|(i, (x, y))| first_difference(x, y, format!("{path}[{i}]")))
         }
         (Value::Number(x), Value::Number(y)) => (x.as_f64() != y.as_f64()).then_some(path),
         (Value::String(x), Value::String(y)) => (x != y && !same_instant(x, y)).then_some(path),
@@ -87,7 +108,8 @@ fn first_difference(original: &Value, round_tripped: &Value, path: String) -> Op
 
 /// fhir-sdk writes `+00:00` as `Z`; both are the same instant.
 fn same_instant(a: &str, b: &str) -> bool {
-    a.strip_suffix("+00:00").is_some_and(|stem| b.strip_suffix('Z') == Some(stem))
+    a.strip_suffix("+00:00")
+        .is_some_and(|stem| b.strip_suffix('Z') == Some(stem))
 }
 
 #[cfg(test)]
@@ -105,9 +127,17 @@ mod tests {
     #[test]
     fn unknown_elements_and_bad_codes_are_named() {
         let unknown = json!({"resourceType": "Patient", "colour": "blue"});
-        assert_eq!(check(&unknown), Err(ConformanceError::NotInModel { path: "colour".into() }));
+        assert_eq!(
+            check(&unknown),
+            Err(ConformanceError::NotInModel {
+                path: "colour".into()
+            })
+        );
         let bad_code = json!({"resourceType": "Patient", "gender": "f"});
-        assert!(matches!(check(&bad_code), Err(ConformanceError::Unparseable { .. })));
+        assert!(matches!(
+            check(&bad_code),
+            Err(ConformanceError::Unparseable { .. })
+        ));
         let bad_choice = json!({"resourceType": "Patient", "deceasedBoolean": "yes"});
         assert!(check(&bad_choice).is_err());
     }

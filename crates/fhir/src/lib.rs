@@ -6,11 +6,13 @@
 //! crate, behind plain non-generic functions ([`conformance`]), because instantiating its serde
 //! code is what makes a build slow. Every other crate works with `serde_json::Value`.
 
+pub mod alerts;
 pub mod build;
 pub mod bundle;
 pub mod conformance;
 pub mod nhs_number;
 pub mod search;
 pub mod systems;
+pub mod valueset;
 
 pub use serde_json::Value;

@@ -8,7 +8,11 @@ pub fn is_valid(value: &str) -> bool {
         return false;
     }
     let digits: Vec<u32> = bytes.iter().map(|b| u32::from(b - b'0')).collect();
-    let sum: u32 = digits[..9].iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
+    let sum: u32 = digits[..9]
+        .iter()
+        .zip((2..=10).rev())
+        .map(|(d, w)| d * w)
+        .sum();
     let check = match 11 - (sum % 11) {
         11 => 0,
         10 => return false,
@@ -19,7 +23,9 @@ pub fn is_valid(value: &str) -> bool {
 
 /// Completes a nine-digit stem with its check digit, if it has one (used to make synthetic data).
 pub fn with_check_digit(stem: &str) -> Option<String> {
-    (0..=9).map(|d| format!("{stem}{d}")).find(|candidate| is_valid(candidate))
+    (0..=9)
+        .map(|d| format!("{stem}{d}"))
+        .find(|candidate| is_valid(candidate))
 }
 
 #[cfg(test)]

@@ -31,23 +31,63 @@ pub struct ParamDef {
     pub documentation: &'static str,
 }
 
-const fn p(name: &'static str, kind: ParamKind, path: &'static str, documentation: &'static str) -> ParamDef {
-    ParamDef { name, kind, path, documentation }
+const fn p(
+    name: &'static str,
+    kind: ParamKind,
+    path: &'static str,
+    documentation: &'static str,
+) -> ParamDef {
+    ParamDef {
+        name,
+        kind,
+        path,
+        documentation,
+    }
 }
 
 use ParamKind::{Date, Reference, String as Str, Token};
 
 const PATIENT: &[ParamDef] = &[
-    p("identifier", Token, "identifier", "NHS number: https://fhir.nhs.uk/Id/nhs-number|9990000018"),
-    p("family", Str, "name.family", "Family name, case-insensitive starts-with; requires birthdate"),
-    p("birthdate", Date, "birthDate", "Date of birth, with prefixes"),
+    p(
+        "identifier",
+        Token,
+        "identifier",
+        "NHS number: https://fhir.nhs.uk/Id/nhs-number|9990000018",
+    ),
+    p(
+        "family",
+        Str,
+        "name.family",
+        "Family name, case-insensitive starts-with; requires birthdate",
+    ),
+    p(
+        "birthdate",
+        Date,
+        "birthDate",
+        "Date of birth, with prefixes",
+    ),
     p("_id", Token, "id", "Logical id (the NHS number)"),
 ];
 const ALLERGY: &[ParamDef] = &[
     p("patient", Reference, "patient", "Required: Patient/{id}"),
-    p("clinical-status", Token, "clinicalStatus", "active | inactive | resolved"),
-    p("category", Token, "category", "food | medication | environment | biologic"),
-    p("code", Token, "code", "SNOMED CT code of the allergy or substance"),
+    p(
+        "clinical-status",
+        Token,
+        "clinicalStatus",
+        "active | inactive | resolved",
+    ),
+    p(
+        "category",
+        Token,
+        "category",
+        "food | medication | environment | biologic",
+    ),
+    p(
+        "code",
+        Token,
+        "code",
+        "SNOMED CT code of the allergy or substance",
+    ),
     p("date", Date, "recordedDate", "Date first recorded"),
 ];
 const MEDICATION: &[ParamDef] = &[
@@ -59,16 +99,41 @@ const MEDICATION: &[ParamDef] = &[
 ];
 const OBSERVATION: &[ParamDef] = &[
     p("patient", Reference, "subject", "Required: Patient/{id}"),
-    p("category", Token, "category", "laboratory | vital-signs | survey | exam | social-history | imaging"),
+    p(
+        "category",
+        Token,
+        "category",
+        "laboratory | vital-signs | survey | exam | social-history | imaging",
+    ),
     p("code", Token, "code", "SNOMED CT or LOINC code"),
-    p("date", Date, "effective", "Clinically relevant time, with prefixes eq ne gt lt ge le sa eb ap"),
-    p("status", Token, "status", "registered | preliminary | final | amended"),
+    p(
+        "date",
+        Date,
+        "effective",
+        "Clinically relevant time, with prefixes eq ne gt lt ge le sa eb ap",
+    ),
+    p(
+        "status",
+        Token,
+        "status",
+        "registered | preliminary | final | amended",
+    ),
 ];
 const FLAG: &[ParamDef] = &[
     p("patient", Reference, "subject", "Required: Patient/{id}"),
     p("date", Date, "period", "Time period when the alert applies"),
-    p("status", Token, "status", "active | inactive (facade extension of the R4 search parameters)"),
-    p("category", Token, "category", "Alert category (facade extension of the R4 search parameters)"),
+    p(
+        "status",
+        Token,
+        "status",
+        "active | inactive (facade extension of the R4 search parameters)",
+    ),
+    p(
+        "category",
+        Token,
+        "category",
+        "Alert category (facade extension of the R4 search parameters)",
+    ),
 ];
 
 /// The supported parameters of a resource type (empty for types the facade does not serve).
@@ -144,10 +209,12 @@ pub struct SearchRequest {
 impl SearchRequest {
     /// The patient the search is about, if a `patient`/`subject` parameter names one.
     pub fn patient(&self) -> Option<&str> {
-        self.criteria.iter().find_map(|(_, values)| match values.as_slice() {
-            [Criterion::Patient(id)] => Some(id.as_str()),
-            _ => None,
-        })
+        self.criteria
+            .iter()
+            .find_map(|(_, values)| match values.as_slice() {
+                [Criterion::Patient(id)] => Some(id.as_str()),
+                _ => None,
+            })
     }
 
     /// Does `resource` satisfy every criterion (the patient one is the caller's job)?
@@ -156,7 +223,9 @@ impl SearchRequest {
             values.iter().any(|c| match c {
                 Criterion::Patient(_) => true,
                 Criterion::Token(t) => token_matches(resource, def, t),
-                Criterion::Date(d) => date_range(resource, def.path).is_some_and(|(lo, hi)| date_matches(d, &lo, &hi)),
+                Criterion::Date(d) => {
+                    date_range(resource, def.path).is_some_and(|(lo, hi)| date_matches(d, &lo, &hi))
+                }
                 Criterion::String(s) => string_matches(resource, def.path, s),
             })
         })
@@ -177,7 +246,9 @@ pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -189,7 +260,11 @@ fn invalid(param: &str, message: String) -> Issue {
 }
 
 /// Parses a search. Unknown parameters are errors unless `lenient` (then listed in `ignored`).
-pub fn parse(resource_type: &str, pairs: &[(String, String)], lenient: bool) -> Result<SearchRequest, Vec<Issue>> {
+pub fn parse(
+    resource_type: &str,
+    pairs: &[(String, String)],
+    lenient: bool,
+) -> Result<SearchRequest, Vec<Issue>> {
     let defs = params_for(resource_type);
     let mut req = SearchRequest {
         resource_type: resource_type.to_owned(),
@@ -265,20 +340,44 @@ fn check_required(req: &SearchRequest) -> Result<(), Issue> {
         if has("identifier") || has("_id") || (has("family") && has("birthdate")) {
             return Ok(());
         }
-        return Err(Issue::new(Severity::Error, "required", "a Patient search needs identifier (NHS number), _id, or family with birthdate"));
+        return Err(Issue::new(
+            Severity::Error,
+            "required",
+            "a Patient search needs identifier (NHS number), _id, or family with birthdate",
+        ));
     }
     if req.patient().is_none() {
-        return Err(Issue::new(Severity::Error, "required", format!("a {} search needs exactly one patient, e.g. patient=Patient/9990000018", req.resource_type)).at("patient"));
+        return Err(Issue::new(
+            Severity::Error,
+            "required",
+            format!(
+                "a {} search needs exactly one patient, e.g. patient=Patient/9990000018",
+                req.resource_type
+            ),
+        )
+        .at("patient"));
     }
     Ok(())
 }
 
-fn parse_values(def: &ParamDef, modifier: Option<&str>, raw: &str) -> Result<Vec<Criterion>, Issue> {
+fn parse_values(
+    def: &ParamDef,
+    modifier: Option<&str>,
+    raw: &str,
+) -> Result<Vec<Criterion>, Issue> {
     if let Some(m) = modifier {
-        return Err(Issue::new(Severity::Error, "not-supported", format!("modifier :{m} is not supported on {}", def.name)).at(def.name));
+        return Err(Issue::new(
+            Severity::Error,
+            "not-supported",
+            format!("modifier :{m} is not supported on {}", def.name),
+        )
+        .at(def.name));
     }
     if raw.is_empty() {
-        return Err(invalid(def.name, format!("parameter {} has no value", def.name)));
+        return Err(invalid(
+            def.name,
+            format!("parameter {} has no value", def.name),
+        ));
     }
     // A comma separates alternatives (OR); `\,` is a literal comma.
     let values = split_unescaped(raw);
@@ -294,7 +393,9 @@ fn parse_values(def: &ParamDef, modifier: Option<&str>, raw: &str) -> Result<Vec
             }
             ParamKind::Date => Criterion::Date(parse_date(v).map_err(|m| invalid(def.name, m))?),
             ParamKind::String => Criterion::String(v.to_lowercase()),
-            ParamKind::Reference => Criterion::Patient(parse_patient_reference(v).map_err(|m| invalid(def.name, m))?),
+            ParamKind::Reference => {
+                Criterion::Patient(parse_patient_reference(v).map_err(|m| invalid(def.name, m))?)
+            }
         });
     }
     if def.kind == ParamKind::Reference && out.len() != 1 {
@@ -328,7 +429,15 @@ fn check_nhs_identifier(t: &TokenParam) -> Result<(), Issue> {
                 Err(invalid("identifier", format!("'{code}' is not a valid NHS number (10 digits with a Modulus 11 check digit)")))
             }
         }
-        _ => Err(Issue::new(Severity::Error, "not-supported", format!("identifier searches need the NHS number system: identifier={}|9990000018", systems::NHS_NUMBER)).at("identifier")),
+        _ => Err(Issue::new(
+            Severity::Error,
+            "not-supported",
+            format!(
+                "identifier searches need the NHS number system: identifier={}|9990000018",
+                systems::NHS_NUMBER
+            ),
+        )
+        .at("identifier")),
     }
 }
 
@@ -342,14 +451,22 @@ pub fn parse_patient_reference(v: &str) -> Result<String, String> {
     if nhs_number::is_valid(id) {
         Ok(id.to_owned())
     } else {
-        Err(format!("'{id}' is not a valid patient id: patients are identified by NHS number"))
+        Err(format!(
+            "'{id}' is not a valid patient id: patients are identified by NHS number"
+        ))
     }
 }
 
 pub fn parse_token(v: &str) -> TokenParam {
     match v.split_once('|') {
-        Some((s, c)) => TokenParam { system: Some(s.to_owned()), code: (!c.is_empty()).then(|| c.to_owned()) },
-        None => TokenParam { system: None, code: Some(v.to_owned()) },
+        Some((s, c)) => TokenParam {
+            system: Some(s.to_owned()),
+            code: (!c.is_empty()).then(|| c.to_owned()),
+        },
+        None => TokenParam {
+            system: None,
+            code: Some(v.to_owned()),
+        },
     }
 }
 
@@ -368,7 +485,11 @@ pub fn parse_date(v: &str) -> Result<DateParam, String> {
         _ => (Prefix::Eq, v),
     };
     let (lower, upper) = date_text_range(rest).ok_or_else(|| format!("'{v}' is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ, optionally prefixed eq ne gt lt ge le sa eb ap)"))?;
-    Ok(DateParam { prefix, lower, upper })
+    Ok(DateParam {
+        prefix,
+        lower,
+        upper,
+    })
 }
 
 /// The inclusive range a FHIR date or dateTime denotes, as comparable text.
@@ -384,7 +505,11 @@ pub fn date_text_range(v: &str) -> Option<(String, String)> {
     let dt = build::date_time(v)?;
     let local = dt.get(..19)?;
     let b = local.as_bytes();
-    let ok = b[13] == b':' && b[16] == b':' && [11, 12, 14, 15, 17, 18].iter().all(|&i| b[i].is_ascii_digit());
+    let ok = b[13] == b':'
+        && b[16] == b':'
+        && [11, 12, 14, 15, 17, 18]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit());
     ok.then(|| (local.to_owned(), local.to_owned()))
 }
 
@@ -405,12 +530,23 @@ fn date_matches(p: &DateParam, lo: &str, hi: &str) -> bool {
 /// The date range of the element a date parameter searches: a date/dateTime, a Period, or the
 /// `[x]` choice (`effective` means effectiveDateTime or effectivePeriod).
 pub fn date_range(resource: &Value, path: &str) -> Option<(String, String)> {
-    for key in [path.to_owned(), format!("{path}DateTime"), format!("{path}Period"), format!("{path}Instant")] {
+    for key in [
+        path.to_owned(),
+        format!("{path}DateTime"),
+        format!("{path}Period"),
+        format!("{path}Instant"),
+    ] {
         match resource.get(&key) {
             Some(Value::String(s)) => return date_text_range(s),
             Some(Value::Object(period)) => {
-                let start = period.get("start").and_then(Value::as_str).and_then(date_text_range);
-                let end = period.get("end").and_then(Value::as_str).and_then(date_text_range);
+                let start = period
+                    .get("start")
+                    .and_then(Value::as_str)
+                    .and_then(date_text_range);
+                let end = period
+                    .get("end")
+                    .and_then(Value::as_str)
+                    .and_then(date_text_range);
                 return match (start, end) {
                     (Some(s), Some(e)) => Some((s.0, e.1)),
                     (Some(s), None) => Some((s.0, "9999-12-31T23:59:59".into())),
@@ -428,7 +564,11 @@ pub fn date_range(resource: &Value, path: &str) -> Option<(String, String)> {
 /// Identifiers (system, value).
 fn tokens<'a>(resource: &'a Value, path: &str) -> Vec<(Option<&'a str>, &'a str)> {
     let mut out = Vec::new();
-    let element = if path == "id" { resource.get("id") } else { resource.get(path) };
+    let element = if path == "id" {
+        resource.get("id")
+    } else {
+        resource.get(path)
+    };
     let items: Vec<&Value> = match element {
         Some(Value::Array(a)) => a.iter().collect(),
         Some(v) => vec![v],
@@ -473,7 +613,16 @@ fn string_matches(resource: &Value, path: &str, needle: &str) -> bool {
         Some(v) => vec![v],
         None => vec![],
     };
-    values.iter().filter_map(|v| if field.is_empty() { v.as_str() } else { v.get(field).and_then(Value::as_str) }).any(|s| s.to_lowercase().starts_with(needle))
+    values
+        .iter()
+        .filter_map(|v| {
+            if field.is_empty() {
+                v.as_str()
+            } else {
+                v.get(field).and_then(Value::as_str)
+            }
+        })
+        .any(|s| s.to_lowercase().starts_with(needle))
 }
 
 #[cfg(test)]
@@ -482,7 +631,9 @@ mod tests {
     use serde_json::json;
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -497,15 +648,28 @@ mod tests {
     #[test]
     fn malformed_nhs_number_and_date_are_invalid() {
         let bad_nhs = pairs(&[("identifier", "https://fhir.nhs.uk/Id/nhs-number|9990000017")]);
-        assert_eq!(parse("Patient", &bad_nhs, false).unwrap_err()[0].code, "invalid");
+        assert_eq!(
+            parse("Patient", &bad_nhs, false).unwrap_err()[0].code,
+            "invalid"
+        );
         let bad_date = pairs(&[("patient", "9990000018"), ("date", "ge2026-13")]);
-        assert_eq!(parse("Observation", &bad_date, false).unwrap_err()[0].code, "invalid");
+        assert_eq!(
+            parse("Observation", &bad_date, false).unwrap_err()[0].code,
+            "invalid"
+        );
     }
 
     #[test]
     fn date_prefixes_compare_ranges() {
         let obs = json!({"effectiveDateTime": "2026-11-01T11:30:00Z"});
-        let req = |d: &str| parse("Observation", &pairs(&[("patient", "9990000018"), ("date", d)]), false).unwrap();
+        let req = |d: &str| {
+            parse(
+                "Observation",
+                &pairs(&[("patient", "9990000018"), ("date", d)]),
+                false,
+            )
+            .unwrap()
+        };
         assert!(req("2026-11-01").matches(&obs));
         assert!(req("2026-11").matches(&obs));
         assert!(req("ge2026-11-01").matches(&obs));
@@ -519,7 +683,14 @@ mod tests {
     #[test]
     fn tokens_match_codings_with_and_without_system() {
         let obs = json!({"code": {"coding": [{"system": "http://loinc.org", "code": "2823-3"}]}, "status": "final"});
-        let req = |k: &str, v: &str| parse("Observation", &pairs(&[("patient", "9990000018"), (k, v)]), false).unwrap();
+        let req = |k: &str, v: &str| {
+            parse(
+                "Observation",
+                &pairs(&[("patient", "9990000018"), (k, v)]),
+                false,
+            )
+            .unwrap()
+        };
         assert!(req("code", "2823-3").matches(&obs));
         assert!(req("code", "http://loinc.org|2823-3").matches(&obs));
         assert!(!req("code", "http://snomed.info/sct|2823-3").matches(&obs));
@@ -529,8 +700,16 @@ mod tests {
 
     #[test]
     fn clinical_searches_need_one_patient() {
-        assert_eq!(parse("Observation", &pairs(&[("code", "x")]), false).unwrap_err()[0].code, "required");
-        let r = parse("Flag", &pairs(&[("patient", "https://x/fhir/Patient/9990000018")]), false).unwrap();
+        assert_eq!(
+            parse("Observation", &pairs(&[("code", "x")]), false).unwrap_err()[0].code,
+            "required"
+        );
+        let r = parse(
+            "Flag",
+            &pairs(&[("patient", "https://x/fhir/Patient/9990000018")]),
+            false,
+        )
+        .unwrap();
         assert_eq!(r.patient(), Some("9990000018"));
     }
 }

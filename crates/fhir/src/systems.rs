@@ -13,14 +13,19 @@ pub const SOURCE_SYSTEM_TAG: &str = "https://scr.example.nhs.uk/CodeSystem/sourc
 pub const LOCAL_ID_BASE: &str = "https://scr.example.nhs.uk/Id/local";
 
 pub const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
-pub const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
-pub const ALLERGY_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
-pub const MEDICATION_STATEMENT_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/medication-statement-category";
+pub const ALLERGY_CLINICAL: &str =
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+pub const ALLERGY_VERIFICATION: &str =
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+pub const MEDICATION_STATEMENT_CATEGORY: &str =
+    "http://terminology.hl7.org/CodeSystem/medication-statement-category";
 pub const FLAG_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/flag-category";
 /// The facade's own alert categories, ordered by urgency (see `fhir-profiles/`).
 pub const SCR_FLAG_CATEGORY: &str = "https://scr.example.nhs.uk/CodeSystem/alert-category";
-pub const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
-pub const INTERPRETER_REQUIRED_EXT: &str = "http://hl7.org/fhir/StructureDefinition/patient-interpreterRequired";
+pub const INTERPRETATION: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+pub const INTERPRETER_REQUIRED_EXT: &str =
+    "http://hl7.org/fhir/StructureDefinition/patient-interpreterRequired";
 
 pub fn uk_core_profile(resource_type: &str) -> String {
     format!("https://fhir.hl7.org.uk/StructureDefinition/UKCore-{resource_type}")

@@ -1,1 +1,115 @@
+//! The FHIR REST server: routes, the request path (authenticate, authorise, gather from the
+//! sources, filter through the policy, answer), the single error mapping, and start-up.
 
+pub mod access;
+pub mod config;
+pub mod error;
+pub mod gather;
+pub mod handlers;
+pub mod respond;
+pub mod state;
+
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::{web, App, HttpServer};
+use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+
+use handlers::{capabilities, everything, fallback, read, search, smart};
+pub use state::AppState;
+
+/// Every route of the FHIR endpoint, under `/fhir`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let not_allowed = || web::route().to(fallback::method_not_allowed);
+    cfg.service(
+        web::scope("/fhir")
+            .service(
+                web::resource("/metadata")
+                    .route(web::get().to(capabilities::metadata))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/.well-known/smart-configuration")
+                    .route(web::get().to(smart::smart_configuration))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/Patient/{id}/$everything")
+                    .route(web::get().to(everything::everything))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/{type}/_search")
+                    .route(web::post().to(search::search_post))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/{type}/{id}")
+                    .route(web::get().to(read::read))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/{type}")
+                    .route(web::get().to(search::search_get))
+                    .default_service(not_allowed()),
+            )
+            .default_service(web::route().to(fallback::not_found)),
+    )
+    .default_service(web::route().to(fallback::not_found));
+}
+
+/// Starts the HTTP(S) server and runs until stopped.
+pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<()> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap_fn(|req, srv| {
+                // One line per request: method, route pattern (never the path: it may hold an
+                // NHS number), status and duration. Never a body, name or token.
+                let started = Instant::now();
+                let method = req.method().to_string();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    let route = res
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "(unmatched)".into());
+                    log::info!(
+                        "{} {} -> {} in {} ms",
+                        method,
+                        route,
+                        res.status().as_u16(),
+                        started.elapsed().as_millis()
+                    );
+                    Ok(res)
+                }
+            })
+            .configure(routes)
+    })
+    .workers(config.server.workers);
+    let server = match (
+        &config.server.tls_certificate,
+        &config.server.tls_private_key,
+    ) {
+        (Some(cert), Some(key)) => {
+            let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+                .map_err(std::io::Error::other)?;
+            builder
+                .set_private_key_file(key, SslFiletype::PEM)
+                .map_err(std::io::Error::other)?;
+            builder
+                .set_certificate_chain_file(cert)
+                .map_err(std::io::Error::other)?;
+            server.bind_openssl(&config.server.bind, builder)?
+        }
+        _ => server.bind(&config.server.bind)?,
+    };
+    log::info!(
+        "serving FHIR R4 at {} (listening on {})",
+        config.server.base_url,
+        config.server.bind
+    );
+    server.run().await
+}

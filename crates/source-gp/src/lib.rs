@@ -1,1 +1,418 @@
+//! The GP clinical system's reporting replica as a source (`gp-system.md`), read live over SQL
+//! at request time: nothing is copied. One [`GpSource`] per configured replica, each with its own
+//! pool and name.
+//!
+//! Everything the replica's columns mean is in this crate: the diesel schema ([`schema`]), the rows
+//! ([`rows`]) and their translation to FHIR ([`translate`]).
 
+pub mod rows;
+pub mod schema;
+pub mod translate;
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use scr_db::{DbConnection, DbPool};
+use scr_fhir::nhs_number;
+use scr_source::{
+    Labels, MatchReport, ObjectionStatement, PatientFragment, PatientQuery, PatientRecords, Record,
+    Relationship, Source, SourceError,
+};
+
+use rows::*;
+use schema::*;
+use translate::{Context, Org};
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// Codes with a meaning for the record as a whole, and the sensitive value sets: configuration.
+#[derive(Debug, Clone, Default)]
+pub struct GpCodes {
+    /// SNOMED concepts recording an objection to the shared care record (e.g. 416409005).
+    pub objection: Vec<String>,
+    /// SNOMED concepts recording consent, withdrawing an earlier objection.
+    pub consent: Vec<String>,
+    /// SNOMED concepts in the agreement's sensitive value sets (R-SENS-1).
+    pub sensitive: Vec<String>,
+}
+
+pub struct GpSource {
+    name: String,
+    pool: DbPool,
+    codes: GpCodes,
+}
+
+impl GpSource {
+    pub fn new(name: impl Into<String>, pool: DbPool, codes: GpCodes) -> GpSource {
+        GpSource {
+            name: name.into(),
+            pool,
+            codes,
+        }
+    }
+
+    fn unavailable(&self, detail: impl std::fmt::Display) -> SourceError {
+        SourceError::Unavailable {
+            source_name: self.name.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn conn(&self) -> Result<scr_db::PooledDb, SourceError> {
+        self.pool.get().map_err(|e| self.unavailable(e))
+    }
+
+    fn organisations(
+        &self,
+        conn: &mut DbConnection,
+        guids: Vec<String>,
+    ) -> Result<HashMap<String, OrganisationRow>, SourceError> {
+        let rows: Vec<OrganisationRow> = organisation::table
+            .filter(organisation::org_guid.eq_any(guids))
+            .select(OrganisationRow::as_select())
+            .load(conn)
+            .map_err(|e| self.unavailable(e))?;
+        Ok(rows.into_iter().map(|o| (o.org_guid.clone(), o)).collect())
+    }
+
+    fn labels(&self, org: &OrganisationRow, snomed: &str, confidential: i32) -> Labels {
+        Labels {
+            source_org: org.ods_code.clone(),
+            sensitive: self.codes.sensitive.iter().any(|c| c == snomed),
+            confidential: confidential == 1,
+            hidden_from_patient: false,
+        }
+    }
+
+    fn is_record_level_code(&self, snomed: &str) -> bool {
+        self.codes
+            .objection
+            .iter()
+            .chain(&self.codes.consent)
+            .any(|c| c == snomed)
+    }
+
+    /// Translates every row of one patient (all registrations sharing the NHS number).
+    fn translate_all(
+        &self,
+        conn: &mut DbConnection,
+        nhs: &str,
+        patients: Vec<PatientRow>,
+        today: &str,
+    ) -> Result<PatientRecords, SourceError> {
+        let guids: Vec<String> = patients.iter().map(|p| p.patient_guid.clone()).collect();
+        let observations: Vec<ObservationRow> = observation::table
+            .filter(observation::patient_guid.eq_any(&guids))
+            .filter(observation::entered_in_error.eq(0))
+            .select(ObservationRow::as_select())
+            .load(conn)
+            .map_err(|e| self.unavailable(e))?;
+        let allergies: Vec<AllergyRow> = allergy::table
+            .filter(allergy::patient_guid.eq_any(&guids))
+            .filter(allergy::status.ne("entered-in-error"))
+            .select(AllergyRow::as_select())
+            .load(conn)
+            .map_err(|e| self.unavailable(e))?;
+        let medications: Vec<MedicationRow> = medication::table
+            .filter(medication::patient_guid.eq_any(&guids))
+            .filter(medication::status.ne("entered-in-error"))
+            .select(MedicationRow::as_select())
+            .load(conn)
+            .map_err(|e| self.unavailable(e))?;
+        let alerts: Vec<AlertRow> = patient_alert::table
+            .filter(patient_alert::patient_guid.eq_any(&guids))
+            .select(AlertRow::as_select())
+            .load(conn)
+            .map_err(|e| self.unavailable(e))?;
+
+        let mut org_guids: Vec<String> = patients
+            .iter()
+            .map(|p| p.registered_org_guid.clone())
+            .collect();
+        org_guids.extend(observations.iter().map(|r| r.org_guid.clone()));
+        org_guids.extend(allergies.iter().map(|r| r.org_guid.clone()));
+        org_guids.extend(medications.iter().map(|r| r.org_guid.clone()));
+        org_guids.extend(alerts.iter().map(|r| r.org_guid.clone()));
+        org_guids.sort();
+        org_guids.dedup();
+        let orgs = self.organisations(conn, org_guids)?;
+        let org_of = |guid: &str| {
+            orgs.get(guid).ok_or_else(|| SourceError::BadData {
+                source_name: self.name.clone(),
+                detail: "row names an organisation the replica does not hold".into(),
+            })
+        };
+
+        let ctx = Context {
+            source_name: &self.name,
+            nhs_number: nhs,
+            today,
+        };
+        let mut out = PatientRecords::default();
+        for p in &patients {
+            let o = org_of(&p.registered_org_guid)?;
+            let org = Org {
+                ods: &o.ods_code,
+                name: &o.name,
+            };
+            out.fragments.push(PatientFragment {
+                source_name: self.name.clone(),
+                source_org: o.ods_code.clone(),
+                // A current registration is the best demographic source of all.
+                priority: if p.registration_end.is_none() { 0 } else { 1 },
+                resource: translate::patient(&ctx, p, &org),
+                last_updated: p.last_updated.clone(),
+            });
+            out.relationships.push(Relationship::Registration {
+                org: o.ods_code.clone(),
+                start: p.registration_start.clone(),
+                ended: p.registration_end.clone(),
+            });
+            if let Some(flag) = translate::interpreter_flag(&ctx, p, &org) {
+                out.records.push(self.record(
+                    "Flag",
+                    flag,
+                    nhs,
+                    Labels {
+                        source_org: o.ods_code.clone(),
+                        ..Labels::default()
+                    },
+                ));
+            }
+        }
+        for r in &observations {
+            let o = org_of(&r.org_guid)?;
+            if self.is_record_level_code(&r.snomed_concept_id) {
+                out.objections.push(ObjectionStatement {
+                    objects: self.codes.objection.contains(&r.snomed_concept_id),
+                    effective: r.effective_date.clone(),
+                    recorded_at: r.recorded_at.clone(),
+                    org: o.ods_code.clone(),
+                });
+                continue;
+            }
+            let v = translate::observation(
+                &ctx,
+                r,
+                &Org {
+                    ods: &o.ods_code,
+                    name: &o.name,
+                },
+            );
+            out.records.push(self.record(
+                "Observation",
+                v,
+                nhs,
+                self.labels(o, &r.snomed_concept_id, r.is_confidential),
+            ));
+        }
+        for r in &allergies {
+            let o = org_of(&r.org_guid)?;
+            let v = translate::allergy(
+                &ctx,
+                r,
+                &Org {
+                    ods: &o.ods_code,
+                    name: &o.name,
+                },
+            );
+            let mut labels = self.labels(o, &r.snomed_concept_id, r.is_confidential);
+            labels.sensitive |= r
+                .substance_snomed_id
+                .as_ref()
+                .is_some_and(|s| self.codes.sensitive.contains(s));
+            out.records
+                .push(self.record("AllergyIntolerance", v, nhs, labels));
+        }
+        for r in &medications {
+            let o = org_of(&r.org_guid)?;
+            let v = translate::medication(
+                &ctx,
+                r,
+                &Org {
+                    ods: &o.ods_code,
+                    name: &o.name,
+                },
+            );
+            out.records.push(self.record(
+                "MedicationStatement",
+                v,
+                nhs,
+                self.labels(o, &r.dmd_code, r.is_confidential),
+            ));
+        }
+        for r in &alerts {
+            let o = org_of(&r.org_guid)?;
+            let v = translate::alert(
+                &ctx,
+                r,
+                &Org {
+                    ods: &o.ods_code,
+                    name: &o.name,
+                },
+            );
+            let code = r.snomed_concept_id.as_deref().unwrap_or("");
+            out.records
+                .push(self.record("Flag", v, nhs, self.labels(o, code, 0)));
+        }
+        Ok(out)
+    }
+
+    fn record(
+        &self,
+        resource_type: &'static str,
+        resource: serde_json::Value,
+        nhs: &str,
+        labels: Labels,
+    ) -> Record {
+        let id = resource["id"].as_str().unwrap_or_default().to_owned();
+        Record {
+            resource_type,
+            id,
+            nhs_number: nhs.to_owned(),
+            labels,
+            resource,
+        }
+    }
+
+    fn patients_by_nhs(
+        &self,
+        conn: &mut DbConnection,
+        nhs: &str,
+    ) -> Result<Vec<PatientRow>, SourceError> {
+        patient::table
+            .filter(patient::nhs_number.eq(nhs))
+            .select(PatientRow::as_select())
+            .load(conn)
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// The patient guid a clinical row belongs to, by type and native key.
+    fn owner_of(
+        &self,
+        conn: &mut DbConnection,
+        resource_type: &str,
+        key: &str,
+    ) -> Result<Option<String>, SourceError> {
+        let found = match resource_type {
+            "Observation" => observation::table
+                .filter(observation::observation_guid.eq(key))
+                .select(observation::patient_guid)
+                .first(conn)
+                .optional(),
+            "AllergyIntolerance" => allergy::table
+                .filter(allergy::allergy_guid.eq(key))
+                .select(allergy::patient_guid)
+                .first(conn)
+                .optional(),
+            "MedicationStatement" => medication::table
+                .filter(medication::medication_guid.eq(key))
+                .select(medication::patient_guid)
+                .first(conn)
+                .optional(),
+            "Flag" => match (key.strip_prefix("alert-"), key.strip_prefix("interp-")) {
+                (Some(guid), _) => patient_alert::table
+                    .filter(patient_alert::alert_guid.eq(guid))
+                    .select(patient_alert::patient_guid)
+                    .first(conn)
+                    .optional(),
+                (_, Some(patient_guid)) => Ok(Some(patient_guid.to_owned())),
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        };
+        found.map_err(|e| self.unavailable(e))
+    }
+}
+
+impl Source for GpSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn description(&self) -> String {
+        format!("GP replica {}", self.name)
+    }
+
+    fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError> {
+        let mut conn = self.conn()?;
+        let found: Vec<Option<String>> = match query {
+            PatientQuery::NhsNumber(n) => patient::table
+                .filter(patient::nhs_number.eq(n))
+                .select(patient::nhs_number)
+                .load(&mut *conn),
+            PatientQuery::FamilyAndBirthDate { family, birth_date } => {
+                let mut q = patient::table
+                    .filter(lower(patient::family_name).like(format!("{}%", family.to_lowercase())))
+                    .select(patient::nhs_number)
+                    .into_boxed();
+                if let Some(d) = birth_date {
+                    q = q.filter(patient::date_of_birth.eq(d.clone()));
+                }
+                q.load(&mut *conn)
+            }
+        }
+        .map_err(|e| self.unavailable(e))?;
+        let mut numbers: Vec<String> = found
+            .into_iter()
+            .flatten()
+            .filter(|n| nhs_number::is_valid(n))
+            .collect();
+        numbers.sort();
+        numbers.dedup();
+        Ok(numbers)
+    }
+
+    fn patient_records(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
+        if !nhs_number::is_valid(nhs) {
+            return Ok(PatientRecords::default());
+        }
+        let mut conn = self.conn()?;
+        let patients = self.patients_by_nhs(&mut conn, nhs)?;
+        if patients.is_empty() {
+            return Ok(PatientRecords::default());
+        }
+        let (today, _) = scr_fhir::build::today_and_now();
+        self.translate_all(&mut conn, nhs, patients, &today)
+    }
+
+    fn read(&self, resource_type: &str, key: &str) -> Result<Option<Record>, SourceError> {
+        let mut conn = self.conn()?;
+        let Some(patient_guid) = self.owner_of(&mut conn, resource_type, key)? else {
+            return Ok(None);
+        };
+        let owner: Option<Option<String>> = patient::table
+            .filter(patient::patient_guid.eq(&patient_guid))
+            .select(patient::nhs_number)
+            .first(&mut *conn)
+            .optional()
+            .map_err(|e| self.unavailable(e))?;
+        let Some(nhs) = owner.flatten().filter(|n| nhs_number::is_valid(n)) else {
+            return Ok(None);
+        };
+        // One patient's rows are few: translate them all and pick the one asked for, so a read
+        // and a search can never disagree about what a row looks like.
+        let records = self.patient_records(&nhs)?;
+        let wanted = scr_source::make_id(&self.name, key);
+        Ok(records
+            .records
+            .into_iter()
+            .find(|r| r.resource_type == resource_type && r.id == wanted))
+    }
+
+    fn match_report(&self) -> Result<MatchReport, SourceError> {
+        let mut conn = self.conn()?;
+        let numbers: Vec<Option<String>> = patient::table
+            .select(patient::nhs_number)
+            .load(&mut *conn)
+            .map_err(|e| self.unavailable(e))?;
+        let bad = numbers
+            .iter()
+            .filter(|n| !n.as_deref().is_some_and(nhs_number::is_valid))
+            .count();
+        Ok(MatchReport {
+            rows_checked: numbers.len() as u64,
+            rows_without_valid_nhs_number: bad as u64,
+        })
+    }
+}

@@ -6,7 +6,12 @@
 use serde_json::Value;
 
 /// The five clinical resource types the facade serves (plus Patient, which is merged).
-pub const CLINICAL_TYPES: [&str; 4] = ["AllergyIntolerance", "MedicationStatement", "Observation", "Flag"];
+pub const CLINICAL_TYPES: [&str; 4] = [
+    "AllergyIntolerance",
+    "MedicationStatement",
+    "Observation",
+    "Flag",
+];
 
 /// What the access policy needs to know about one record, decided by the source that holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,11 +56,25 @@ pub struct PatientFragment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relationship {
     /// Registered at a GP practice; `ended` set when the patient left.
-    Registration { org: String, start: String, ended: Option<String> },
+    Registration {
+        org: String,
+        start: String,
+        ended: Option<String>,
+    },
     /// A hospital visit; `ended` is the discharge time.
-    Visit { org: String, start: String, ended: Option<String> },
+    Visit {
+        org: String,
+        start: String,
+        ended: Option<String>,
+    },
     /// A social care allocation to a worker (token `sub`) and/or a team.
-    Allocation { org: String, worker_user_id: Option<String>, team_member_user_ids: Vec<String>, start: String, ended: Option<String> },
+    Allocation {
+        org: String,
+        worker_user_id: Option<String>,
+        team_member_user_ids: Vec<String>,
+        start: String,
+        ended: Option<String>,
+    },
 }
 
 /// A coded statement about the patient's objection to sharing (R-OBJ-1), read from the record.
@@ -90,7 +109,10 @@ impl PatientRecords {
 pub enum PatientQuery {
     NhsNumber(String),
     /// Family name (case-insensitive, starts-with as FHIR string search) and birth date.
-    FamilyAndBirthDate { family: String, birth_date: Option<String> },
+    FamilyAndBirthDate {
+        family: String,
+        birth_date: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +164,8 @@ pub trait Source: Send + Sync {
 
 /// Splits a facade id into source name and native key.
 pub fn split_id(id: &str) -> Option<(&str, &str)> {
-    id.split_once('.').filter(|(s, k)| !s.is_empty() && !k.is_empty())
+    id.split_once('.')
+        .filter(|(s, k)| !s.is_empty() && !k.is_empty())
 }
 
 /// Builds the facade id for a native key; keys outside FHIR's id alphabet are refused upstream.

@@ -1,1 +1,170 @@
+//! The facade's own database: the HL7 v2 messages it receives (with their acknowledgements and
+//! the quarantine of messages it could not apply) and the records derived from them.
+//!
+//! One diesel schema ([`schema`]) serves SQLite and PostgreSQL through the connection enum of
+//! `scr-db`; migrations are embedded per backend in folders with identical names
+//! (`migrations/sqlite/…`, `migrations/postgres/…`) and applied by [`Store::open`] or
+//! [`run_migrations`]. The few dialect differences live in [`dialect`].
 
+pub mod dialect;
+pub mod hl7;
+pub mod schema;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use scr_db::{DbConnection, DbPool, PooledDb};
+
+/// Migrations for SQLite stores.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// Migrations for PostgreSQL stores; same names as the SQLite ones.
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A query failed (the database is down, a constraint was violated, ...).
+    #[error("store database query failed")]
+    Database {
+        #[from]
+        source: diesel::result::Error,
+    },
+    /// Pending migrations could not be applied.
+    #[error("store migrations failed: {message}")]
+    Migration { message: String },
+    /// The store's URL is unusable or its first connection failed.
+    #[error("could not open the store database")]
+    Open {
+        #[source]
+        source: scr_db::DbError,
+    },
+    /// No connection could be checked out of the pool.
+    #[error("could not get a store database connection")]
+    Pool {
+        #[source]
+        source: r2d2::Error,
+    },
+    /// A row looked up by id does not exist.
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    /// A stored value cannot be read back (e.g. a resource column that is not JSON).
+    #[error("stored {entity} {id} cannot be read: {detail}")]
+    Corrupt {
+        entity: &'static str,
+        id: String,
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// True for the conflicts a concurrent writer can cause (a unique key inserted by another
+    /// transaction first, a serialization failure): the transaction can simply be run again.
+    pub fn is_retryable_conflict(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(
+            self,
+            StoreError::Database {
+                source: Error::DatabaseError(
+                    DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+                    _
+                )
+            }
+        )
+    }
+}
+
+/// Applies pending migrations, picking the folder for the connection's backend.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
+    let applied = match conn {
+        DbConnection::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+    }
+    .map_err(|e| StoreError::Migration {
+        message: e.to_string(),
+    })?;
+    if applied > 0 {
+        log::info!("store: applied {applied} migration(s)");
+    }
+    Ok(())
+}
+
+/// The facade's own database.
+#[derive(Clone)]
+pub struct Store {
+    pool: DbPool,
+}
+
+impl Store {
+    /// Opens a checked pool for `url` (`sqlite://path`, a bare path or `postgres://…`) and applies
+    /// pending migrations.
+    pub fn open(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        let options = scr_db::PoolOptions {
+            max_size: pool_size,
+            ..scr_db::PoolOptions::default()
+        };
+        let pool = scr_db::open_pool_checked("store", url, &options)
+            .map_err(|source| StoreError::Open { source })?;
+        let mut conn = pool.get().map_err(|source| StoreError::Pool { source })?;
+        run_migrations(&mut conn)?;
+        drop(conn);
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    /// Checks a connection out of the pool.
+    pub fn conn(&self) -> Result<PooledDb, StoreError> {
+        connection(&self.pool)
+    }
+}
+
+/// Checks a connection out of `pool`, as a [`StoreError`].
+pub fn connection(pool: &DbPool) -> Result<PooledDb, StoreError> {
+    pool.get().map_err(|source| StoreError::Pool { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::test_databases;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn open_applies_migrations_once_on_every_backend() -> TestResult {
+        for db in test_databases("store_open")? {
+            let store = Store::open(&db.url, 2)?;
+            // Opening again finds nothing pending.
+            let again = Store::open(&db.url, 2)?;
+            let mut conn = again.conn()?;
+            run_migrations(&mut conn)?;
+            assert_eq!(hl7::count_messages(&mut conn)?, 0, "{}", db.label);
+            drop(store);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_unsupported_url_is_an_open_error() {
+        assert!(matches!(
+            Store::open("mysql://h/db", 1),
+            Err(StoreError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn unique_violations_are_retryable_but_other_errors_are_not() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let unique = StoreError::from(Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            Box::new(String::from("dup")),
+        ));
+        assert!(unique.is_retryable_conflict());
+        assert!(!StoreError::from(Error::NotFound).is_retryable_conflict());
+    }
+}

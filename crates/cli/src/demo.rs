@@ -1,0 +1,128 @@
+//! `scr demo`: the real server on embedded SQLite files, seeded once with synthetic data, with a
+//! working token and example requests printed before it starts.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use scr_server::config::Config;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's databases and configuration (created on first run).
+    #[arg(long, default_value = "demo-data")]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Random patients besides the fixtures, on first run.
+    #[arg(long, default_value_t = 1000)]
+    pub patients: usize,
+    /// Create and seed the data folder, print the banner, but do not serve.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// Where the shipped ValueSets are: beside the working directory in a checkout, or beside the
+/// sources this binary was built from.
+fn profiles_dir() -> PathBuf {
+    let here = PathBuf::from("fhir-profiles");
+    if here.join("ValueSet-scr-sensitive-codes.json").exists() {
+        return std::fs::canonicalize(&here).unwrap_or(here);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles")
+}
+
+fn demo_config(data: &Path, port: u16) -> String {
+    let d = data.display();
+    let p = profiles_dir();
+    let p = p.display();
+    format!(
+        r#"# Written by `scr demo`. Every key is described in docs/configuration.md.
+[server]
+bind = "127.0.0.1:{port}"
+base_url = "http://127.0.0.1:{port}/fhir"
+workers = 2
+source_timeout_ms = 2000
+
+[store]
+url = "sqlite://{d}/scr.db"
+
+[auth]
+# The development issuer's key is public: never enable this outside a demo or a test.
+dev_issuer = true
+
+[[sources.gp]]
+name = "gp"
+url = "sqlite://{d}/gp.db"
+
+[[sources.social_care]]
+name = "sc-dudley"
+council = "LA-DUD"
+council_name = "Dudley Council"
+url = "sqlite://{d}/social-care-dudley.db"
+
+[hl7]
+facilities = ["RXK", "TAJ"]
+sensitive_services = ["GUM", "FERT"]
+
+[policy]
+sensitive_valuesets = ["{p}/ValueSet-scr-sensitive-codes.json"]
+objection_valueset = "{p}/ValueSet-scr-objection-codes.json"
+consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
+"#
+    )
+}
+
+pub fn run(args: DemoArgs) -> Result<(), String> {
+    std::fs::create_dir_all(&args.data).map_err(|e| format!("{}: {e}", args.data.display()))?;
+    let data =
+        std::fs::canonicalize(&args.data).map_err(|e| format!("{}: {e}", args.data.display()))?;
+    let config_path = data.join("scr.toml");
+    let seeded_marker = data.join(".seeded");
+    if !seeded_marker.exists() {
+        for f in ["scr.db", "gp.db", "social-care-dudley.db"] {
+            let _ = std::fs::remove_file(data.join(f));
+        }
+        std::fs::write(&config_path, demo_config(&data, args.port))
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+        println!("Creating the demo data in {} (once)...", data.display());
+        crate::seed::seed(&config, args.patients, 2026)?;
+        std::fs::write(&seeded_marker, "seeded\n").map_err(|e| e.to_string())?;
+    }
+    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+    let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
+    state.report_unmatched_rows();
+    print_banner(&config)?;
+    if args.no_serve {
+        return Ok(());
+    }
+    actix_web::rt::System::new()
+        .block_on(scr_server::serve(config, state))
+        .map_err(|e| format!("server stopped: {e}"))
+}
+
+fn print_banner(config: &Config) -> Result<(), String> {
+    let base = &config.server.base_url;
+    let token = crate::token::demo_token(base, "RXK", "R8000", 12 * 3600)?;
+    println!(
+        r#"
+Shared care record demo: FHIR R4 at {base}
+
+A clinician at the acute trust RXK (role R8000, valid 12 hours):
+  export TOKEN={token}
+
+Try:
+  curl -s {base}/metadata
+  curl -s -H "Authorization: Bearer $TOKEN" "{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"
+  curl -s -H "Authorization: Bearer $TOKEN" "{base}/Patient/9990000018/\$everything"
+  curl -s -H "Authorization: Bearer $TOKEN" "{base}/Observation?patient=9990000018&category=laboratory&_count=5"
+  curl -s -H "Authorization: Bearer $TOKEN" "{base}/Flag?patient=9990000018&status=active"
+
+Other callers: scr token staff --org M85001 --role R8000 --aud {base}
+               scr token patient --nhs 9990000018 --aud {base}
+               scr token staff --org LA-DUD --role R8014 --sub sw-dud-0001 --aud {base}
+"#
+    );
+    Ok(())
+}

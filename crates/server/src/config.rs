@@ -1,0 +1,468 @@
+//! The one typed configuration: a TOML file, then `SCR_*` environment overrides, validated before
+//! anything starts. A bad value stops the program with a message naming the key. Every key is
+//! documented in `docs/configuration.md`; `examples/scr.toml` shows them all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use scr_policy::Profile;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub hl7: Hl7Config,
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub bind: String,
+    /// The server's public FHIR base URL, also the `aud` every token must carry.
+    pub base_url: String,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// How long one source may take before the response goes without it.
+    #[serde(default = "default_source_timeout_ms")]
+    pub source_timeout_ms: u64,
+    /// PEM files for HTTPS; both or neither.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path` or `postgres://...`: the facade's own database.
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Trust the shipped development issuer. Never in production.
+    #[serde(default)]
+    pub dev_issuer: bool,
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: i64,
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub iss: String,
+    /// A JWKS file with the issuer's public keys.
+    pub jwks_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    #[serde(default)]
+    pub gp: Vec<GpSourceConfig>,
+    #[serde(default)]
+    pub social_care: Vec<SocialCareSourceConfig>,
+    /// The name under which records received over HL7 v2 are served (ids start `{name}.`).
+    #[serde(default = "default_hl7_name")]
+    pub hl7_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpSourceConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocialCareSourceConfig {
+    pub name: String,
+    /// The council's organisation code, e.g. `LA-DUD` (the replica does not hold it).
+    pub council: String,
+    pub council_name: String,
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hl7Config {
+    /// Sending facilities (MSH-4 ODS codes) whose messages are accepted.
+    #[serde(default)]
+    pub facilities: Vec<String>,
+    /// Hospital service codes (PV1-10, OBR-24) whose records never leave the trust (R-SENS-2).
+    #[serde(default = "default_sensitive_services")]
+    pub sensitive_services: Vec<String>,
+}
+
+impl Default for Hl7Config {
+    fn default() -> Self {
+        Hl7Config {
+            facilities: Vec::new(),
+            sensitive_services: default_sensitive_services(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// National RBAC job role code to access profile.
+    #[serde(default = "default_role_profiles")]
+    pub role_profiles: BTreeMap<String, Profile>,
+    #[serde(default = "default_view_only")]
+    pub view_only_orgs: Vec<String>,
+    /// FHIR ValueSet files (JSON) whose codes are sensitive (R-SENS-1), objections and consents.
+    #[serde(default = "default_sensitive_valuesets")]
+    pub sensitive_valuesets: Vec<PathBuf>,
+    #[serde(default = "default_objection_valueset")]
+    pub objection_valueset: PathBuf,
+    #[serde(default = "default_consent_valueset")]
+    pub consent_valueset: PathBuf,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            role_profiles: default_role_profiles(),
+            view_only_orgs: default_view_only(),
+            sensitive_valuesets: default_sensitive_valuesets(),
+            objection_valueset: default_objection_valueset(),
+            consent_valueset: default_consent_valueset(),
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    2
+}
+fn default_source_timeout_ms() -> u64 {
+    2000
+}
+fn default_pool_size() -> u32 {
+    8
+}
+fn default_leeway() -> i64 {
+    60
+}
+fn default_hl7_name() -> String {
+    "hl7".into()
+}
+fn default_sensitive_services() -> Vec<String> {
+    vec!["GUM".into(), "FERT".into()]
+}
+fn default_role_profiles() -> BTreeMap<String, Profile> {
+    scr_policy::PolicyConfig::default().role_profiles
+}
+fn default_view_only() -> Vec<String> {
+    scr_policy::PolicyConfig::default().view_only_orgs
+}
+fn default_sensitive_valuesets() -> Vec<PathBuf> {
+    vec![PathBuf::from(
+        "fhir-profiles/ValueSet-scr-sensitive-codes.json",
+    )]
+}
+fn default_objection_valueset() -> PathBuf {
+    PathBuf::from("fhir-profiles/ValueSet-scr-objection-codes.json")
+}
+fn default_consent_valueset() -> PathBuf {
+    PathBuf::from("fhir-profiles/ValueSet-scr-consent-codes.json")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Environment overrides: variable, key path, and kind of value.
+const OVERRIDES: &[(&str, &str, Kind)] = &[
+    ("SCR_SERVER_BIND", "server.bind", Kind::Text),
+    ("SCR_SERVER_BASE_URL", "server.base_url", Kind::Text),
+    ("SCR_SERVER_WORKERS", "server.workers", Kind::Integer),
+    (
+        "SCR_SERVER_SOURCE_TIMEOUT_MS",
+        "server.source_timeout_ms",
+        Kind::Integer,
+    ),
+    ("SCR_STORE_URL", "store.url", Kind::Text),
+    ("SCR_STORE_POOL_SIZE", "store.pool_size", Kind::Integer),
+    ("SCR_AUTH_DEV_ISSUER", "auth.dev_issuer", Kind::Boolean),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+    Boolean,
+}
+
+/// The documented overrides, for `docs/configuration.md` and `scr --help`.
+pub fn override_variables() -> Vec<(&'static str, &'static str)> {
+    OVERRIDES.iter().map(|(var, key, _)| (*var, *key)).collect()
+}
+
+impl Config {
+    /// Reads `path`, applies the environment, and validates. Relative paths in the file are
+    /// resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("SCR_"))
+            .collect();
+        let mut config = Config::from_toml(&text, &env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Parses TOML text with the given environment overrides and validates the result.
+    pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: String::new(),
+                    message: e.message().to_owned(),
+                })?;
+        for (var, value) in env {
+            let Some((_, key, kind)) = OVERRIDES.iter().find(|(v, _, _)| v == var) else {
+                if var.starts_with("SCR_") && !matches!(var.as_str(), "SCR_CONFIG" | "SCR_LOG") {
+                    return Err(invalid(
+                        var,
+                        "unknown SCR_ environment variable; see docs/configuration.md",
+                    ));
+                }
+                continue;
+            };
+            let parsed = match kind {
+                Kind::Text => toml::Value::String(value.clone()),
+                Kind::Integer => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                    invalid(
+                        var,
+                        format!("expected a whole number for {key}, got '{value}'"),
+                    )
+                })?),
+                Kind::Boolean => toml::Value::Boolean(match value.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(invalid(
+                            var,
+                            format!("expected true or false for {key}, got '{value}'"),
+                        ))
+                    }
+                }),
+            };
+            let (section, field) = key.split_once('.').unwrap_or(("", key));
+            let entry = table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(field.to_owned(), parsed);
+                }
+                _ => return Err(invalid(section, "must be a table")),
+            }
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: String::new(),
+                    message: e.message().to_owned(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.exists() {
+                let candidate = base.join(&*p);
+                if candidate.exists() {
+                    *p = candidate;
+                }
+            }
+        };
+        for i in &mut self.auth.issuers {
+            fix(&mut i.jwks_file);
+        }
+        for v in &mut self.policy.sensitive_valuesets {
+            fix(v);
+        }
+        fix(&mut self.policy.objection_valueset);
+        fix(&mut self.policy.consent_valueset);
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "server.bind",
+                format!(
+                    "'{}' is not an address such as 127.0.0.1:8080",
+                    self.server.bind
+                ),
+            ));
+        }
+        let base = &self.server.base_url;
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.ends_with('/') {
+            return Err(invalid(
+                "server.base_url",
+                format!("'{base}' must be an http(s) URL without a trailing slash"),
+            ));
+        }
+        if self.server.workers == 0 || self.server.workers > 64 {
+            return Err(invalid("server.workers", "must be between 1 and 64"));
+        }
+        if self.server.source_timeout_ms == 0 {
+            return Err(invalid("server.source_timeout_ms", "must be above 0"));
+        }
+        if self.server.tls_certificate.is_some() != self.server.tls_private_key.is_some() {
+            return Err(invalid(
+                "server.tls_certificate",
+                "tls_certificate and tls_private_key go together",
+            ));
+        }
+        if self.store.pool_size == 0 {
+            return Err(invalid("store.pool_size", "must be above 0"));
+        }
+        scr_db::classify_url("store.url", &self.store.url)
+            .map_err(|e| invalid("store.url", e.to_string()))?;
+        let mut names = vec![self.sources.hl7_name.clone()];
+        for (i, g) in self.sources.gp.iter().enumerate() {
+            scr_db::classify_url(&g.name, &g.url)
+                .map_err(|e| invalid(&format!("sources.gp[{i}].url"), e.to_string()))?;
+            names.push(g.name.clone());
+        }
+        for (i, s) in self.sources.social_care.iter().enumerate() {
+            scr_db::classify_url(&s.name, &s.url)
+                .map_err(|e| invalid(&format!("sources.social_care[{i}].url"), e.to_string()))?;
+            names.push(s.name.clone());
+        }
+        for n in &names {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(invalid("sources", format!("source name '{n}' must be letters, digits and '-' (it prefixes resource ids)")));
+            }
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != names.len() {
+            return Err(invalid("sources", "source names must be unique"));
+        }
+        if !self.auth.dev_issuer && self.auth.issuers.is_empty() {
+            return Err(invalid(
+                "auth.issuers",
+                "no token issuer is configured: every request would be refused",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn policy_config(&self) -> scr_policy::PolicyConfig {
+        scr_policy::PolicyConfig {
+            role_profiles: self.policy.role_profiles.clone(),
+            view_only_orgs: self.policy.view_only_orgs.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[server]
+bind = "127.0.0.1:8080"
+base_url = "http://127.0.0.1:8080/fhir"
+[store]
+url = "sqlite://scr.db"
+[auth]
+dev_issuer = true
+"#;
+
+    #[test]
+    fn a_minimal_file_is_enough() -> Result<(), ConfigError> {
+        let c = Config::from_toml(MINIMAL, &[])?;
+        assert_eq!(c.store.pool_size, 8);
+        assert_eq!(
+            c.policy.role_profiles.get("R8000"),
+            Some(&Profile::Clinical)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let env = vec![("SCR_STORE_POOL_SIZE".to_string(), "abc".to_string())];
+        let err = Config::from_toml(MINIMAL, &env).unwrap_err().to_string();
+        assert!(err.contains("SCR_STORE_POOL_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() -> Result<(), ConfigError> {
+        let env = vec![("SCR_SERVER_BIND".to_string(), "127.0.0.1:9999".to_string())];
+        assert_eq!(
+            Config::from_toml(MINIMAL, &env)?.server.bind,
+            "127.0.0.1:9999"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = Config::from_toml(&format!("{MINIMAL}\ncolour = 1\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_names_the_key() {
+        let text = MINIMAL.replace("sqlite://scr.db", "mysql://x/y");
+        let err = Config::from_toml(&text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("store.url"), "{err}");
+    }
+}

@@ -1,0 +1,67 @@
+//! `GET /Patient/{id}/$everything`: the whole visible record in one Bundle: the Patient first,
+//! then active alerts most urgent first, then allergies, medications and observations, newest
+//! first. Types the caller may not read are left out, as are records the policy withholds.
+//!
+//! Statuses: 200; 401; 403; 404 (no source knows this NHS number); 406; 503.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use scr_auth::Interaction;
+use scr_fhir::bundle::{entry, searchset, EntryMode};
+use scr_fhir::nhs_number;
+
+use crate::access::authenticate;
+use crate::error::ApiError;
+use crate::gather::{merge_patient, patient_view};
+use crate::respond::{bundle_id, check_accept, fhir_json, outcome_entry, record_order};
+use crate::state::AppState;
+
+pub async fn everything(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_accept(&req)?;
+    let access = authenticate(&state, &req)?;
+    access.require(&state, "Patient", Interaction::Read)?;
+    if !nhs_number::is_valid(&id) {
+        return Err(ApiError::not_found("Patient", &id));
+    }
+    access.require_patient(&id)?;
+    let view = patient_view(&state, &id).await?;
+    let fragments: Vec<_> = view.records.fragments.iter().collect();
+    let patient =
+        merge_patient(&id, &fragments).ok_or_else(|| ApiError::not_found("Patient", &id))?;
+
+    let mut records: Vec<Value> = view
+        .records
+        .records
+        .iter()
+        .filter(|r| {
+            access.may(&state, r.resource_type, Interaction::Search)
+                && access.may_see(r, Interaction::Search)
+        })
+        .map(|r| r.resource.clone())
+        .collect();
+    records.sort_by(record_order);
+    let total = records.len() + 1;
+    let mut entries = vec![entry(&state.base_url, patient, EntryMode::Match)];
+    entries.extend(
+        records
+            .into_iter()
+            .map(|r| entry(&state.base_url, r, EntryMode::Match)),
+    );
+    entries.extend(outcome_entry(&state.base_url, &view.warnings));
+    let links = [(
+        "self",
+        format!("{}/Patient/{}/$everything", state.base_url, id),
+    )];
+    let (_, now) = scr_fhir::build::today_and_now();
+    Ok(fhir_json(
+        StatusCode::OK,
+        &searchset(&bundle_id(), &now, Some(total), &links, entries),
+    ))
+}

@@ -1,0 +1,244 @@
+//! `GET /{type}?params` and `POST /{type}/_search` (form-encoded): a searchset Bundle.
+//!
+//! Clinical types are searched within one patient (`patient=` is required): the patient's
+//! records are fetched from every source in one batch, passed through the policy, then matched,
+//! ordered (active alerts first, newest first), counted and paged. `Bundle.total` counts only
+//! what the caller may see. Patient searches go by NHS number or family name with birth date.
+//!
+//! Statuses: 200; 400 (unknown parameter without `Prefer: handling=lenient`, malformed NHS
+//! number or date, missing patient); 401; 403; 406; 415 (`_search` body not form-encoded); 503.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use scr_auth::Interaction;
+use scr_fhir::bundle::{entry, searchset, EntryMode, Issue, Severity};
+use scr_fhir::search::{self, Criterion, SearchRequest};
+use scr_source::PatientQuery;
+
+use super::served_type;
+use crate::access::{authenticate, Access};
+use crate::error::ApiError;
+use crate::gather::{find_patients, merge_patient, patient_view};
+use crate::respond::{
+    bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order,
+};
+use crate::state::AppState;
+
+pub async fn search_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let pairs = query_pairs(req.query_string())?;
+    run(&state, &req, &path.into_inner(), pairs).await
+}
+
+pub async fn search_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some("application/x-www-form-urlencoded") {
+        return Err(ApiError::UnsupportedMediaType(if content_type.is_empty() {
+            "(none)".into()
+        } else {
+            content_type.to_owned()
+        }));
+    }
+    let body = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::invalid("body", "the form body is not UTF-8"))?;
+    let mut pairs = query_pairs(req.query_string())?;
+    pairs.extend(query_pairs(body)?);
+    run(&state, &req, &path.into_inner(), pairs).await
+}
+
+async fn run(
+    state: &AppState,
+    req: &HttpRequest,
+    type_name: &str,
+    pairs: Vec<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let resource_type = served_type(type_name)?;
+    check_accept(req)?;
+    let access = authenticate(state, req)?;
+    access.require(state, resource_type, Interaction::Search)?;
+    let request = search::parse(resource_type, &pairs, lenient(req)).map_err(ApiError::Invalid)?;
+    let mut warnings: Vec<Issue> = request
+        .ignored
+        .iter()
+        .map(|p| {
+            Issue::new(
+                Severity::Warning,
+                "not-supported",
+                format!(
+                    "parameter '{p}' is not supported and was ignored (Prefer: handling=lenient)"
+                ),
+            )
+        })
+        .collect();
+
+    let (matches, included) = if resource_type == "Patient" {
+        (
+            search_patients(state, &access, &request, &mut warnings).await?,
+            Vec::new(),
+        )
+    } else {
+        search_clinical(state, &access, &request, &mut warnings).await?
+    };
+
+    let total = matches.len();
+    let self_query = request.canonical_query(&pairs);
+    let link = |offset: usize| {
+        let sep = if self_query.is_empty() { "" } else { "&" };
+        format!(
+            "{}/{}?{}{}_count={}&_offset={}",
+            state.base_url, resource_type, self_query, sep, request.count, offset
+        )
+    };
+    let mut links = vec![("self", link(request.offset))];
+    let mut entries = Vec::new();
+    if !request.summary_count {
+        let page: Vec<Value> = matches
+            .into_iter()
+            .skip(request.offset)
+            .take(request.count)
+            .collect();
+        if request.offset + request.count < total {
+            links.push(("next", link(request.offset + request.count)));
+        }
+        if request.offset > 0 {
+            links.push((
+                "previous",
+                link(request.offset.saturating_sub(request.count)),
+            ));
+        }
+        let include_patient = request.include_patient && !page.is_empty();
+        entries.extend(
+            page.into_iter()
+                .map(|r| entry(&state.base_url, r, EntryMode::Match)),
+        );
+        if include_patient {
+            entries.extend(
+                included
+                    .into_iter()
+                    .map(|r| entry(&state.base_url, r, EntryMode::Include)),
+            );
+        }
+    }
+    entries.extend(outcome_entry(&state.base_url, &warnings));
+    let (_, now) = scr_fhir::build::today_and_now();
+    Ok(fhir_json(
+        StatusCode::OK,
+        &searchset(&bundle_id(), &now, Some(total), &links, entries),
+    ))
+}
+
+/// The caller's visible records of one type for one patient, matched and ordered, and the merged
+/// Patient for `_include`.
+async fn search_clinical(
+    state: &AppState,
+    access: &Access,
+    request: &SearchRequest,
+    warnings: &mut Vec<Issue>,
+) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+    let nhs = request
+        .patient()
+        .ok_or_else(|| ApiError::invalid("patient", "a patient is required"))?
+        .to_owned();
+    access.require_patient(&nhs)?;
+    let view = patient_view(state, &nhs).await?;
+    warnings.extend(view.warnings.iter().cloned());
+    let mut matches: Vec<Value> = view
+        .records
+        .records
+        .iter()
+        .filter(|r| {
+            r.resource_type == request.resource_type
+                && access.may_see(r, Interaction::Search)
+                && request.matches(&r.resource)
+        })
+        .map(|r| r.resource.clone())
+        .collect();
+    matches.sort_by(record_order);
+    let mut included = Vec::new();
+    if request.include_patient && access.may(state, "Patient", Interaction::Read) {
+        let fragments: Vec<_> = view.records.fragments.iter().collect();
+        included.extend(merge_patient(&nhs, &fragments));
+    }
+    Ok((matches, included))
+}
+
+async fn search_patients(
+    state: &AppState,
+    access: &Access,
+    request: &SearchRequest,
+    warnings: &mut Vec<Issue>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut query = None;
+    for (def, values) in &request.criteria {
+        if let [Criterion::Token(t)] = values.as_slice() {
+            if matches!(def.name, "identifier" | "_id") {
+                if let Some(code) = &t.code {
+                    query = Some(PatientQuery::NhsNumber(code.clone()));
+                }
+            }
+        }
+    }
+    if query.is_none() {
+        let family = request
+            .criteria
+            .iter()
+            .find_map(|(d, v)| match (d.name, v.as_slice()) {
+                ("family", [Criterion::String(s)]) => Some(s.clone()),
+                _ => None,
+            });
+        let birth_date = request
+            .criteria
+            .iter()
+            .find_map(|(d, v)| match (d.name, v.as_slice()) {
+                ("birthdate", [Criterion::Date(p)])
+                    if p.prefix == search::Prefix::Eq
+                        && p.lower.ends_with("T00:00:00")
+                        && p.lower[..10] == p.upper[..10] =>
+                {
+                    Some(p.lower[..10].to_owned())
+                }
+                _ => None,
+            });
+        if let Some(family) = family {
+            query = Some(PatientQuery::FamilyAndBirthDate { family, birth_date });
+        }
+    }
+    let query = query.ok_or_else(|| {
+        ApiError::invalid(
+            "identifier",
+            "a Patient search needs identifier (NHS number), _id, or family with birthdate",
+        )
+    })?;
+    let (mut numbers, find_warnings) = find_patients(state, query).await?;
+    warnings.extend(find_warnings);
+    // A patient searching finds only themself; anyone else is simply not a match.
+    numbers.retain(|n| scr_policy::authorise_patient(&access.subject, n).allowed);
+    let mut out = Vec::new();
+    for nhs in numbers {
+        let view = patient_view(state, &nhs).await?;
+        for w in view.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        let fragments: Vec<_> = view.records.fragments.iter().collect();
+        if let Some(patient) = merge_patient(&nhs, &fragments).filter(|p| request.matches(p)) {
+            out.push(patient);
+        }
+    }
+    Ok(out)
+}

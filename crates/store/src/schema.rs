@@ -1,0 +1,120 @@
+//! The store's tables, one schema for both backends. Only `Text`, `Integer`, `BigInt` and
+//! `Nullable` of those are used: the connection enum supports no other types. Flags are
+//! `Integer` 0/1.
+
+diesel::table! {
+    /// Every received HL7 message with its acknowledgement. `applied = 1` marks the one copy of a
+    /// (facility, control id) whose effects were applied; AE/AR rows are the quarantine.
+    hl7_message (id) {
+        id -> BigInt,
+        facility -> Text,
+        control_id -> Text,
+        message_type -> Text,
+        message_time -> Nullable<Text>,
+        received_at -> Text,
+        ack_code -> Text,
+        applied -> Integer,
+        error_kind -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        raw -> Text,
+        attempts -> Integer,
+        last_attempt_at -> Nullable<Text>,
+        resolved_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Demographics per sending facility and NHS number (latest message wins).
+    hl7_patient (id) {
+        id -> BigInt,
+        facility -> Text,
+        nhs_number -> Text,
+        local_id -> Nullable<Text>,
+        family_upper -> Nullable<Text>,
+        birth_date -> Nullable<Text>,
+        from_adt -> Integer,
+        resource -> Text,
+        source_time -> Text,
+        message_id -> BigInt,
+        last_updated -> Text,
+    }
+}
+
+diesel::table! {
+    /// Hospital visits per sending facility and visit number (PV1-19).
+    hl7_visit (id) {
+        id -> BigInt,
+        facility -> Text,
+        visit_number -> Text,
+        nhs_number -> Text,
+        patient_class -> Nullable<Text>,
+        location -> Nullable<Text>,
+        service_code -> Nullable<Text>,
+        admit_time -> Text,
+        discharge_time -> Nullable<Text>,
+        sensitive -> Integer,
+        source_time -> Text,
+        message_id -> BigInt,
+        last_updated -> Text,
+    }
+}
+
+diesel::table! {
+    /// Allergies (AL1) per sending facility, patient and allergen.
+    hl7_allergy (id) {
+        id -> BigInt,
+        facility -> Text,
+        nhs_number -> Text,
+        allergen_key -> Text,
+        sensitive -> Integer,
+        resource -> Text,
+        source_time -> Text,
+        message_id -> BigInt,
+        last_updated -> Text,
+    }
+}
+
+diesel::table! {
+    /// Results: one row per OBR-3 + OBX-3 + OBX-4 per sending facility.
+    hl7_observation (id) {
+        id -> BigInt,
+        facility -> Text,
+        nhs_number -> Text,
+        filler_order -> Text,
+        code -> Text,
+        sub_id -> Text,
+        status -> Text,
+        cancelled -> Integer,
+        sensitive -> Integer,
+        resource -> Text,
+        source_time -> Text,
+        message_id -> BigInt,
+        last_updated -> Text,
+    }
+}
+
+diesel::table! {
+    /// Medication orders per sending facility and placer order number (ORC-2).
+    hl7_medication (id) {
+        id -> BigInt,
+        facility -> Text,
+        nhs_number -> Text,
+        placer_order -> Text,
+        status -> Text,
+        cancelled -> Integer,
+        sensitive -> Integer,
+        resource -> Text,
+        source_time -> Text,
+        message_id -> BigInt,
+        last_updated -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    hl7_message,
+    hl7_patient,
+    hl7_visit,
+    hl7_allergy,
+    hl7_observation,
+    hl7_medication
+);

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Writes scr.postman_collection.json and scr.postman_environment.json.
+
+The collection is data; this script keeps its many requests consistent. Re-run it after editing.
+"""
+import json
+
+def test(lines):
+    return [{"listen": "test", "script": {"type": "text/javascript", "exec": lines}}]
+
+def req(name, method, path, tests, token="{{token}}", headers=None, body=None):
+    h = [] if token is None else [{"key": "Authorization", "value": f"Bearer {token}"}]
+    h += [{"key": k, "value": v} for k, v in (headers or {}).items()]
+    r = {"method": method, "header": h, "url": "{{baseUrl}}" + path}
+    if body is not None:
+        r["body"] = {"mode": "raw", "raw": body}
+    return {"name": name, "event": test(tests), "request": r}
+
+def status(code):
+    return [f"pm.test('status {code}', () => pm.response.to.have.status({code}));"]
+
+def outcome(code, issue):
+    return status(code) + [
+        "pm.test('OperationOutcome', () => pm.expect(pm.response.json().resourceType).to.eql('OperationOutcome'));",
+        f"pm.test('issue code {issue}', () => pm.expect(pm.response.json().issue[0].code).to.eql('{issue}'));",
+    ]
+
+bundle = ["pm.test('searchset Bundle', () => pm.expect(pm.response.json().type).to.eql('searchset'));"]
+JANE = "9990000018"
+
+folders = [
+    ("Capability", [
+        req("CapabilityStatement", "GET", "/metadata", status(200) + [
+            "pm.test('FHIR 4.0.1', () => pm.expect(pm.response.json().fhirVersion).to.eql('4.0.1'));",
+            "pm.test('five resource types', () => pm.expect(pm.response.json().rest[0].resource.length).to.eql(5));"], token=None),
+        req("SMART configuration", "GET", "/.well-known/smart-configuration", status(200) + [
+            "pm.test('capabilities listed', () => pm.expect(pm.response.json().capabilities).to.be.an('array'));"], token=None),
+    ]),
+    ("Patient", [
+        req("Search by NHS number", "GET", f"/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{JANE}", status(200) + bundle + [
+            "pm.test('one patient', () => pm.expect(pm.response.json().total).to.eql(1));",
+            f"pm.test('id is the NHS number', () => pm.expect(pm.response.json().entry[0].resource.id).to.eql('{JANE}'));"]),
+        req("Search by family and birthdate", "GET", "/Patient?family=smith&birthdate=1970-01-02", status(200) + bundle + [
+            "pm.test('found', () => pm.expect(pm.response.json().total).to.be.above(0));"]),
+        req("Read", "GET", f"/Patient/{JANE}", status(200) + [
+            "pm.test('Patient', () => pm.expect(pm.response.json().resourceType).to.eql('Patient'));",
+            "pm.test('labelled with sources', () => pm.expect(pm.response.json().meta.tag.length).to.be.above(1));"]),
+        req("$everything", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle + [
+            "const e = pm.response.json().entry;",
+            "pm.test('Patient first', () => pm.expect(e[0].resource.resourceType).to.eql('Patient'));",
+            "pm.test('an active alert next', () => { pm.expect(e[1].resource.resourceType).to.eql('Flag'); pm.expect(e[1].resource.status).to.eql('active'); });"]),
+    ]),
+    ("Clinical searches", [
+        req("Observations, laboratory, page of 2", "GET", f"/Observation?patient={JANE}&category=laboratory&_count=2", status(200) + bundle + [
+            "const b = pm.response.json();",
+            "pm.test('at most 2 entries', () => pm.expect(b.entry.filter(x => x.search.mode === 'match').length).to.be.at.most(2));",
+            "pm.test('next link when more', () => { if (b.total > 2) pm.expect(b.link.map(l => l.relation)).to.include('next'); });"]),
+        req("Observation by LOINC code", "GET", f"/Observation?patient={JANE}&code=http://loinc.org|2823-3", status(200) + [
+            "pm.test('potassium 5.9', () => pm.expect(pm.response.json().entry[0].resource.valueQuantity.value).to.eql(5.9));"]),
+        req("Observations with a date prefix", "GET", f"/Observation?patient={JANE}&date=ge2000-01-01", status(200) + bundle),
+        req("Count only", "GET", f"/Observation?patient={JANE}&_summary=count", status(200) + [
+            "pm.test('total without entries', () => { pm.expect(pm.response.json().total).to.be.above(0); pm.expect(pm.response.json().entry).to.be.undefined; });"]),
+        req("Allergies with the patient included", "GET", f"/AllergyIntolerance?patient={JANE}&_include=AllergyIntolerance:patient", status(200) + [
+            "pm.test('patient included', () => pm.expect(pm.response.json().entry.some(x => x.search.mode === 'include')).to.be.true);"]),
+        req("Active medications", "GET", f"/MedicationStatement?patient={JANE}&status=active", status(200) + [
+            "pm.test('all active', () => pm.response.json().entry.filter(x => x.search.mode === 'match').forEach(x => pm.expect(x.resource.status).to.eql('active')));"]),
+        req("Active alerts", "GET", f"/Flag?patient={JANE}&status=active", status(200) + bundle),
+        req("Search by POST form", "POST", "/Observation/_search", status(200) + bundle,
+            headers={"Content-Type": "application/x-www-form-urlencoded"}, body=f"patient={JANE}&_summary=count"),
+    ]),
+    ("Errors", [
+        req("No token: 401", "GET", f"/Patient/{JANE}", outcome(401, "login") + [
+            "pm.test('WWW-Authenticate', () => pm.response.to.have.header('WWW-Authenticate'));"], token=None),
+        req("Expired token: 401", "GET", f"/Patient/{JANE}", outcome(401, "login"), token="{{expiredToken}}"),
+        req("Malformed NHS number: 400", "GET", "/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000017", outcome(400, "invalid")),
+        req("Malformed date: 400", "GET", f"/Observation?patient={JANE}&date=2026-13-01", outcome(400, "invalid")),
+        req("Unknown parameter: 400", "GET", f"/Observation?patient={JANE}&colour=blue", outcome(400, "not-supported")),
+        req("Unknown parameter, lenient: 200", "GET", f"/Observation?patient={JANE}&colour=blue", status(200) + bundle,
+            headers={"Prefer": "handling=lenient"}),
+        req("Unknown id: 404", "GET", "/Observation/gp.no-such-row", outcome(404, "not-found")),
+        req("Wrong method: 405", "DELETE", f"/Patient/{JANE}", outcome(405, "not-supported")),
+        req("Form search with JSON body: 415", "POST", "/Observation/_search", outcome(415, "not-supported"),
+            headers={"Content-Type": "application/json"}, body="{}"),
+        req("XML only: 406", "GET", f"/Patient/{JANE}", outcome(406, "not-supported"), headers={"Accept": "application/fhir+xml"}),
+    ]),
+    ("Access", [
+        req("Social worker cannot read observations (R-ROLE-3)", "GET", f"/Observation?patient={JANE}", outcome(403, "forbidden"), token="{{socialWorkerToken}}"),
+        req("Social worker reads alerts", "GET", f"/Flag?patient={JANE}", status(200) + bundle, token="{{socialWorkerToken}}"),
+        req("Patient reads own record", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{patientToken}}"),
+        req("Patient cannot read another record", "GET", "/Patient/9990000026", outcome(403, "forbidden"), token="{{patientToken}}"),
+    ]),
+]
+
+collection = {
+    "info": {
+        "name": "Shared care record FHIR facade",
+        "description": "Every endpoint of scr against `scr demo`, with assertions. Tokens come from `scr token` (see examples/postman/README.md).",
+        "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
+    },
+    "item": [{"name": n, "item": items} for n, items in folders],
+}
+environment = {
+    "name": "scr demo (localhost)",
+    "values": [
+        {"key": "baseUrl", "value": "http://127.0.0.1:8080/fhir", "enabled": True},
+        {"key": "token", "value": "paste: scr token staff --org RXK --role R8000", "enabled": True},
+        {"key": "socialWorkerToken", "value": "paste: scr token staff --org LA-DUD --role R8014 --sub sw-dud-0001", "enabled": True},
+        {"key": "patientToken", "value": "paste: scr token patient --nhs 9990000018", "enabled": True},
+        {"key": "expiredToken", "value": "paste: scr token staff --lifetime=-120", "enabled": True},
+    ],
+}
+with open("scr.postman_collection.json", "w") as f:
+    json.dump(collection, f, indent=2)
+    f.write("\n")
+with open("scr.postman_environment.json", "w") as f:
+    json.dump(environment, f, indent=2)
+    f.write("\n")

@@ -1,0 +1,437 @@
+//! Starts the real `scr` binary on a free loopback port against real databases, and talks
+//! HTTP/1.1 to it over TCP. One seeded server per backend is shared by the tests of this binary;
+//! it exits when the test process does (its stdin closes).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_scr");
+
+pub struct Server {
+    pub name: &'static str,
+    pub base: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    _child: Mutex<Child>,
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; every FHIR resource in it is checked against R4 (and dumped for the
+    /// independent Python validator when `SCR_FHIR_DUMP` names a folder).
+    pub fn json(&self) -> Value {
+        let v: Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)));
+        check_r4(&v);
+        v
+    }
+
+    /// The OperationOutcome's first issue code.
+    pub fn issue_code(&self) -> String {
+        let v = self.json();
+        assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+        v["issue"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+pub fn check_r4(v: &Value) {
+    if v.get("resourceType").is_none() {
+        return;
+    }
+    if let Err(e) = scr_fhir::conformance::check(v) {
+        panic!("not valid R4: {e}\n{v:#}");
+    }
+    if let Ok(dir) = std::env::var("SCR_FHIR_DUMP") {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(
+            Path::new(&dir).join(format!("{}-{n}.json", std::process::id())),
+            v.to_string(),
+        );
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("blackbox-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("SCR_LOG", "warn")
+        .output()
+        .expect("run scr");
+    assert!(
+        out.status.success(),
+        "scr {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Server {
+    /// Starts `scr serve` with `config` and waits until it answers.
+    pub fn start(name: &'static str, dir: PathBuf, port: u16, config: &Path) -> Server {
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--config",
+                config.to_str().unwrap(),
+                "--exit-on-stdin-close",
+            ])
+            .env("SCR_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start scr serve");
+        let server = Server {
+            name,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+            port,
+            dir,
+            _child: Mutex::new(child),
+        };
+        for _ in 0..300 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "scr serve ({}) did not start: {}",
+            server.name,
+            server.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// `scr demo --no-serve` seeds SQLite files and writes the config; then serve it.
+    fn sqlite() -> Server {
+        let dir = scratch("sqlite");
+        let port = free_port();
+        run(&[
+            "demo",
+            "--data",
+            dir.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--patients",
+            "40",
+            "--no-serve",
+        ]);
+        let config = dir.join("scr.toml");
+        Server::start("sqlite", dir, port, &config)
+    }
+
+    /// Three fresh PostgreSQL databases (GP, social care, store), seeded by `scr seed`.
+    fn postgres(admin_url: &str) -> Server {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let dir = scratch("postgres");
+        let port = free_port();
+        let mut admin =
+            diesel::PgConnection::establish(admin_url).expect("connect to TEST_POSTGRES_URL");
+        let stem = format!("scr_blackbox_{}", std::process::id());
+        let root = admin_url
+            .rsplit_once('/')
+            .map(|(r, _)| r)
+            .expect("a database URL");
+        let mut urls = Vec::new();
+        for db in ["gp", "sc", "store"] {
+            let name = format!("{stem}_{db}");
+            admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};"
+                ))
+                .expect("create database");
+            urls.push(format!("{root}/{name}"));
+        }
+        let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles");
+        let p = profiles.display();
+        let config = format!(
+            r#"[server]
+bind = "127.0.0.1:{port}"
+base_url = "http://127.0.0.1:{port}/fhir"
+[store]
+url = "{}"
+[auth]
+dev_issuer = true
+[[sources.gp]]
+name = "gp"
+url = "{}"
+[[sources.social_care]]
+name = "sc-dudley"
+council = "LA-DUD"
+council_name = "Dudley Council"
+url = "{}"
+[hl7]
+facilities = ["RXK", "TAJ"]
+[policy]
+sensitive_valuesets = ["{p}/ValueSet-scr-sensitive-codes.json"]
+objection_valueset = "{p}/ValueSet-scr-objection-codes.json"
+consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
+"#,
+            urls[2], urls[0], urls[1]
+        );
+        let path = dir.join("scr.toml");
+        std::fs::write(&path, config).expect("config");
+        run(&[
+            "seed",
+            "--config",
+            path.to_str().unwrap(),
+            "--patients",
+            "40",
+        ]);
+        Server::start("postgres", dir, port, &path)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let full = if path.starts_with('/') {
+            format!("/fhir{path}")
+        } else {
+            path.to_owned()
+        };
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        let mut head = format!("{method} {full} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n", self.port, body.len());
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).expect("send");
+        stream.write_all(body).expect("send body");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read");
+        parse_response(&raw)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        self.request("GET", path, &headers, b"")
+    }
+
+    /// Follows `next` links from a search, collecting every entry of mode `match`.
+    pub fn all_pages(&self, first: &str, token: &str) -> (Vec<Value>, Option<u64>) {
+        let mut url = first.to_owned();
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            let r = self.get(&url, Some(token));
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            let b = r.json();
+            let total = b["total"].as_u64();
+            found.extend(
+                b["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["search"]["mode"] == "match")
+                    .map(|e| e["resource"].clone()),
+            );
+            match b["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+            {
+                Some(next) => url = next["url"].as_str().unwrap().replace(&self.base, ""),
+                None => return (found, total),
+            }
+        }
+        panic!("paging did not end");
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[pos + 2..pos + 2 + size]);
+        data = &data[pos + 2 + size + 2..];
+    }
+    out
+}
+
+/// The servers to run each test against: SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is set.
+pub fn servers() -> Vec<&'static Server> {
+    static SQLITE: OnceLock<Server> = OnceLock::new();
+    static POSTGRES: OnceLock<Option<Server>> = OnceLock::new();
+    let mut out = vec![SQLITE.get_or_init(Server::sqlite)];
+    if let Some(pg) = POSTGRES.get_or_init(|| {
+        std::env::var("TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(|u| Server::postgres(&u))
+    }) {
+        out.push(pg);
+    }
+    out
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn sign(claims: &Value) -> String {
+    scr_auth::dev::sign_rs256(
+        claims,
+        scr_auth::dev::dev_private_key_pem(),
+        scr_auth::dev::DEV_KID,
+    )
+    .expect("sign")
+}
+
+pub fn staff(server: &Server, org: &str, role: &str, scope: &str) -> String {
+    staff_as(server, "555021935107", org, role, scope)
+}
+
+pub fn staff_as(server: &Server, sub: &str, org: &str, role: &str, scope: &str) -> String {
+    let t = scr_auth::dev::StaffToken {
+        audience: server.base.clone(),
+        subject: sub.into(),
+        org: org.into(),
+        role_code: role.into(),
+        scope: scope.into(),
+        name: Some("Test User".into()),
+        lifetime_seconds: 600,
+    };
+    sign(&scr_auth::dev::staff_claims(&t, now()))
+}
+
+pub fn clinician(server: &Server, org: &str) -> String {
+    staff(server, org, "R8000", "user/*.rs")
+}
+
+pub fn patient(server: &Server, nhs: &str, level: &str) -> String {
+    let t = scr_auth::dev::PatientToken {
+        audience: server.base.clone(),
+        nhs_number: nhs.into(),
+        proofing_level: level.into(),
+        scope: "patient/*.rs".into(),
+        lifetime_seconds: 600,
+    };
+    sign(&scr_auth::dev::patient_claims(&t, now()))
+}
+
+/// Claims of a clinician token, to tamper with.
+pub fn clinician_claims(server: &Server, org: &str) -> Value {
+    let t = scr_auth::dev::StaffToken {
+        audience: server.base.clone(),
+        subject: "555021935107".into(),
+        org: org.into(),
+        role_code: "R8000".into(),
+        scope: "user/*.rs".into(),
+        name: None,
+        lifetime_seconds: 600,
+    };
+    scr_auth::dev::staff_claims(&t, now())
+}
+
+pub fn signed(claims: &Value) -> String {
+    sign(claims)
+}
+
+/// Resources of the given type in a Bundle's `match` entries.
+pub fn of_type<'a>(bundle: &'a Value, resource_type: &str) -> Vec<&'a Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == resource_type)
+        .collect()
+}
+
+/// The ODS codes in a resource's `meta.tag`.
+pub fn ods_tags(resource: &Value) -> Vec<String> {
+    resource["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["system"] == "https://fhir.nhs.uk/Id/ods-organization-code")
+        .filter_map(|t| t["code"].as_str().map(str::to_owned))
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: the real `scr` binary, real SQLite files (and PostgreSQL when
+//! `TEST_POSTGRES_URL` is set), real HTTP, real signed tokens. Each test runs against every
+//! backend and names the behaviour or rule it checks.
+
+mod harness;
+
+mod api;
+mod errors;
+mod tokens;
