@@ -36,7 +36,7 @@ impl Response {
     }
 
     /// The body as JSON; every FHIR resource in it is checked against R4 (and dumped for the
-    /// independent Python validator when `SCR_FHIR_DUMP` names a folder).
+    /// independent Python validator when `FHIR_DUMP_DIR` names a folder).
     pub fn json(&self) -> Value {
         let v: Value = serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)));
@@ -62,7 +62,7 @@ pub fn check_r4(v: &Value) {
     if let Err(e) = scr_fhir::conformance::check(v) {
         panic!("not valid R4: {e}\n{v:#}");
     }
-    if let Ok(dir) = std::env::var("SCR_FHIR_DUMP") {
+    if let Ok(dir) = std::env::var("FHIR_DUMP_DIR") {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = std::fs::create_dir_all(&dir);
@@ -163,7 +163,6 @@ impl Server {
 
     /// Three fresh PostgreSQL databases (GP, social care, store), seeded by `scr seed`.
     fn postgres(admin_url: &str) -> Server {
-        use diesel::connection::SimpleConnection;
         use diesel::Connection;
         let dir = scratch("postgres");
         let port = free_port();
@@ -177,10 +176,12 @@ impl Server {
         let mut urls = Vec::new();
         for db in ["gp", "sc", "store"] {
             let name = format!("{stem}_{db}");
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};"
-                ))
+            // One statement per call: PostgreSQL refuses CREATE/DROP DATABASE in a transaction.
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            diesel::RunQueryDsl::execute(diesel::sql_query(drop), &mut admin)
+                .expect("drop database");
+            let create = format!("CREATE DATABASE {name}");
+            diesel::RunQueryDsl::execute(diesel::sql_query(create), &mut admin)
                 .expect("create database");
             urls.push(format!("{root}/{name}"));
         }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validates every FHIR JSON file in a folder with fhir.resources 6.4.0 (FHIR R4 4.0.1).
 
-The black-box tests write every resource they receive to $SCR_FHIR_DUMP; this script is the
+The black-box tests write every resource they receive to $FHIR_DUMP_DIR; this script is the
 independent check that the server's output is R4, not just what our own Rust model accepts.
 Bundles are validated whole (entries included). Exits non-zero on the first invalid file.
 """
