@@ -14,6 +14,12 @@ pub enum DbConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
+diesel::define_sql_function! {
+    /// SQL `lower()`: case-insensitive name search the same way on SQLite and PostgreSQL
+    /// (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 pub type DbPool = Pool<ConnectionManager<DbConnection>>;
 pub type PooledDb = PooledConnection<ConnectionManager<DbConnection>>;
 

@@ -70,7 +70,7 @@ pub struct IssuerConfig {
     pub jwks_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
     #[serde(default)]
@@ -80,6 +80,16 @@ pub struct SourcesConfig {
     /// The name under which records received over HL7 v2 are served (ids start `{name}.`).
     #[serde(default = "default_hl7_name")]
     pub hl7_name: String,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            gp: Vec::new(),
+            social_care: Vec::new(),
+            hl7_name: default_hl7_name(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -23,7 +23,7 @@ use rows::*;
 use schema::*;
 use translate::{Context, Org};
 
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+use scr_db::lower;
 
 /// Codes with a meaning for the record as a whole, and the sensitive value sets: configuration.
 #[derive(Debug, Clone, Default)]
@@ -353,14 +353,7 @@ impl Source for GpSource {
             }
         }
         .map_err(|e| self.unavailable(e))?;
-        let mut numbers: Vec<String> = found
-            .into_iter()
-            .flatten()
-            .filter(|n| nhs_number::is_valid(n))
-            .collect();
-        numbers.sort();
-        numbers.dedup();
-        Ok(numbers)
+        Ok(scr_source::valid_nhs_numbers(found))
     }
 
     fn patient_records(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
@@ -406,13 +399,6 @@ impl Source for GpSource {
             .select(patient::nhs_number)
             .load(&mut *conn)
             .map_err(|e| self.unavailable(e))?;
-        let bad = numbers
-            .iter()
-            .filter(|n| !n.as_deref().is_some_and(nhs_number::is_valid))
-            .count();
-        Ok(MatchReport {
-            rows_checked: numbers.len() as u64,
-            rows_without_valid_nhs_number: bad as u64,
-        })
+        Ok(scr_source::match_report(&numbers))
     }
 }

@@ -19,7 +19,7 @@ use scr_source::{
 use rows::*;
 use schema::*;
 
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+use scr_db::lower;
 
 pub struct SocialCareSource {
     name: String,
@@ -182,14 +182,7 @@ impl Source for SocialCareSource {
             }
         }
         .map_err(|e| self.unavailable(e))?;
-        let mut numbers: Vec<String> = found
-            .into_iter()
-            .flatten()
-            .filter(|n| nhs_number::is_valid(n))
-            .collect();
-        numbers.sort();
-        numbers.dedup();
-        Ok(numbers)
+        Ok(scr_source::valid_nhs_numbers(found))
     }
 
     fn patient_records(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
@@ -232,13 +225,6 @@ impl Source for SocialCareSource {
             .select(person::nhs_number)
             .load(&mut *conn)
             .map_err(|e| self.unavailable(e))?;
-        let bad = numbers
-            .iter()
-            .filter(|n| !n.as_deref().is_some_and(nhs_number::is_valid))
-            .count();
-        Ok(MatchReport {
-            rows_checked: numbers.len() as u64,
-            rows_without_valid_nhs_number: bad as u64,
-        })
+        Ok(scr_source::match_report(&numbers))
     }
 }

@@ -162,6 +162,31 @@ pub trait Source: Send + Sync {
     fn match_report(&self) -> Result<MatchReport, SourceError>;
 }
 
+/// The distinct valid NHS numbers among a native NHS number column's values: invalid or missing
+/// ones are never matched to anyone.
+pub fn valid_nhs_numbers(found: Vec<Option<String>>) -> Vec<String> {
+    let mut numbers: Vec<String> = found
+        .into_iter()
+        .flatten()
+        .filter(|n| scr_fhir::nhs_number::is_valid(n))
+        .collect();
+    numbers.sort();
+    numbers.dedup();
+    numbers
+}
+
+/// Counts the rows of a native NHS number column that cannot be matched.
+pub fn match_report(numbers: &[Option<String>]) -> MatchReport {
+    let bad = numbers
+        .iter()
+        .filter(|n| !n.as_deref().is_some_and(scr_fhir::nhs_number::is_valid))
+        .count();
+    MatchReport {
+        rows_checked: numbers.len() as u64,
+        rows_without_valid_nhs_number: bad as u64,
+    }
+}
+
 /// Splits a facade id into source name and native key.
 pub fn split_id(id: &str) -> Option<(&str, &str)> {
     id.split_once('.')
