@@ -119,9 +119,10 @@ Try:
   curl -s -H "Authorization: Bearer $TOKEN" "{base}/Observation?patient=9990000018&category=laboratory&_count=5"
   curl -s -H "Authorization: Bearer $TOKEN" "{base}/Flag?patient=9990000018&status=active"
 
-Other callers: scr token staff --org M85001 --role R8000 --aud {base}
-               scr token patient --nhs 9990000018 --aud {base}
-               scr token staff --org LA-DUD --role R8014 --sub sw-dud-0001 --aud {base}
+Other callers (from the checkout):
+  cargo run -q -- token staff --org M85001 --role R8000 --aud {base}            # GP clinician
+  cargo run -q -- token patient --nhs 9990000018 --aud {base}                   # the patient (NHS login P9)
+  cargo run -q -- token staff --org LA-DUD --role R8014 --sub sw-dud-0001 --aud {base}   # social worker
 "#
     );
     Ok(())

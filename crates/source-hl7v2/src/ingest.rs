@@ -393,7 +393,8 @@ fn record(
     });
     match applied {
         Ok((message_id, duplicate)) => {
-            log::info!(
+            // Accepted messages are the normal case: debug, so a backfill does not flood the log.
+            log::debug!(
                 "hl7: {} {} from {} -> AA{}",
                 h.message_type,
                 h.control_id,
