@@ -3,6 +3,7 @@
 use clap::{Args, ValueEnum};
 
 use scr_auth::dev;
+use scr_fhir::build::unix_now as now;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
@@ -39,13 +40,6 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     lifetime: i64,
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 pub fn mint(args: &TokenArgs) -> Result<String, String> {

@@ -237,12 +237,16 @@ pub fn quantity(value: Value, unit: Option<&str>) -> Value {
 
 /// Today's date (UTC) as `YYYY-MM-DD`, and now as an instant, from the system clock.
 pub fn today_and_now() -> (String, String) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let now = instant_from_unix(secs as i64);
+    let now = instant_from_unix(unix_now());
     (now[..10].to_owned(), now)
+}
+
+/// Seconds since the Unix epoch by the system clock (0 if the clock reads before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Formats Unix seconds as a FHIR instant (`YYYY-MM-DDThh:mm:ssZ`), proleptic Gregorian, UTC.

@@ -18,13 +18,6 @@ pub struct Access {
     pub subject: Subject,
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Verifies the bearer token; 401 with `WWW-Authenticate` on any failure.
 pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Access, ApiError> {
     let header_value = req
@@ -32,7 +25,7 @@ pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Access, ApiEr
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
     let token = scr_auth::bearer_token(header_value)?;
-    let caller = state.verifier.verify(token, now_unix())?;
+    let caller = state.verifier.verify(token, scr_fhir::build::unix_now())?;
     let subject = match caller.kind {
         CallerKind::Staff => Subject::Staff {
             user: caller.subject.clone(),

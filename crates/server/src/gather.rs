@@ -131,8 +131,8 @@ pub async fn read_record(
 /// Merges demographics fragments into the one Patient the facade serves: the preferred fragment
 /// (GP first) is the base; elements it lacks are filled from the next; identifiers from every
 /// source are kept; `meta.tag` names every contributing organisation and source.
-pub fn merge_patient(nhs: &str, fragments: &[&PatientFragment]) -> Option<Value> {
-    let mut ordered: Vec<&&PatientFragment> = fragments.iter().collect();
+pub fn merge_patient(nhs: &str, fragments: &[PatientFragment]) -> Option<Value> {
+    let mut ordered: Vec<&PatientFragment> = fragments.iter().collect();
     ordered.sort_by(|a, b| {
         a.priority
             .cmp(&b.priority)

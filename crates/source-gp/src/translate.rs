@@ -291,9 +291,7 @@ pub fn medication(ctx: &Context, row: &MedicationRow, org: &Org) -> Value {
         dosage["text"] = text.clone().into();
     }
     if let Some(q) = row.quantity_value {
-        dosage["doseAndRate"] = json!([{ "doseQuantity": quantity(decimal_from_f32(q), row.quantity_unit.as_deref()) }]);
         // The replica's quantity is the quantity supplied per issue, not a dose: keep it as text.
-        dosage.as_object_mut().map(|d| d.remove("doseAndRate"));
         let supplied = format!(
             "Quantity per issue: {} {}",
             decimal_from_f32(q),

@@ -32,9 +32,8 @@ pub async fn everything(
     }
     access.require_patient(&id)?;
     let view = patient_view(&state, &id).await?;
-    let fragments: Vec<_> = view.records.fragments.iter().collect();
-    let patient =
-        merge_patient(&id, &fragments).ok_or_else(|| ApiError::not_found("Patient", &id))?;
+    let patient = merge_patient(&id, &view.records.fragments)
+        .ok_or_else(|| ApiError::not_found("Patient", &id))?;
 
     let mut records: Vec<Value> = view
         .records

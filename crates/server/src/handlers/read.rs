@@ -36,8 +36,7 @@ pub async fn read(
         }
         access.require_patient(&id)?;
         let view = patient_view(&state, &id).await?;
-        let fragments: Vec<_> = view.records.fragments.iter().collect();
-        let patient = merge_patient(&id, &fragments)
+        let patient = merge_patient(&id, &view.records.fragments)
             .ok_or_else(|| ApiError::not_found(resource_type, &id))?;
         return Ok(fhir_json(StatusCode::OK, &patient));
     }

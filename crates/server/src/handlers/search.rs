@@ -170,8 +170,7 @@ async fn search_clinical(
     matches.sort_by(record_order);
     let mut included = Vec::new();
     if request.include_patient && access.may(state, "Patient", Interaction::Read) {
-        let fragments: Vec<_> = view.records.fragments.iter().collect();
-        included.extend(merge_patient(&nhs, &fragments));
+        included.extend(merge_patient(&nhs, &view.records.fragments));
     }
     Ok((matches, included))
 }
@@ -235,8 +234,9 @@ async fn search_patients(
                 warnings.push(w);
             }
         }
-        let fragments: Vec<_> = view.records.fragments.iter().collect();
-        if let Some(patient) = merge_patient(&nhs, &fragments).filter(|p| request.matches(p)) {
+        if let Some(patient) =
+            merge_patient(&nhs, &view.records.fragments).filter(|p| request.matches(p))
+        {
             out.push(patient);
         }
     }
