@@ -467,17 +467,41 @@ fn r_sens_3_gp_confidential_entries_stay_with_the_practice() {
                 &clinician(s, "M85002"),
             )
             .0;
-        let hospital = s
-            .all_pages(
-                &format!("/Observation?patient={peter}"),
-                &clinician(s, "RXK"),
-            )
+        // A backend service needs no relationship, but R-SENS binds it like anyone else.
+        let elsewhere = system(s, "RXK", "system/*.rs");
+        let outside = s
+            .all_pages(&format!("/Observation?patient={peter}"), &elsewhere)
             .0;
         let conf = |list: &[Value]| {
             list.iter()
                 .any(|o| o["id"].as_str().unwrap().ends_with("gp-obs-0005-05"))
         };
         assert!(conf(&practice));
-        assert!(!conf(&hospital));
+        assert!(!conf(&outside));
+        assert_eq!(
+            outside.len() + 1,
+            practice.len(),
+            "only the confidential entry is withheld"
+        );
+        let b = s
+            .get(&format!("/Patient/{peter}/$everything"), Some(&elsewhere))
+            .json();
+        let generic = b["entry"].as_array().unwrap().iter().any(|e| {
+            e["resource"]["resourceType"] == "OperationOutcome"
+                && e["resource"]
+                    .to_string()
+                    .contains("Some items are withheld")
+        });
+        assert!(
+            generic,
+            "R-SENS-4: a generic notice for GP-confidential entries"
+        );
+        let own = s
+            .get(
+                &format!("/Patient/{peter}/$everything"),
+                Some(&clinician(s, "M85002")),
+            )
+            .json();
+        assert!(!own.to_string().contains("Some items are withheld"));
     }
 }

@@ -436,3 +436,15 @@ pub fn ods_tags(resource: &Value) -> Vec<String> {
         .filter_map(|t| t["code"].as_str().map(str::to_owned))
         .collect()
 }
+
+/// A backend-services token (`system/` scopes) for a client of organisation `org`.
+pub fn system(server: &Server, org: &str, scope: &str) -> String {
+    let t = scr_auth::dev::SystemToken {
+        audience: server.base.clone(),
+        client_id: "test-backend".into(),
+        org: org.into(),
+        scope: scope.into(),
+        lifetime_seconds: 600,
+    };
+    sign(&scr_auth::dev::system_claims(&t, now()))
+}

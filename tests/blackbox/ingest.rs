@@ -43,7 +43,7 @@ fn glucose(server: &Server) -> Vec<serde_json::Value> {
     let b = server
         .get(
             &format!("/Observation?patient={LINDA}&code=http://loinc.org|2345-7"),
-            Some(&clinician(server, "RXK")),
+            Some(&clinician(server, "M85002")),
         )
         .json();
     of_type(&b, "Observation").into_iter().cloned().collect()

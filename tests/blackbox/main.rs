@@ -7,4 +7,5 @@ mod harness;
 mod api;
 mod errors;
 mod ingest;
+mod rules;
 mod tokens;

@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub mod context;
+
+pub use context::{authorise_patient, objection_allows, CareLink, PatientContext};
+
 /// Access profiles (R-ROLE), chosen from the caller's national RBAC job role by configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -66,6 +70,10 @@ pub struct PolicyConfig {
     pub role_profiles: BTreeMap<String, Profile>,
     /// Organisations that read but never write (R-ROLE-2).
     pub view_only_orgs: Vec<String>,
+    /// Days after discharge that a hospital visit still is a relationship (R-LR-2).
+    pub visit_window_days: i64,
+    /// Hours a self-claimed relationship lasts (R-LR-4).
+    pub break_glass_hours: i64,
 }
 
 impl Default for PolicyConfig {
@@ -83,6 +91,8 @@ impl Default for PolicyConfig {
         PolicyConfig {
             role_profiles: roles.iter().map(|(r, p)| (r.to_string(), *p)).collect(),
             view_only_orgs: vec!["RYA".into()],
+            visit_window_days: 90,
+            break_glass_hours: 12,
         }
     }
 }
@@ -114,7 +124,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn allow(rule: &'static str) -> Decision {
+    pub(crate) fn allow(rule: &'static str) -> Decision {
         Decision {
             allowed: true,
             rule,
@@ -122,7 +132,7 @@ impl Decision {
         }
     }
 
-    fn refuse(rule: &'static str, reason: impl Into<String>) -> Decision {
+    pub(crate) fn refuse(rule: &'static str, reason: impl Into<String>) -> Decision {
         Decision {
             allowed: false,
             rule,
@@ -185,18 +195,6 @@ pub fn authorise_read(
     Decision::allow("R-ROLE-1")
 }
 
-/// A patient may open only their own record.
-pub fn authorise_patient(subject: &Subject, nhs_number: &str) -> Decision {
-    match subject {
-        Subject::Patient {
-            nhs_number: own, ..
-        } if own != nhs_number => {
-            Decision::refuse("R-ROLE-1", "a patient may see only their own record")
-        }
-        _ => Decision::allow("R-ROLE-1"),
-    }
-}
-
 /// What the policy knows of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordLabels<'a> {
@@ -213,25 +211,27 @@ pub enum Visibility {
     Withhold { rule: &'static str },
 }
 
-/// R-SENS-1..3 and R-SENS-5 for one record.
-pub fn record_visibility(subject: &Subject, labels: &RecordLabels) -> Visibility {
-    let own_org = match subject {
-        Subject::Staff { org, .. } => Some(org.as_str()),
-        Subject::System { org, .. } => org.as_deref(),
-        Subject::Patient { .. } => None,
-    };
-    let holder = own_org == Some(labels.source_org);
+/// R-SENS-1..3, R-SENS-5 and R-OBJ-2 for one record.
+pub fn record_visibility(
+    subject: &Subject,
+    labels: &RecordLabels,
+    ctx: &PatientContext,
+) -> Visibility {
     if let Subject::Patient { .. } = subject {
         if labels.hidden_from_patient {
             return Visibility::Withhold { rule: "R-SENS-5" };
         }
         return Visibility::Show;
     }
+    let holder = context::own_org(subject) == Some(labels.source_org);
     if labels.sensitive && !holder {
         return Visibility::Withhold { rule: "R-SENS-1" };
     }
     if labels.confidential && !holder {
         return Visibility::Withhold { rule: "R-SENS-3" };
+    }
+    if !objection_allows(subject, ctx, labels.source_org) {
+        return Visibility::Withhold { rule: "R-OBJ-2" };
     }
     Visibility::Show
 }
@@ -294,8 +294,10 @@ mod tests {
             nhs_number: "9990000018".into(),
             proofing_level: Some("P9".into()),
         };
-        assert!(authorise_patient(&p, "9990000018").allowed);
-        assert!(!authorise_patient(&p, "9990000026").allowed);
+        let cfg = PolicyConfig::default();
+        let ctx = PatientContext::default();
+        assert!(authorise_patient(&p, "9990000018", &ctx, &cfg).allowed);
+        assert!(!authorise_patient(&p, "9990000026", &ctx, &cfg).allowed);
         let p5 = Subject::Patient {
             nhs_number: "9990000018".into(),
             proofing_level: Some("P5".into()),
@@ -312,11 +314,19 @@ mod tests {
             hidden_from_patient: false,
         };
         assert_eq!(
-            record_visibility(&clinician("M85001", "R8000"), &sensitive),
+            record_visibility(
+                &clinician("M85001", "R8000"),
+                &sensitive,
+                &PatientContext::default()
+            ),
             Visibility::Withhold { rule: "R-SENS-1" }
         );
         assert_eq!(
-            record_visibility(&clinician("RXK", "R8000"), &sensitive),
+            record_visibility(
+                &clinician("RXK", "R8000"),
+                &sensitive,
+                &PatientContext::default()
+            ),
             Visibility::Show
         );
         let confidential = RecordLabels {
@@ -326,11 +336,19 @@ mod tests {
             hidden_from_patient: false,
         };
         assert_eq!(
-            record_visibility(&clinician("RXK", "R8000"), &confidential),
+            record_visibility(
+                &clinician("RXK", "R8000"),
+                &confidential,
+                &PatientContext::default()
+            ),
             Visibility::Withhold { rule: "R-SENS-3" }
         );
         assert_eq!(
-            record_visibility(&clinician("M85001", "R8000"), &confidential),
+            record_visibility(
+                &clinician("M85001", "R8000"),
+                &confidential,
+                &PatientContext::default()
+            ),
             Visibility::Show
         );
     }

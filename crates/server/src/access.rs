@@ -6,7 +6,7 @@ use actix_web::HttpRequest;
 use serde_json::Value;
 
 use scr_auth::{Caller, CallerKind, Interaction, ScopeContext};
-use scr_policy::{RecordLabels, Subject, Visibility};
+use scr_policy::Subject;
 use scr_source::Record;
 
 use crate::error::ApiError;
@@ -94,29 +94,10 @@ impl Access {
         }
     }
 
-    /// Refuses the request (403) unless the caller may open this patient's record.
-    pub fn require_patient(&self, nhs: &str) -> Result<(), ApiError> {
-        let decision = scr_policy::authorise_patient(&self.subject, nhs);
-        if decision.allowed {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(&decision))
-        }
-    }
-
-    /// Whether one record may leave: the policy's record rules, then the token's SMART v2 search
-    /// constraints (`patient/Observation.rs?category=laboratory`).
-    pub fn may_see(&self, record: &Record, interaction: Interaction) -> bool {
-        let labels = RecordLabels {
-            source_org: &record.labels.source_org,
-            sensitive: record.labels.sensitive,
-            confidential: record.labels.confidential,
-            hidden_from_patient: record.labels.hidden_from_patient,
-        };
-        if scr_policy::record_visibility(&self.subject, &labels) != Visibility::Show {
-            return false;
-        }
-        self.within_scope_constraints(
+    /// The token's SMART v2 search constraints (`patient/Observation.rs?category=laboratory`)
+    /// for one record the policy already lets leave.
+    pub fn within_scope_constraints(&self, record: &Record, interaction: Interaction) -> bool {
+        self.within_constraints(
             record.resource_type,
             &record.resource,
             &record.nhs_number,
@@ -124,7 +105,7 @@ impl Access {
         )
     }
 
-    fn within_scope_constraints(
+    fn within_constraints(
         &self,
         resource_type: &str,
         resource: &Value,

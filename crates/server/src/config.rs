@@ -141,6 +141,12 @@ pub struct PolicySettings {
     pub role_profiles: BTreeMap<String, Profile>,
     #[serde(default = "default_view_only")]
     pub view_only_orgs: Vec<String>,
+    /// Days after discharge that a hospital visit is still a legitimate relationship (R-LR-2).
+    #[serde(default = "default_visit_window_days")]
+    pub visit_window_days: i64,
+    /// Hours a self-claimed (break-glass) relationship lasts (R-LR-4).
+    #[serde(default = "default_break_glass_hours")]
+    pub break_glass_hours: i64,
     /// FHIR ValueSet files (JSON) whose codes are sensitive (R-SENS-1), objections and consents.
     #[serde(default = "default_sensitive_valuesets")]
     pub sensitive_valuesets: Vec<PathBuf>,
@@ -155,6 +161,8 @@ impl Default for PolicySettings {
         PolicySettings {
             role_profiles: default_role_profiles(),
             view_only_orgs: default_view_only(),
+            visit_window_days: default_visit_window_days(),
+            break_glass_hours: default_break_glass_hours(),
             sensitive_valuesets: default_sensitive_valuesets(),
             objection_valueset: default_objection_valueset(),
             consent_valueset: default_consent_valueset(),
@@ -185,6 +193,12 @@ fn default_role_profiles() -> BTreeMap<String, Profile> {
 }
 fn default_view_only() -> Vec<String> {
     scr_policy::PolicyConfig::default().view_only_orgs
+}
+fn default_visit_window_days() -> i64 {
+    scr_policy::PolicyConfig::default().visit_window_days
+}
+fn default_break_glass_hours() -> i64 {
+    scr_policy::PolicyConfig::default().break_glass_hours
 }
 fn default_sensitive_valuesets() -> Vec<PathBuf> {
     vec![PathBuf::from(
@@ -415,6 +429,8 @@ impl Config {
         scr_policy::PolicyConfig {
             role_profiles: self.policy.role_profiles.clone(),
             view_only_orgs: self.policy.view_only_orgs.clone(),
+            visit_window_days: self.policy.visit_window_days,
+            break_glass_hours: self.policy.break_glass_hours,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod gather;
 pub mod handlers;
+pub mod opened;
 pub mod respond;
 pub mod state;
 

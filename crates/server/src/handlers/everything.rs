@@ -14,7 +14,7 @@ use scr_fhir::nhs_number;
 
 use crate::access::authenticate;
 use crate::error::ApiError;
-use crate::gather::{merge_patient, patient_view};
+use crate::opened::open;
 use crate::respond::{bundle_id, check_accept, fhir_json, outcome_entry, record_order};
 use crate::state::AppState;
 
@@ -30,30 +30,22 @@ pub async fn everything(
     if !nhs_number::is_valid(&id) {
         return Err(ApiError::not_found("Patient", &id));
     }
-    access.require_patient(&id)?;
-    let view = patient_view(&state, &id).await?;
-    let patient = merge_patient(&id, &view.records.fragments)
-        .ok_or_else(|| ApiError::not_found("Patient", &id))?;
-
-    let mut records: Vec<Value> = view
+    let opened = open(&state, &access, &id, Interaction::Search).await?;
+    let mut records: Vec<Value> = opened
         .records
-        .records
-        .iter()
-        .filter(|r| {
-            access.may(&state, r.resource_type, Interaction::Search)
-                && access.may_see(r, Interaction::Search)
-        })
-        .map(|r| r.resource.clone())
+        .into_iter()
+        .filter(|r| access.may(&state, r.resource_type, Interaction::Search))
+        .map(|r| r.resource)
         .collect();
     records.sort_by(record_order);
     let total = records.len() + 1;
-    let mut entries = vec![entry(&state.base_url, patient, EntryMode::Match)];
+    let mut entries = vec![entry(&state.base_url, opened.patient, EntryMode::Match)];
     entries.extend(
         records
             .into_iter()
             .map(|r| entry(&state.base_url, r, EntryMode::Match)),
     );
-    entries.extend(outcome_entry(&state.base_url, &view.warnings));
+    entries.extend(outcome_entry(&state.base_url, &opened.warnings));
     let links = [(
         "self",
         format!("{}/Patient/{}/$everything", state.base_url, id),

@@ -15,7 +15,8 @@ use scr_fhir::nhs_number;
 use super::served_type;
 use crate::access::authenticate;
 use crate::error::ApiError;
-use crate::gather::{merge_patient, patient_view, read_record};
+use crate::gather::read_record;
+use crate::opened::open;
 use crate::respond::{check_accept, fhir_json};
 use crate::state::AppState;
 
@@ -34,11 +35,8 @@ pub async fn read(
         if !nhs_number::is_valid(&id) {
             return Err(ApiError::not_found(resource_type, &id));
         }
-        access.require_patient(&id)?;
-        let view = patient_view(&state, &id).await?;
-        let patient = merge_patient(&id, &view.records.fragments)
-            .ok_or_else(|| ApiError::not_found(resource_type, &id))?;
-        return Ok(fhir_json(StatusCode::OK, &patient));
+        let opened = open(&state, &access, &id, Interaction::Read).await?;
+        return Ok(fhir_json(StatusCode::OK, &opened.patient));
     }
 
     let (source_name, key) =
@@ -49,13 +47,19 @@ pub async fn read(
     let record = read_record(&state, source, resource_type, key.to_owned())
         .await?
         .ok_or_else(|| ApiError::not_found(resource_type, &id))?;
-    // A record of someone else's, or one the policy withholds, is answered exactly as an id
-    // that does not exist.
-    if scr_policy::authorise_patient(&access.subject, &record.nhs_number).allowed
-        && access.may_see(&record, Interaction::Read)
-    {
-        Ok(fhir_json(StatusCode::OK, &record.resource))
-    } else {
-        Err(ApiError::not_found(resource_type, &id))
+    // The record is shown only as part of its patient's record opened for this caller. A record
+    // of a patient the caller may not open, or one the policy withholds, is answered exactly as
+    // an id that does not exist: ids of some sources are sequential and must not be probed.
+    match open(&state, &access, &record.nhs_number, Interaction::Read).await {
+        Ok(opened) => opened
+            .records
+            .into_iter()
+            .find(|r| r.resource_type == resource_type && r.id == record.id)
+            .map(|r| fhir_json(StatusCode::OK, &r.resource))
+            .ok_or_else(|| ApiError::not_found(resource_type, &id)),
+        Err(ApiError::Forbidden { .. } | ApiError::NotFound { .. }) => {
+            Err(ApiError::not_found(resource_type, &id))
+        }
+        Err(other) => Err(other),
     }
 }

@@ -20,7 +20,8 @@ use scr_source::PatientQuery;
 use super::served_type;
 use crate::access::{authenticate, Access};
 use crate::error::ApiError;
-use crate::gather::{find_patients, merge_patient, patient_view};
+use crate::gather::find_patients;
+use crate::opened::open;
 use crate::respond::{
     bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order,
 };
@@ -153,24 +154,18 @@ async fn search_clinical(
         .patient()
         .ok_or_else(|| ApiError::invalid("patient", "a patient is required"))?
         .to_owned();
-    access.require_patient(&nhs)?;
-    let view = patient_view(state, &nhs).await?;
-    warnings.extend(view.warnings.iter().cloned());
-    let mut matches: Vec<Value> = view
+    let opened = open(state, access, &nhs, Interaction::Search).await?;
+    warnings.extend(opened.warnings);
+    let mut matches: Vec<Value> = opened
         .records
-        .records
-        .iter()
-        .filter(|r| {
-            r.resource_type == request.resource_type
-                && access.may_see(r, Interaction::Search)
-                && request.matches(&r.resource)
-        })
-        .map(|r| r.resource.clone())
+        .into_iter()
+        .filter(|r| r.resource_type == request.resource_type && request.matches(&r.resource))
+        .map(|r| r.resource)
         .collect();
     matches.sort_by(record_order);
     let mut included = Vec::new();
     if request.include_patient && access.may(state, "Patient", Interaction::Read) {
-        included.extend(merge_patient(&nhs, &view.records.fragments));
+        included.push(opened.patient);
     }
     Ok((matches, included))
 }
@@ -225,20 +220,31 @@ async fn search_patients(
     let (mut numbers, find_warnings) = find_patients(state, query).await?;
     warnings.extend(find_warnings);
     // A patient searching finds only themself; anyone else is simply not a match.
-    numbers.retain(|n| scr_policy::authorise_patient(&access.subject, n).allowed);
+    if let scr_policy::Subject::Patient { nhs_number, .. } = &access.subject {
+        numbers.retain(|n| n == nhs_number);
+    }
     let mut out = Vec::new();
+    let mut refusal = None;
     for nhs in numbers {
-        let view = patient_view(state, &nhs).await?;
-        for w in view.warnings {
-            if !warnings.contains(&w) {
-                warnings.push(w);
+        match open(state, access, &nhs, Interaction::Search).await {
+            Ok(opened) => {
+                for w in opened.warnings {
+                    if !warnings.contains(&w) {
+                        warnings.push(w);
+                    }
+                }
+                if request.matches(&opened.patient) {
+                    out.push(opened.patient);
+                }
             }
-        }
-        if let Some(patient) =
-            merge_patient(&nhs, &view.records.fragments).filter(|p| request.matches(p))
-        {
-            out.push(patient);
+            Err(ApiError::NotFound { .. }) => {}
+            Err(e @ ApiError::Forbidden { .. }) => refusal = Some(e),
+            Err(e) => return Err(e),
         }
     }
-    Ok(out)
+    // R-LR-5: people found but none the caller may open is a refusal, not an empty result.
+    match refusal {
+        Some(e) if out.is_empty() => Err(e),
+        _ => Ok(out),
+    }
 }

@@ -1,0 +1,214 @@
+//! The information sharing agreement (`access-rules.md`), rule by rule, through the real server.
+//! Each test names the rule it checks and asserts the status, the issue code and what is returned.
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const JANE: &str = "9990000018";
+const KHAN: &str = "9990000026";
+const AMELIA: &str = "9990000034";
+const LINDA: &str = "9990000069";
+const OLIVER: &str = "9990000077";
+
+fn refused(s: &Server, path: &str, token: &str) -> String {
+    let r = s.get(path, Some(token));
+    assert_eq!(
+        (r.status, r.issue_code().as_str()),
+        (403, "forbidden"),
+        "{path}"
+    );
+    r.json()["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn everything(s: &Server, nhs: &str, token: &str) -> Value {
+    let r = s.get(&format!("/Patient/{nhs}/$everything"), Some(token));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// ODS codes of every resource (Patient and records) in a Bundle.
+fn holders(bundle: &Value) -> Vec<String> {
+    let mut all: Vec<String> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .flat_map(|e| ods_tags(&e["resource"]))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn warnings(bundle: &Value) -> String {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "OperationOutcome")
+        .map(|e| e["resource"].to_string())
+        .collect()
+}
+
+#[test]
+fn r_lr_1_current_registration_opens_the_record_a_past_one_does_not() {
+    for s in servers() {
+        assert_eq!(
+            s.get(&format!("/Patient/{JANE}"), Some(&clinician(s, "M85001")))
+                .status,
+            200
+        );
+        assert_eq!(
+            s.get(&format!("/Patient/{LINDA}"), Some(&clinician(s, "M85002")))
+                .status,
+            200
+        );
+        refused(s, &format!("/Patient/{LINDA}"), &clinician(s, "M85003"));
+    }
+}
+
+#[test]
+fn r_lr_2_a_visit_ended_within_the_window_opens_the_record() {
+    for s in servers() {
+        // Jane was discharged from RXK 15 days ago (window: 90 days).
+        assert_eq!(
+            s.get(
+                &format!("/Patient/{JANE}/$everything"),
+                Some(&clinician(s, "RXK"))
+            )
+            .status,
+            200
+        );
+        refused(
+            s,
+            &format!("/Patient/{JANE}/$everything"),
+            &clinician(s, "RNA"),
+        );
+    }
+}
+
+#[test]
+fn r_lr_3_allocation_to_the_worker_or_their_team() {
+    for s in servers() {
+        let alex = staff_as(s, "sw-dud-0001", "LA-DUD", "R8014", "user/*.rs");
+        let chris = staff_as(s, "sw-dud-0002", "LA-DUD", "R8014", "user/*.rs");
+        assert_eq!(
+            s.get(&format!("/Flag?patient={JANE}"), Some(&alex)).status,
+            200,
+            "allocated to Alex"
+        );
+        refused(s, &format!("/Flag?patient={JANE}"), &chris);
+        assert_eq!(
+            s.get(&format!("/Flag?patient={AMELIA}"), Some(&chris))
+                .status,
+            200,
+            "allocated to Chris's team"
+        );
+        refused(s, &format!("/Flag?patient={OLIVER}"), &alex); // allocation ended 30 days ago
+    }
+}
+
+#[test]
+fn r_lr_5_no_relationship_is_a_refusal_that_says_how_to_self_claim() {
+    for s in servers() {
+        let crew = clinician(s, "RYA");
+        for path in [
+            format!("/Patient/{JANE}"),
+            format!("/Patient/{JANE}/$everything"),
+            format!("/Observation?patient={JANE}"),
+            format!("/Observation?patient={JANE}&_summary=count"),
+        ] {
+            let why = refused(s, &path, &crew);
+            assert!(
+                why.contains("R-LR-5") && why.contains("self-claim"),
+                "{why}"
+            );
+        }
+        let search = s.get(
+            &format!("/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{JANE}"),
+            Some(&crew),
+        );
+        assert_eq!(search.status, 403, "never an empty but successful result");
+        let admin = staff(s, "RYA", "R8008", "user/*.rs");
+        assert!(refused(s, &format!("/Patient/{JANE}"), &admin).contains("cannot self-claim"));
+    }
+}
+
+#[test]
+fn r_lr_5_a_record_of_a_patient_the_caller_cannot_open_reads_as_not_found() {
+    for s in servers() {
+        let all = s
+            .all_pages(
+                &format!("/Observation?patient={JANE}"),
+                &clinician(s, "M85001"),
+            )
+            .0;
+        let id = all[0]["id"].as_str().unwrap();
+        let r = s.get(&format!("/Observation/{id}"), Some(&clinician(s, "RYA")));
+        assert_eq!((r.status, r.issue_code().as_str()), (404, "not-found"));
+    }
+}
+
+#[test]
+fn r_obj_2_objection_shows_only_own_org_data() {
+    for s in servers() {
+        let gp = everything(s, KHAN, &clinician(s, "M85001"));
+        assert_eq!(holders(&gp), ["M85001"]);
+        assert!(!of_type(&gp, "Observation").is_empty());
+        let trust = everything(s, KHAN, &clinician(s, "RXK"));
+        assert_eq!(
+            holders(&trust),
+            ["RXK"],
+            "demographics too come from the caller's own source"
+        );
+        let count = s
+            .get(
+                &format!("/Observation?patient={KHAN}&_summary=count"),
+                Some(&clinician(s, "RXK")),
+            )
+            .json();
+        assert_eq!(
+            count["total"].as_u64(),
+            Some(of_type(&trust, "Observation").len() as u64)
+        );
+    }
+}
+
+#[test]
+fn r_obj_3_the_response_says_an_objection_limits_it() {
+    for s in servers() {
+        let b = everything(s, KHAN, &clinician(s, "M85001"));
+        assert!(warnings(&b).contains("R-OBJ-3"), "{}", warnings(&b));
+        let none = everything(s, JANE, &clinician(s, "M85001"));
+        assert!(!warnings(&none).contains("R-OBJ-3"));
+    }
+}
+
+#[test]
+fn r_obj_4_a_parents_objection_for_a_child_has_the_same_effect() {
+    for s in servers() {
+        let gp = everything(s, AMELIA, &clinician(s, "M85002"));
+        assert_eq!(holders(&gp), ["M85002"]);
+        let chris = staff_as(s, "sw-dud-0002", "LA-DUD", "R8014", "user/*.rs");
+        let council = everything(s, AMELIA, &chris);
+        assert_eq!(holders(&council), ["LA-DUD"]);
+        assert!(warnings(&council).contains("R-OBJ-3"));
+    }
+}
+
+#[test]
+fn r_obj_6_the_patient_sees_their_whole_record_and_the_objection() {
+    for s in servers() {
+        let own = everything(s, KHAN, &patient(s, KHAN, "P9"));
+        let h = holders(&own);
+        assert!(
+            h.contains(&"M85001".to_string()) && h.contains(&"RXK".to_string()),
+            "{h:?}"
+        );
+        assert!(warnings(&own).contains("R-OBJ-6"));
+    }
+}
