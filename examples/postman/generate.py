@@ -32,7 +32,7 @@ folders = [
     ("Capability", [
         req("CapabilityStatement", "GET", "/metadata", status(200) + [
             "pm.test('FHIR 4.0.1', () => pm.expect(pm.response.json().fhirVersion).to.eql('4.0.1'));",
-            "pm.test('five resource types', () => pm.expect(pm.response.json().rest[0].resource.length).to.eql(5));"], token=None),
+            "pm.test('five clinical types and the audit trail', () => pm.expect(pm.response.json().rest[0].resource.map(r => r.type)).to.eql(['Patient', 'AllergyIntolerance', 'MedicationStatement', 'Observation', 'Flag', 'AuditEvent']));"], token=None),
         req("SMART configuration", "GET", "/.well-known/smart-configuration", status(200) + [
             "pm.test('capabilities listed', () => pm.expect(pm.response.json().capabilities).to.be.an('array'));"], token=None),
     ]),
@@ -83,6 +83,26 @@ folders = [
             headers={"Content-Type": "application/json"}, body="{}"),
         req("XML only: 406", "GET", f"/Patient/{JANE}", outcome(406, "not-supported"), headers={"Accept": "application/fhir+xml"}),
     ]),
+    ("R-LR relationships", [
+        req("No relationship: 403 naming R-LR-5", "GET", f"/Patient/{JANE}/$everything", outcome(403, "forbidden") + [
+            "pm.test('says how to self-claim', () => pm.expect(pm.response.json().issue[0].diagnostics).to.include('self-claim'));"], token="{{ambulanceToken}}"),
+        req("Recent hospital visit opens the record (R-LR-2)", "GET", f"/Patient/{JANE}", status(200), token="{{token}}"),
+    ]),
+    ("R-OBJ objections", [
+        req("Objector seen by the GP: own practice's records only, with a warning", "GET", "/Patient/9990000026/$everything", status(200) + [
+            "const b = pm.response.json();",
+            "pm.test('only M85001 records', () => b.entry.filter(e => e.search.mode === 'match').forEach(e => pm.expect(JSON.stringify(e.resource.meta.tag)).to.include('M85001')));",
+            "pm.test('R-OBJ-3 warning', () => pm.expect(JSON.stringify(b.entry.filter(e => e.search.mode === 'outcome'))).to.include('R-OBJ-3'));"], token="{{gpToken}}"),
+    ]),
+    ("R-SENS sensitive records", [
+        req("GP does not see sexual health results (count included)", "GET", "/Observation?patient=9990000042&code=http://loinc.org|43304-5&_summary=count", status(200) + [
+            "pm.test('none counted', () => pm.expect(pm.response.json().total).to.eql(0));"], token="{{gpToken}}"),
+    ]),
+    ("R-AUD audit", [
+        req("Privacy officer lists refusals", "GET", "/AuditEvent?outcome=4&_count=5", status(200) + bundle, token="{{privacyOfficerToken}}"),
+        req("Patient sees who accessed their record", "GET", "/AuditEvent?_count=5", status(200) + bundle, token="{{patientToken}}"),
+        req("Clinician cannot search the audit trail", "GET", "/AuditEvent", outcome(403, "forbidden")),
+    ]),
     ("Access", [
         req("Social worker cannot read observations (R-ROLE-3)", "GET", f"/Observation?patient={JANE}", outcome(403, "forbidden"), token="{{socialWorkerToken}}"),
         req("Social worker reads alerts", "GET", f"/Flag?patient={JANE}", status(200) + bundle, token="{{socialWorkerToken}}"),
@@ -106,6 +126,9 @@ environment = {
         {"key": "token", "value": "paste: scr token staff --org RXK --role R8000", "enabled": True},
         {"key": "socialWorkerToken", "value": "paste: scr token staff --org LA-DUD --role R8014 --sub sw-dud-0001", "enabled": True},
         {"key": "patientToken", "value": "paste: scr token patient --nhs 9990000018", "enabled": True},
+        {"key": "gpToken", "value": "paste: scr token staff --org M85001 --role R8000", "enabled": True},
+        {"key": "ambulanceToken", "value": "paste: scr token staff --org RYA --role R8000", "enabled": True},
+        {"key": "privacyOfficerToken", "value": "paste: scr token staff --org M85001 --role R0001 --scope user/AuditEvent.rs", "enabled": True},
         {"key": "expiredToken", "value": "paste: scr token staff --lifetime=-120", "enabled": True},
     ],
 }

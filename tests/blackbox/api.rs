@@ -8,7 +8,7 @@ use crate::harness::*;
 const JANE: &str = "9990000018";
 
 #[test]
-fn metadata_is_an_r4_capability_statement_listing_the_five_types() {
+fn metadata_is_an_r4_capability_statement_listing_what_is_served() {
     for s in servers() {
         let r = s.get("/metadata", None);
         assert_eq!(r.status, 200);
@@ -31,7 +31,8 @@ fn metadata_is_an_r4_capability_statement_listing_the_five_types() {
                 "AllergyIntolerance",
                 "MedicationStatement",
                 "Observation",
-                "Flag"
+                "Flag",
+                "AuditEvent"
             ]
         );
     }
@@ -290,7 +291,7 @@ fn a_source_that_is_down_is_named_in_a_warning_not_an_error() {
             .replacen("[[sources.gp]]", "[[sources.gp]]\nname = \"gp-down\"\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n\n[[sources.gp]]", 1);
         let path = dir.join("scr.toml");
         std::fs::write(&path, config).unwrap();
-        let down = Server::start("down", dir, port, &path);
+        let down = Server::start("down", dir, port, &path, s.store_url.clone());
         let r = down.get(
             &format!("/Patient/{JANE}/$everything"),
             Some(&clinician(&down, "M85001")),

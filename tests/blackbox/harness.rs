@@ -18,6 +18,8 @@ pub struct Server {
     pub base: String,
     pub port: u16,
     pub dir: PathBuf,
+    /// The facade's own database, for tests that inspect or tamper with the audit trail.
+    pub store_url: String,
     _child: Mutex<Child>,
 }
 
@@ -104,7 +106,13 @@ fn run(args: &[&str]) -> String {
 
 impl Server {
     /// Starts `scr serve` with `config` and waits until it answers.
-    pub fn start(name: &'static str, dir: PathBuf, port: u16, config: &Path) -> Server {
+    pub fn start(
+        name: &'static str,
+        dir: PathBuf,
+        port: u16,
+        config: &Path,
+        store_url: String,
+    ) -> Server {
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
         let child = Command::new(BIN)
             .args([
@@ -124,6 +132,7 @@ impl Server {
             base: format!("http://127.0.0.1:{port}/fhir"),
             port,
             dir,
+            store_url,
             _child: Mutex::new(child),
         };
         for _ in 0..300 {
@@ -145,20 +154,31 @@ impl Server {
 
     /// `scr demo --no-serve` seeds SQLite files and writes the config; then serve it.
     fn sqlite() -> Server {
-        let dir = scratch("sqlite");
+        Server::sqlite_named("sqlite", 40)
+    }
+
+    /// A SQLite server of its own, for a test that breaks something on purpose.
+    pub fn sqlite_named(name: &'static str, patients: usize) -> Server {
+        let dir = scratch(name);
         let port = free_port();
+        let (d, p, n) = (
+            dir.to_str().unwrap().to_owned(),
+            port.to_string(),
+            patients.to_string(),
+        );
         run(&[
             "demo",
             "--data",
-            dir.to_str().unwrap(),
+            &d,
             "--port",
-            &port.to_string(),
+            &p,
             "--patients",
-            "40",
+            &n,
             "--no-serve",
         ]);
         let config = dir.join("scr.toml");
-        Server::start("sqlite", dir, port, &config)
+        let store = format!("sqlite://{}/scr.db", dir.display());
+        Server::start(name, dir, port, &config, store)
     }
 
     /// Three fresh PostgreSQL databases (GP, social care, store), seeded by `scr seed`.
@@ -221,7 +241,8 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
             "--patients",
             "40",
         ]);
-        Server::start("postgres", dir, port, &path)
+        let store = urls[2].clone();
+        Server::start("postgres", dir, port, &path, store)
     }
 
     pub fn request(

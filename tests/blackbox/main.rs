@@ -5,6 +5,7 @@
 mod harness;
 
 mod api;
+mod audit;
 mod errors;
 mod ingest;
 mod rules;

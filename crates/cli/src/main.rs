@@ -48,10 +48,24 @@ enum Command {
         #[command(subcommand)]
         what: ingest::IngestCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
+    },
     /// Mint a development token (trusted only where `auth.dev_issuer = true`).
     Token(token::TokenArgs),
     /// Check FHIR JSON files against the R4 model; prints the first problem of each.
     Validate { files: Vec<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; names the first altered, removed or inserted record (R-AUD-3).
+    Verify {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<Config, String> {
@@ -88,6 +102,21 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Ingest { what } => ingest::run(what),
         Command::Token(args) => token::run(args),
+        Command::Audit {
+            what: AuditCommand::Verify { config },
+        } => {
+            let config = load(&config)?;
+            let store = scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
+            let mut conn = store.conn().map_err(|e| e.to_string())?;
+            let report = scr_store::audit::verify_chain(&mut conn).map_err(|e| e.to_string())?;
+            match report.first_broken {
+                None => {
+                    println!("audit chain intact: {} records", report.rows);
+                    Ok(())
+                }
+                Some(seq) => Err(format!("audit chain broken at record {seq} (AuditEvent/{seq}): it, or the record before it, was altered, removed or inserted")),
+            }
+        }
         Command::Validate { files } => {
             let mut failed = 0;
             for f in &files {

@@ -44,12 +44,22 @@ impl Profile {
     /// Resource types the profile may read (R-ROLE table). `System` reads what its scopes grant.
     pub fn readable(self) -> &'static [&'static str] {
         match self {
-            Profile::Clinical | Profile::Patient | Profile::System => &[
+            Profile::Clinical | Profile::System => &[
                 "Patient",
                 "AllergyIntolerance",
                 "MedicationStatement",
                 "Observation",
                 "Flag",
+            ],
+            // A patient also reads who accessed their record (R-AUD-5) and their consents.
+            Profile::Patient => &[
+                "Patient",
+                "AllergyIntolerance",
+                "MedicationStatement",
+                "Observation",
+                "Flag",
+                "AuditEvent",
+                "Consent",
             ],
             Profile::ClinicalSupport => &[
                 "Patient",
@@ -58,7 +68,7 @@ impl Profile {
                 "Flag",
             ],
             Profile::SocialCare => &["Patient", "Flag"],
-            Profile::PrivacyOfficer => &[],
+            Profile::PrivacyOfficer => &["AuditEvent", "Consent"],
         }
     }
 }

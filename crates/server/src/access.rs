@@ -12,10 +12,40 @@ use scr_source::Record;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The verified caller of a request.
+/// The verified caller of a request, and the patients the request has touched so far (with the
+/// rule that decided each), for the audit (R-AUD-1: one AuditEvent per patient touched).
 pub struct Access {
     pub caller: Caller,
     pub subject: Subject,
+    pub touched: std::sync::Mutex<Vec<Touched>>,
+}
+
+/// One patient a request asked for, and the policy's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub nhs_number: String,
+    pub rule: &'static str,
+    pub allowed: bool,
+}
+
+impl Access {
+    pub fn touch(&self, nhs_number: &str, decision: &scr_policy::Decision) {
+        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        if !touched.iter().any(|t| t.nhs_number == nhs_number) {
+            touched.push(Touched {
+                nhs_number: nhs_number.to_owned(),
+                rule: decision.rule,
+                allowed: decision.allowed,
+            });
+        }
+    }
+
+    pub fn touched(&self) -> Vec<Touched> {
+        self.touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Verifies the bearer token; 401 with `WWW-Authenticate` on any failure.
@@ -41,7 +71,11 @@ pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Access, ApiEr
             org: caller.organisation.clone(),
         },
     };
-    Ok(Access { caller, subject })
+    Ok(Access {
+        caller,
+        subject,
+        touched: Default::default(),
+    })
 }
 
 impl Access {

@@ -2,6 +2,7 @@
 //! sources, filter through the policy, answer), the single error mapping, and start-up.
 
 pub mod access;
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod gather;
@@ -16,7 +17,7 @@ use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
-use handlers::{capabilities, everything, fallback, read, search, smart};
+use handlers::{audit_events, capabilities, everything, fallback, read, search, smart};
 pub use state::AppState;
 
 /// Every route of the FHIR endpoint, under `/fhir`.
@@ -37,6 +38,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/Patient/{id}/$everything")
                     .route(web::get().to(everything::everything))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/AuditEvent")
+                    .route(web::get().to(audit_events::search))
                     .default_service(not_allowed()),
             )
             .service(

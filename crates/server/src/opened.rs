@@ -105,6 +105,7 @@ pub async fn open(
     }
     let context = patient_context(&view, Vec::new());
     let decision = scr_policy::authorise_patient(&access.subject, nhs, &context, &state.policy);
+    access.touch(nhs, &decision);
     if !decision.allowed {
         return Err(ApiError::forbidden(&decision));
     }

@@ -1,11 +1,13 @@
 //! The facade's own database: the HL7 v2 messages it receives (with their acknowledgements and
-//! the quarantine of messages it could not apply) and the records derived from them.
+//! the quarantine of messages it could not apply) and the records derived from them, the
+//! hash-chained audit trail and self-claimed relationships ([`audit`]).
 //!
 //! One diesel schema ([`schema`]) serves SQLite and PostgreSQL through the connection enum of
 //! `scr-db`; migrations are embedded per backend in folders with identical names
 //! (`migrations/sqlite/…`, `migrations/postgres/…`) and applied by [`Store::open`] or
 //! [`run_migrations`]. The few dialect differences live in [`dialect`].
 
+pub mod audit;
 pub mod dialect;
 pub mod hl7;
 pub mod schema;
@@ -95,6 +97,8 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
 #[derive(Clone)]
 pub struct Store {
     pool: DbPool,
+    /// Serialises audit appends within this process so the hash chain never forks.
+    audit_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -110,7 +114,10 @@ impl Store {
         let mut conn = pool.get().map_err(|source| StoreError::Pool { source })?;
         run_migrations(&mut conn)?;
         drop(conn);
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            audit_lock: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &DbPool {

@@ -118,3 +118,36 @@ diesel::allow_tables_to_appear_in_same_query!(
     hl7_observation,
     hl7_medication
 );
+
+diesel::table! {
+    /// The hash-chained audit trail (R-AUD-3).
+    audit_event (seq) {
+        seq -> BigInt,
+        recorded -> Text,
+        patient_nhs -> Nullable<Text>,
+        agent_user -> Text,
+        agent_org -> Nullable<Text>,
+        outcome -> Text,
+        rule -> Nullable<Text>,
+        break_glass -> Integer,
+        resource -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    /// Self-claimed relationships (R-LR-4).
+    break_glass_claim (id) {
+        id -> BigInt,
+        user_id -> Text,
+        org -> Text,
+        nhs_number -> Text,
+        purpose -> Text,
+        reason -> Text,
+        claimed_at -> Text,
+        expires_at -> Text,
+        reviewed_at -> Nullable<Text>,
+        audit_seq -> BigInt,
+    }
+}

@@ -14,7 +14,7 @@ use crate::respond::fhir_json;
 use crate::state::AppState;
 
 pub fn capability_statement(base_url: &str) -> Value {
-    let resources: Vec<Value> = SERVED_TYPES
+    let mut resources: Vec<Value> = SERVED_TYPES
         .iter()
         .map(|rt| {
             let params: Vec<Value> = params_for(rt)
@@ -46,6 +46,19 @@ pub fn capability_statement(base_url: &str) -> Value {
             r
         })
         .collect();
+    resources.push(json!({
+        "type": "AuditEvent",
+        "documentation": "The audit trail: privacy officers search it (R-AUD-4); a patient sees the accesses to their own record (R-AUD-5).",
+        "interaction": [{ "code": "search-type" }],
+        "searchParam": [
+            { "name": "patient", "type": "reference", "documentation": "Patient/{NHS number}" },
+            { "name": "agent", "type": "token", "documentation": "The user's id (token sub); 'unauthenticated' for refused tokens" },
+            { "name": "agent-org", "type": "token", "documentation": "ODS code of the user's organisation (facade extension)" },
+            { "name": "outcome", "type": "token", "documentation": "0 success, 4 refused, 8 failed" },
+            { "name": "date", "type": "date", "documentation": "eq, ge, le" },
+            { "name": "break-glass", "type": "token", "documentation": "true: accesses under a self-claimed relationship (facade extension)" },
+        ],
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "id": "scr",

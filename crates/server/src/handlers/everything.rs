@@ -12,7 +12,8 @@ use scr_auth::Interaction;
 use scr_fhir::bundle::{entry, searchset, EntryMode};
 use scr_fhir::nhs_number;
 
-use crate::access::authenticate;
+use crate::access::{authenticate, Access};
+use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::opened::open;
 use crate::respond::{bundle_id, check_accept, fhir_json, outcome_entry, record_order};
@@ -25,8 +26,20 @@ pub async fn everything(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     check_accept(&req)?;
-    let access = authenticate(&state, &req)?;
-    access.require(&state, "Patient", Interaction::Read)?;
+    let access = match authenticate(&state, &req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(&state, &req, None, Subtype::Operation, Err(e)).await,
+    };
+    let result = everything_as(&state, &access, &id).await;
+    audit::finish(&state, &req, Some(&access), Subtype::Operation, result).await
+}
+
+async fn everything_as(
+    state: &AppState,
+    access: &Access,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    access.require(state, "Patient", Interaction::Read)?;
     if !nhs_number::is_valid(&id) {
         return Err(ApiError::not_found("Patient", &id));
     }

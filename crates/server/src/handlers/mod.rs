@@ -1,6 +1,7 @@
 //! One file per FHIR interaction. A handler parses, asks for the decision, calls the service,
 //! formats the answer, and does nothing else.
 
+pub mod audit_events;
 pub mod capabilities;
 pub mod everything;
 pub mod fallback;

@@ -13,7 +13,8 @@ use scr_auth::Interaction;
 use scr_fhir::nhs_number;
 
 use super::served_type;
-use crate::access::authenticate;
+use crate::access::{authenticate, Access};
+use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::read_record;
 use crate::opened::open;
@@ -28,9 +29,21 @@ pub async fn read(
     let (type_name, id) = path.into_inner();
     let resource_type = served_type(&type_name)?;
     check_accept(&req)?;
-    let access = authenticate(&state, &req)?;
-    access.require(&state, resource_type, Interaction::Read)?;
+    let access = match authenticate(&state, &req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(&state, &req, None, Subtype::Read, Err(e)).await,
+    };
+    let result = read_as(&state, &access, resource_type, &id).await;
+    audit::finish(&state, &req, Some(&access), Subtype::Read, result).await
+}
 
+async fn read_as(
+    state: &AppState,
+    access: &Access,
+    resource_type: &'static str,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    access.require(state, resource_type, Interaction::Read)?;
     if resource_type == "Patient" {
         if !nhs_number::is_valid(&id) {
             return Err(ApiError::not_found(resource_type, &id));

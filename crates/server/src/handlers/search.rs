@@ -19,6 +19,7 @@ use scr_source::PatientQuery;
 
 use super::served_type;
 use crate::access::{authenticate, Access};
+use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::find_patients;
 use crate::opened::open;
@@ -69,7 +70,21 @@ async fn run(
 ) -> Result<HttpResponse, ApiError> {
     let resource_type = served_type(type_name)?;
     check_accept(req)?;
-    let access = authenticate(state, req)?;
+    let access = match authenticate(state, req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(state, req, None, Subtype::Search, Err(e)).await,
+    };
+    let result = search_as(state, req, &access, resource_type, &pairs).await;
+    audit::finish(state, req, Some(&access), Subtype::Search, result).await
+}
+
+async fn search_as(
+    state: &AppState,
+    req: &HttpRequest,
+    access: &Access,
+    resource_type: &'static str,
+    pairs: &[(String, String)],
+) -> Result<HttpResponse, ApiError> {
     access.require(state, resource_type, Interaction::Search)?;
     let request = search::parse(resource_type, &pairs, lenient(req)).map_err(ApiError::Invalid)?;
     let mut warnings: Vec<Issue> = request

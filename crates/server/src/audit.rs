@@ -1,0 +1,246 @@
+//! Writes the audit trail (R-AUD-1, R-AUD-2): one AuditEvent per patient a request touched, and
+//! one for every refusal, in the IHE Basic Audit Log Patterns shape, committed to the store
+//! before the response leaves. If the audit cannot be written, the data is not sent: 503.
+//!
+//! Not audited: requests refused for their form (400, 405, 406, 415) before any patient or
+//! caller was considered, and the capability endpoints.
+
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use scr_auth::CallerKind;
+use scr_fhir::systems;
+use scr_store::audit::NewAuditEvent;
+
+use crate::access::Access;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The RESTful interaction audited, as `AuditEvent.subtype` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subtype {
+    Read,
+    Search,
+    Operation,
+}
+
+impl Subtype {
+    fn code(self) -> &'static str {
+        match self {
+            Subtype::Read => "read",
+            Subtype::Search => "search-type",
+            Subtype::Operation => "operation",
+        }
+    }
+
+    /// BALP: R for a read, E (execute) for searches and operations.
+    fn action(self) -> &'static str {
+        match self {
+            Subtype::Read => "R",
+            _ => "E",
+        }
+    }
+}
+
+struct Outcome {
+    code: &'static str,
+    rule: Option<&'static str>,
+    description: String,
+}
+
+/// Which results are audited, and how.
+fn outcome_of(result: &Result<HttpResponse, ApiError>) -> Option<Outcome> {
+    match result {
+        Ok(_) => Some(Outcome {
+            code: "0",
+            rule: None,
+            description: "success".into(),
+        }),
+        Err(ApiError::Forbidden { rule, reason }) => Some(Outcome {
+            code: "4",
+            rule: Some(rule),
+            description: format!("refused: {reason} ({rule})"),
+        }),
+        Err(ApiError::Unauthenticated(e)) => Some(Outcome {
+            code: "4",
+            rule: Some("tokens"),
+            description: format!("refused: {}", e.description()),
+        }),
+        Err(ApiError::NotFound { .. }) => Some(Outcome {
+            code: "4",
+            rule: None,
+            description: "not found, or not visible to this caller".into(),
+        }),
+        Err(e) if e.status_code().is_server_error() => Some(Outcome {
+            code: "8",
+            rule: None,
+            description: "failed".into(),
+        }),
+        Err(_) => None,
+    }
+}
+
+fn coding(system: &str, code: &str) -> Value {
+    json!({ "system": system, "code": code })
+}
+
+/// One AuditEvent (BALP RESTful activity), without `id`: the id is its sequence number.
+#[allow(clippy::too_many_arguments)]
+fn event_json(
+    state: &AppState,
+    req: &HttpRequest,
+    access: Option<&Access>,
+    subtype: Subtype,
+    outcome: &Outcome,
+    patient: Option<&str>,
+    purpose: &str,
+    recorded: &str,
+) -> Value {
+    let (who, role, org) = match access {
+        Some(a) => {
+            let role = match a.caller.kind {
+                CallerKind::Patient => "patient".to_owned(),
+                CallerKind::System => "system".to_owned(),
+                CallerKind::Staff => a.caller.role_code.clone().unwrap_or_default(),
+            };
+            (
+                json!({ "identifier": { "system": a.caller.issuer, "value": a.caller.subject } }),
+                role,
+                a.caller.organisation.clone(),
+            )
+        }
+        None => (
+            json!({ "display": "unauthenticated caller" }),
+            String::new(),
+            None,
+        ),
+    };
+    let mut user = json!({
+        "type": { "coding": [coding("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "humanuser")] },
+        "who": who,
+        "requestor": true,
+    });
+    if access.is_some_and(|a| a.caller.kind == CallerKind::System) {
+        user["type"] = json!({ "coding": [coding("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "dataprocessor")] });
+    }
+    if !role.is_empty() {
+        user["role"] = json!([{ "coding": [coding("https://scr.example.nhs.uk/CodeSystem/access-role", &role)], "text": role }]);
+    }
+    if let Some(addr) = req.peer_addr() {
+        user["network"] = json!({ "address": addr.ip().to_string(), "type": "2" });
+    }
+    let mut agents = vec![user];
+    if let Some(ods) = org.filter(|o| !o.is_empty()) {
+        agents.push(json!({
+            "type": { "coding": [coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PROV")] },
+            "who": { "identifier": { "system": systems::ODS_CODE, "value": ods } },
+            "requestor": false,
+        }));
+    }
+    let mut entities = Vec::new();
+    if let Some(nhs) = patient {
+        entities.push(json!({
+            "what": { "reference": format!("Patient/{nhs}") },
+            "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1"),
+            "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1"),
+        }));
+    }
+    let query = req.query_string();
+    let description = format!(
+        "{} {}",
+        req.method(),
+        req.match_pattern().unwrap_or_default()
+    );
+    let mut request = json!({
+        "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"),
+        "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "24"),
+        "description": description,
+    });
+    if !query.is_empty() {
+        request["query"] = base64::engine::general_purpose::STANDARD
+            .encode(query)
+            .into();
+    }
+    entities.push(request);
+    json!({
+        "resourceType": "AuditEvent",
+        "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" },
+        "subtype": [{ "system": "http://hl7.org/fhir/restful-interaction", "code": subtype.code() }],
+        "action": subtype.action(),
+        "recorded": recorded,
+        "outcome": outcome.code,
+        "outcomeDesc": outcome.description,
+        "purposeOfEvent": [{ "coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", purpose)] }],
+        "agent": agents,
+        "source": {
+            "site": state.base_url,
+            "observer": { "display": "scr shared care record facade" },
+            "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4")],
+        },
+        "entity": entities,
+    })
+}
+
+/// Audits the request and returns its result, or 503 if the audit could not be committed.
+pub async fn finish(
+    state: &AppState,
+    req: &HttpRequest,
+    access: Option<&Access>,
+    subtype: Subtype,
+    result: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(outcome) = outcome_of(&result) else {
+        return result;
+    };
+    let (_, recorded) = scr_fhir::build::today_and_now();
+    let touched = access.map(Access::touched).unwrap_or_default();
+    let agent_user = access
+        .map(|a| a.caller.subject.clone())
+        .unwrap_or_else(|| "unauthenticated".into());
+    let agent_org = access.and_then(|a| a.caller.organisation.clone());
+    let mut events = Vec::new();
+    let mut add = |patient: Option<&str>, rule: Option<&'static str>, break_glass: bool| {
+        let purpose = if break_glass { "BTG" } else { "TREAT" };
+        let resource = event_json(
+            state, req, access, subtype, &outcome, patient, purpose, &recorded,
+        );
+        events.push(NewAuditEvent {
+            recorded: recorded.clone(),
+            patient_nhs: patient.map(str::to_owned),
+            agent_user: agent_user.clone(),
+            agent_org: agent_org.clone(),
+            outcome: outcome.code.to_owned(),
+            rule: rule.map(str::to_owned),
+            break_glass,
+            resource: resource.to_string(),
+        });
+    };
+    if touched.is_empty() {
+        add(None, outcome.rule, false);
+    }
+    for t in &touched {
+        let rule = if t.allowed {
+            outcome.rule.or(Some(t.rule))
+        } else {
+            Some(t.rule)
+        };
+        add(Some(&t.nhs_number), rule, t.allowed && t.rule == "R-LR-4");
+    }
+    let store = state.store.clone();
+    match web::block(move || store.append_audit(&events)).await {
+        Ok(Ok(_)) => result,
+        Ok(Err(e)) => {
+            log::error!("audit write failed, response withheld: {e}");
+            Err(ApiError::Unavailable {
+                detail: "the audit trail cannot be written".into(),
+            })
+        }
+        Err(e) => {
+            log::error!("audit write failed, response withheld: {e}");
+            Err(ApiError::Unavailable {
+                detail: "the audit trail cannot be written".into(),
+            })
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `GET /AuditEvent?...`: the audit trail for privacy officers (R-AUD-4) and for a patient over
+//! their own record (R-AUD-5).
+//!
+//! Parameters: `patient` (Patient/{NHS number}), `agent` (the user's id, token `sub`),
+//! `agent-org` (ODS code), `outcome` (0 success, 4 refused, 8 failed), `date` (`eq`, `ge`, `le`),
+//! `break-glass=true` (accesses under a self-claimed relationship, for review), `_count`,
+//! `_offset`. Newest first. A patient sees only events about themself, and sees who accessed
+//! their record by organisation and role, not by personal identifier.
+//!
+//! Statuses: 200; 400 (unknown parameter without `Prefer: handling=lenient`, bad value); 401;
+//! 403 (any profile but privacy officer and patient; a patient asking about someone else); 503.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use scr_auth::Interaction;
+use scr_fhir::bundle::{entry, searchset, EntryMode, Issue, Severity};
+use scr_fhir::search::{parse_date, parse_patient_reference, Prefix, DEFAULT_COUNT, MAX_COUNT};
+use scr_policy::{Decision, Subject};
+use scr_store::audit::{search_audit, AuditFilter};
+
+use crate::access::{authenticate, Access};
+use crate::audit::{self, Subtype};
+use crate::error::ApiError;
+use crate::respond::{bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs};
+use crate::state::AppState;
+
+pub async fn search(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    check_accept(&req)?;
+    let access = match authenticate(&state, &req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(&state, &req, None, Subtype::Search, Err(e)).await,
+    };
+    let result = search_as(&state, &req, &access).await;
+    audit::finish(&state, &req, Some(&access), Subtype::Search, result).await
+}
+
+fn number(key: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(key, format!("{key} must be a whole number, not '{value}'"))
+        })
+}
+
+async fn search_as(
+    state: &AppState,
+    req: &HttpRequest,
+    access: &Access,
+) -> Result<HttpResponse, ApiError> {
+    access.require(state, "AuditEvent", Interaction::Search)?;
+    let pairs = query_pairs(req.query_string())?;
+    let mut filter = AuditFilter::default();
+    let (mut count, mut offset) = (DEFAULT_COUNT as i64, 0);
+    let mut warnings = Vec::new();
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "patient" => filter.patient_nhs = Some(parse_patient_reference(value).map_err(|m| ApiError::invalid("patient", m))?),
+            "agent" => filter.agent_user = Some(value.clone()),
+            "agent-org" => filter.agent_org = Some(value.clone()),
+            "outcome" if matches!(value.as_str(), "0" | "4" | "8" | "12") => filter.outcome = Some(value.clone()),
+            "outcome" => return Err(ApiError::invalid("outcome", "outcome is 0, 4, 8 or 12")),
+            "break-glass" if value == "true" => filter.break_glass_only = true,
+            "break-glass" => return Err(ApiError::invalid("break-glass", "break-glass takes the value true")),
+            "date" => {
+                let d = parse_date(value).map_err(|m| ApiError::invalid("date", m))?;
+                match d.prefix {
+                    Prefix::Ge => filter.recorded_from = Some(d.lower),
+                    Prefix::Le => filter.recorded_to = Some(d.upper),
+                    Prefix::Eq => {
+                        filter.recorded_from = Some(d.lower);
+                        filter.recorded_to = Some(d.upper);
+                    }
+                    _ => return Err(ApiError::Invalid(vec![Issue::new(Severity::Error, "not-supported", "AuditEvent date takes eq, ge or le").at("date")])),
+                }
+            }
+            "_count" => count = number(key, value)?.min(MAX_COUNT as i64),
+            "_offset" => offset = number(key, value)?,
+            _ if lenient(req) => warnings.push(Issue::new(Severity::Warning, "not-supported", format!("parameter '{key}' is not supported and was ignored"))),
+            _ => {
+                return Err(ApiError::Invalid(vec![Issue::new(Severity::Error, "not-supported", format!("unknown search parameter '{key}' for AuditEvent; send Prefer: handling=lenient to ignore it")).at(key.clone())]))
+            }
+        }
+    }
+    let patient_caller = matches!(access.subject, Subject::Patient { .. });
+    if let Subject::Patient { nhs_number, .. } = &access.subject {
+        if filter.patient_nhs.as_ref().is_some_and(|p| p != nhs_number) {
+            return Err(ApiError::Forbidden {
+                rule: "R-AUD-5",
+                reason: "a patient may see only the accesses to their own record".into(),
+            });
+        }
+        filter.patient_nhs = Some(nhs_number.clone());
+    }
+    let rule = if patient_caller { "R-AUD-5" } else { "R-AUD-4" };
+    if let Some(nhs) = &filter.patient_nhs {
+        access.touch(
+            nhs,
+            &Decision {
+                allowed: true,
+                rule,
+                reason: String::new(),
+            },
+        );
+    }
+    let store = state.store.clone();
+    let (rows, total) = web::block(move || {
+        let mut conn = store.conn()?;
+        search_audit(&mut conn, &filter, offset, count)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::Unavailable {
+        detail: e.to_string(),
+    })?;
+
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut event: Value = serde_json::from_str(&row.resource).map_err(ApiError::internal)?;
+        event["id"] = row.seq.to_string().into();
+        if patient_caller {
+            redact_people(&mut event);
+        }
+        entries.push(entry(&state.base_url, event, EntryMode::Match));
+    }
+    entries.extend(outcome_entry(&state.base_url, &warnings));
+    let (_, now) = scr_fhir::build::today_and_now();
+    let links = [(
+        "self",
+        format!("{}/AuditEvent?{}", state.base_url, req.query_string()),
+    )];
+    Ok(fhir_json(
+        StatusCode::OK,
+        &searchset(&bundle_id(), &now, Some(total as usize), &links, entries),
+    ))
+}
+
+/// What a patient is shown of who accessed their record: organisation, role, when and why, not
+/// the staff member's personal identifier or address.
+fn redact_people(event: &mut Value) {
+    for agent in event["agent"].as_array_mut().into_iter().flatten() {
+        if agent["requestor"] == true {
+            agent["who"] = serde_json::json!({ "display": "a member of staff" });
+            if let Some(a) = agent.as_object_mut() {
+                a.remove("network");
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE break_glass_claim;
+DROP TABLE audit_event;
