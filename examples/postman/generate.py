@@ -88,6 +88,15 @@ folders = [
             "pm.test('says how to self-claim', () => pm.expect(pm.response.json().issue[0].diagnostics).to.include('self-claim'));"], token="{{ambulanceToken}}"),
         req("Recent hospital visit opens the record (R-LR-2)", "GET", f"/Patient/{JANE}", status(200), token="{{token}}"),
     ]),
+    ("R-LR-4 break glass", [
+        req("Ambulance crew self-claims (ETREAT)", "POST", f"/Patient/{JANE}/$break-glass", status(200) + [
+            "pm.test('informational outcome', () => pm.expect(pm.response.json().issue[0].code).to.eql('informational'));"],
+            token="{{ambulanceToken}}", headers={"Content-Type": "application/fhir+json"},
+            body=json.dumps({"resourceType": "Parameters", "parameter": [{"name": "purpose", "valueCode": "ETREAT"}, {"name": "reason", "valueString": "Unconscious at roadside, need allergies"}]})),
+        req("The record now opens for the crew", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{ambulanceToken}}"),
+        req("Privacy officer's break-glass review list", "GET", "/AuditEvent?break-glass=true", status(200) + [
+            "pm.test('listed', () => pm.expect(pm.response.json().total).to.be.above(0));"], token="{{privacyOfficerToken}}"),
+    ]),
     ("R-OBJ objections", [
         req("Objector seen by the GP: own practice's records only, with a warning", "GET", "/Patient/9990000026/$everything", status(200) + [
             "const b = pm.response.json();",

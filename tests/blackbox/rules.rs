@@ -212,3 +212,111 @@ fn r_obj_6_the_patient_sees_their_whole_record_and_the_objection() {
         assert!(warnings(&own).contains("R-OBJ-6"));
     }
 }
+
+fn claim(s: &Server, nhs: &str, token: &str, purpose: &str, reason: &str) -> Response {
+    let body = serde_json::json!({
+        "resourceType": "Parameters",
+        "parameter": [{ "name": "purpose", "valueCode": purpose }, { "name": "reason", "valueString": reason }],
+    });
+    let auth = format!("Bearer {token}");
+    s.request(
+        "POST",
+        &format!("/Patient/{nhs}/$break-glass"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/fhir+json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn r_lr_4_a_clinician_self_claims_a_relationship_which_is_audited_as_break_glass() {
+    for s in servers() {
+        let user = format!("crew-{}-{}", std::process::id(), now());
+        let crew = staff_as(s, &user, "RYA", "R8000", "user/*.rs");
+        refused(s, &format!("/Patient/{JANE}/$everything"), &crew);
+        let r = claim(
+            s,
+            JANE,
+            &crew,
+            "ETREAT",
+            "Unconscious at roadside, need allergies",
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.issue_code(), "informational");
+        assert_eq!(
+            s.get(&format!("/Patient/{JANE}/$everything"), Some(&crew))
+                .status,
+            200
+        );
+        // Only for that patient.
+        refused(s, &format!("/Patient/{KHAN}"), &crew);
+
+        let po = staff_as(s, "po-0001", "M85001", "R0001", "user/AuditEvent.rs");
+        let review = s
+            .get(
+                &format!("/AuditEvent?break-glass=true&agent={user}"),
+                Some(&po),
+            )
+            .json();
+        let events = of_type(&review, "AuditEvent");
+        assert_eq!(events.len(), 2, "the claim and the access under it");
+        assert!(events
+            .iter()
+            .all(|e| e["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"));
+        let mine = s.get("/AuditEvent?_count=500", Some(&patient(s, JANE, "P9")));
+        assert!(
+            String::from_utf8_lossy(&mine.body).contains("ETREAT"),
+            "the patient sees the break-glass access"
+        );
+    }
+}
+
+#[test]
+fn r_lr_4_only_clinical_profiles_may_self_claim_and_the_claim_is_validated() {
+    for s in servers() {
+        let admin = staff(s, "RYA", "R8008", "user/*.rs");
+        let r = claim(s, JANE, &admin, "ETREAT", "Need to see the record please");
+        assert_eq!((r.status, r.issue_code().as_str()), (403, "forbidden"));
+        let social = staff_as(s, "sw-dud-0002", "LA-DUD", "R8014", "user/*.rs");
+        assert_eq!(
+            claim(s, JANE, &social, "BTG", "Need to see the record please").status,
+            403
+        );
+        let crew = clinician(s, "RYA");
+        let no_reason = claim(s, JANE, &crew, "ETREAT", "");
+        assert_eq!(
+            (no_reason.status, no_reason.issue_code().as_str()),
+            (400, "invalid")
+        );
+        assert!(no_reason.json()["issue"][0]["expression"][0]
+            .as_str()
+            .unwrap()
+            .contains("reason"));
+        let bad_purpose = claim(s, JANE, &crew, "CURIOUS", "Need to see the record please");
+        assert_eq!(bad_purpose.status, 400);
+        assert_eq!(
+            claim(
+                s,
+                "9990000085",
+                &crew,
+                "BTG",
+                "Need to see the record please"
+            )
+            .status,
+            404
+        );
+        let auth = format!("Bearer {crew}");
+        let xml = s.request(
+            "POST",
+            &format!("/Patient/{JANE}/$break-glass"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/xml"),
+            ],
+            b"<x/>",
+        );
+        assert_eq!(xml.status, 415);
+    }
+}

@@ -18,6 +18,8 @@ pub struct Access {
     pub caller: Caller,
     pub subject: Subject,
     pub touched: std::sync::Mutex<Vec<Touched>>,
+    /// The purpose of use of a self-claimed relationship in force (ETREAT or BTG), for the audit.
+    pub break_glass_purpose: std::sync::Mutex<Option<String>>,
 }
 
 /// One patient a request asked for, and the policy's decision.
@@ -38,6 +40,20 @@ impl Access {
                 allowed: decision.allowed,
             });
         }
+    }
+
+    pub fn set_break_glass_purpose(&self, purpose: &str) {
+        *self
+            .break_glass_purpose
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(purpose.to_owned());
+    }
+
+    pub fn break_glass_purpose(&self) -> Option<String> {
+        self.break_glass_purpose
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn touched(&self) -> Vec<Touched> {
@@ -75,6 +91,7 @@ pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Access, ApiEr
         caller,
         subject,
         touched: Default::default(),
+        break_glass_purpose: Default::default(),
     })
 }
 

@@ -201,7 +201,12 @@ pub async fn finish(
     let agent_org = access.and_then(|a| a.caller.organisation.clone());
     let mut events = Vec::new();
     let mut add = |patient: Option<&str>, rule: Option<&'static str>, break_glass: bool| {
-        let purpose = if break_glass { "BTG" } else { "TREAT" };
+        let claimed = access.and_then(Access::break_glass_purpose);
+        let purpose = match (&claimed, break_glass) {
+            (Some(p), true) => p.as_str(),
+            (None, true) => "BTG",
+            _ => "TREAT",
+        };
         let resource = event_json(
             state, req, access, subtype, &outcome, patient, purpose, &recorded,
         );

@@ -17,7 +17,9 @@ use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
-use handlers::{audit_events, capabilities, everything, fallback, read, search, smart};
+use handlers::{
+    audit_events, break_glass, capabilities, everything, fallback, read, search, smart,
+};
 pub use state::AppState;
 
 /// Every route of the FHIR endpoint, under `/fhir`.
@@ -38,6 +40,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/Patient/{id}/$everything")
                     .route(web::get().to(everything::everything))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/Patient/{id}/$break-glass")
+                    .route(web::post().to(break_glass::break_glass))
                     .default_service(not_allowed()),
             )
             .service(

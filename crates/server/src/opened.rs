@@ -103,9 +103,15 @@ pub async fn open(
     if view.records.fragments.is_empty() && view.records.records.is_empty() {
         return Err(ApiError::not_found("Patient", nhs));
     }
-    let context = patient_context(&view, Vec::new());
+    let claims = active_break_glass(state, nhs).await?;
+    let context = patient_context(&view, claims.iter().map(|c| c.user_id.clone()).collect());
     let decision = scr_policy::authorise_patient(&access.subject, nhs, &context, &state.policy);
     access.touch(nhs, &decision);
+    if decision.allowed && decision.rule == "R-LR-4" {
+        if let Some(claim) = claims.iter().find(|c| c.user_id == access.caller.subject) {
+            access.set_break_glass_purpose(&claim.purpose);
+        }
+    }
     if !decision.allowed {
         return Err(ApiError::forbidden(&decision));
     }
@@ -155,6 +161,25 @@ pub async fn open(
         records,
         warnings,
         context,
+    })
+}
+
+/// Self-claimed relationships with this patient still in force (R-LR-4).
+async fn active_break_glass(
+    state: &AppState,
+    nhs: &str,
+) -> Result<Vec<scr_store::audit::BreakGlassClaim>, ApiError> {
+    let store = state.store.clone();
+    let nhs = nhs.to_owned();
+    let (_, now) = scr_fhir::build::today_and_now();
+    actix_web::web::block(move || {
+        let mut conn = store.conn()?;
+        scr_store::audit::active_break_glass(&mut conn, &nhs, &now)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::Unavailable {
+        detail: e.to_string(),
     })
 }
 

@@ -228,22 +228,35 @@ pub struct BreakGlassClaim {
     pub claimed_at: String,
     pub expires_at: String,
     pub reviewed_at: Option<String>,
-    pub audit_seq: i64,
 }
 
-/// Records a claim; the audit event of the claim is appended first by the caller.
-#[allow(clippy::too_many_arguments)]
+/// A claim to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBreakGlass<'a> {
+    pub user_id: &'a str,
+    pub org: &'a str,
+    pub nhs_number: &'a str,
+    pub purpose: &'a str,
+    pub reason: &'a str,
+    pub claimed_at: &'a str,
+    pub expires_at: &'a str,
+}
+
+/// Records a claim. Its audit event is appended first by the caller, so a claim never exists
+/// without its audit record (the reverse, an audited claim that failed to be stored, is safe).
 pub fn insert_break_glass(
     conn: &mut DbConnection,
-    user_id: &str,
-    org: &str,
-    nhs_number: &str,
-    purpose: &str,
-    reason: &str,
-    claimed_at: &str,
-    expires_at: &str,
-    audit_seq: i64,
+    claim: &NewBreakGlass,
 ) -> Result<(), StoreError> {
+    let NewBreakGlass {
+        user_id,
+        org,
+        nhs_number,
+        purpose,
+        reason,
+        claimed_at,
+        expires_at,
+    } = *claim;
     diesel::insert_into(break_glass_claim::table)
         .values((
             break_glass_claim::user_id.eq(user_id),
@@ -253,7 +266,6 @@ pub fn insert_break_glass(
             break_glass_claim::reason.eq(reason),
             break_glass_claim::claimed_at.eq(claimed_at),
             break_glass_claim::expires_at.eq(expires_at),
-            break_glass_claim::audit_seq.eq(audit_seq),
         ))
         .execute(conn)?;
     Ok(())

@@ -148,6 +148,5 @@ diesel::table! {
         claimed_at -> Text,
         expires_at -> Text,
         reviewed_at -> Nullable<Text>,
-        audit_seq -> BigInt,
     }
 }

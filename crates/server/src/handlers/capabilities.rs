@@ -41,7 +41,10 @@ pub fn capability_statement(base_url: &str) -> Value {
             if *rt != "Patient" {
                 r["searchInclude"] = json!([format!("{rt}:patient")]);
             } else {
-                r["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
+                r["operation"] = json!([
+                    { "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" },
+                    { "name": "break-glass", "definition": "https://scr.example.nhs.uk/OperationDefinition/break-glass" },
+                ]);
             }
             r
         })

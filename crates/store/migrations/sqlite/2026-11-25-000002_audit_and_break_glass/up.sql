@@ -25,7 +25,6 @@ CREATE TABLE break_glass_claim (
     reason TEXT NOT NULL,
     claimed_at TEXT NOT NULL,
     expires_at TEXT NOT NULL,
-    reviewed_at TEXT,
-    audit_seq BIGINT NOT NULL
+    reviewed_at TEXT
 );
 CREATE INDEX break_glass_claim_patient ON break_glass_claim (nhs_number);

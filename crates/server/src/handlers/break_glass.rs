@@ -1,0 +1,190 @@
+//! `POST /Patient/{id}/$break-glass`: a clinician with no legitimate relationship declares one
+//! for this patient (R-LR-4), with a purpose of use and a written reason. It lasts the configured
+//! hours (default 12) for that user and patient, is audited as a break-glass event before it takes
+//! effect, and every access under it is audited as break-glass too: privacy officers list them
+//! with `GET /AuditEvent?break-glass=true`, and the patient sees them in their own access log.
+//!
+//! Body: a FHIR `Parameters` resource with `purpose` (`valueCode` `ETREAT` emergency treatment or
+//! `BTG` break the glass) and `reason` (`valueString`, 10 to 1000 characters).
+//!
+//! Statuses: 200 (an OperationOutcome saying until when); 400 (a parameter missing or invalid,
+//! named); 401; 403 (only clinical profiles may self-claim: not clinical support, social care,
+//! privacy officers, patients or backend services); 404 (no source knows the NHS number);
+//! 415 (body not FHIR JSON); 503.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use scr_fhir::bundle::{operation_outcome, Issue, Severity};
+use scr_fhir::nhs_number;
+use scr_policy::{Decision, Profile};
+use scr_store::audit::NewBreakGlass;
+
+use crate::access::{authenticate, Access};
+use crate::audit::{self, Subtype};
+use crate::error::ApiError;
+use crate::gather::patient_view;
+use crate::respond::fhir_json;
+use crate::state::AppState;
+
+/// The two purposes of use a self-claim may give.
+const PURPOSES: [&str; 2] = ["ETREAT", "BTG"];
+
+struct Claim {
+    purpose: String,
+    reason: String,
+}
+
+/// Reads and checks the `Parameters` body, naming the parameter that is wrong.
+fn parse_claim(req: &HttpRequest, body: &[u8]) -> Result<Claim, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(media, "application/fhir+json" | "application/json") {
+        return Err(ApiError::UnsupportedMediaType(if media.is_empty() {
+            "(none)".into()
+        } else {
+            media.to_owned()
+        }));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("Parameters", format!("the body is not JSON: {e}")))?;
+    if v["resourceType"] != "Parameters" {
+        return Err(ApiError::invalid(
+            "Parameters",
+            "the body must be a FHIR Parameters resource",
+        ));
+    }
+    let param = |name: &str, value_key: &str| -> Option<String> {
+        v["parameter"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p[value_key].as_str())
+            .map(str::to_owned)
+    };
+    let purpose = param("purpose", "valueCode").ok_or_else(|| {
+        ApiError::invalid(
+            "Parameters.parameter.where(name='purpose').valueCode",
+            "purpose is required: ETREAT or BTG",
+        )
+    })?;
+    if !PURPOSES.contains(&purpose.as_str()) {
+        return Err(ApiError::invalid(
+            "Parameters.parameter.where(name='purpose').valueCode",
+            format!("purpose '{purpose}' is not ETREAT or BTG"),
+        ));
+    }
+    let reason = param("reason", "valueString")
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    if !(10..=1000).contains(&reason.chars().count()) {
+        return Err(ApiError::invalid(
+            "Parameters.parameter.where(name='reason').valueString",
+            "a written reason of 10 to 1000 characters is required",
+        ));
+    }
+    Ok(Claim { purpose, reason })
+}
+
+pub async fn break_glass(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let claim = parse_claim(&req, &body)?;
+    let access = match authenticate(&state, &req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(&state, &req, None, Subtype::Operation, Err(e)).await,
+    };
+    let result = claim_as(&state, &access, &id, &claim).await;
+    let Ok((response, expires_at)) = result else {
+        return audit::finish(
+            &state,
+            &req,
+            Some(&access),
+            Subtype::Operation,
+            result.map(|(r, _)| r),
+        )
+        .await;
+    };
+    // The claim is audited first and only then stored: it never takes effect unaudited.
+    let response = audit::finish(
+        &state,
+        &req,
+        Some(&access),
+        Subtype::Operation,
+        Ok(response),
+    )
+    .await?;
+    let store = state.store.clone();
+    let (user, org) = (
+        access.caller.subject.clone(),
+        access.caller.organisation.clone().unwrap_or_default(),
+    );
+    let (_, now) = scr_fhir::build::today_and_now();
+    web::block(move || {
+        let mut conn = store.conn()?;
+        let new = NewBreakGlass {
+            user_id: &user,
+            org: &org,
+            nhs_number: &id,
+            purpose: &claim.purpose,
+            reason: &claim.reason,
+            claimed_at: &now,
+            expires_at: &expires_at,
+        };
+        scr_store::audit::insert_break_glass(&mut conn, &new)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::Unavailable {
+        detail: e.to_string(),
+    })?;
+    Ok(response)
+}
+
+async fn claim_as(
+    state: &AppState,
+    access: &Access,
+    id: &str,
+    claim: &Claim,
+) -> Result<(HttpResponse, String), ApiError> {
+    if scr_policy::profile_of(&access.subject, &state.policy) != Some(Profile::Clinical) {
+        return Err(ApiError::Forbidden {
+            rule: "R-LR-4",
+            reason: "only clinical profiles may self-claim a relationship".into(),
+        });
+    }
+    if !nhs_number::is_valid(id) {
+        return Err(ApiError::not_found("Patient", id));
+    }
+    let view = patient_view(state, id).await?;
+    if view.records.fragments.is_empty() && view.records.records.is_empty() {
+        return Err(ApiError::not_found("Patient", id));
+    }
+    access.touch(
+        id,
+        &Decision {
+            allowed: true,
+            rule: "R-LR-4",
+            reason: String::new(),
+        },
+    );
+    access.set_break_glass_purpose(&claim.purpose);
+    let expires_at = scr_fhir::build::instant_from_unix(
+        scr_fhir::build::unix_now() + state.policy.break_glass_hours * 3600,
+    );
+    let message = format!(
+        "Self-claimed relationship recorded (R-LR-4, purpose {}): it lasts until {expires_at}. Every access under it is audited and reviewed by the privacy officer, and shown to the patient.",
+        claim.purpose
+    );
+    let body = operation_outcome(&[Issue::new(Severity::Information, "informational", message)]);
+    Ok((fhir_json(StatusCode::OK, &body), expires_at))
+}
