@@ -91,9 +91,9 @@ folders = [
     ("R-LR-4 break glass", [
         req("Ambulance crew self-claims (ETREAT)", "POST", f"/Patient/{JANE}/$break-glass", status(200) + [
             "pm.test('informational outcome', () => pm.expect(pm.response.json().issue[0].code).to.eql('informational'));"],
-            token="{{ambulanceToken}}", headers={"Content-Type": "application/fhir+json"},
+            token="{{crewToken}}", headers={"Content-Type": "application/fhir+json"},
             body=json.dumps({"resourceType": "Parameters", "parameter": [{"name": "purpose", "valueCode": "ETREAT"}, {"name": "reason", "valueString": "Unconscious at roadside, need allergies"}]})),
-        req("The record now opens for the crew", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{ambulanceToken}}"),
+        req("The record now opens for the crew", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{crewToken}}"),
         req("Privacy officer's break-glass review list", "GET", "/AuditEvent?break-glass=true", status(200) + [
             "pm.test('listed', () => pm.expect(pm.response.json().total).to.be.above(0));"], token="{{privacyOfficerToken}}"),
     ]),
@@ -137,6 +137,7 @@ environment = {
         {"key": "patientToken", "value": "paste: scr token patient --nhs 9990000018", "enabled": True},
         {"key": "gpToken", "value": "paste: scr token staff --org M85001 --role R8000", "enabled": True},
         {"key": "ambulanceToken", "value": "paste: scr token staff --org RYA --role R8000", "enabled": True},
+        {"key": "crewToken", "value": "paste: scr token staff --org RYA --role R8000 --sub crew-demo", "enabled": True},
         {"key": "privacyOfficerToken", "value": "paste: scr token staff --org M85001 --role R0001 --scope user/AuditEvent.rs", "enabled": True},
         {"key": "expiredToken", "value": "paste: scr token staff --lifetime=-120", "enabled": True},
     ],
