@@ -320,3 +320,155 @@ fn r_lr_4_only_clinical_profiles_may_self_claim_and_the_claim_is_validated() {
         assert_eq!(xml.status, 415);
     }
 }
+
+/// A random synthetic patient registered at a practice, with records from some other
+/// organisation and no objection: tests that change objections use one of their own.
+fn patient_for_objection_tests(s: &Server, skip: usize) -> (String, String) {
+    let any = system(s, "ZZZ", "system/*.rs");
+    let mut seen = 0;
+    for stem in 999_100_000u64..999_100_400 {
+        let Some(nhs) = scr_fhir::nhs_number::with_check_digit(&stem.to_string()) else {
+            continue;
+        };
+        let r = s.get(&format!("/Patient/{nhs}/$everything"), Some(&any));
+        if r.status != 200 {
+            continue;
+        }
+        let b = r.json();
+        let h = holders(&b);
+        let practice = h.iter().find(|o| o.starts_with("M85")).cloned();
+        if let Some(practice) =
+            practice.filter(|_| h.len() > 1 && !warnings(&b).contains("R-OBJ-3"))
+        {
+            if seen == skip {
+                return (nhs, practice);
+            }
+            seen += 1;
+        }
+    }
+    panic!("no suitable synthetic patient");
+}
+
+fn consent(nhs: &str, provision: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": format!("Patient/{nhs}") },
+        "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT" }] },
+        "provision": { "type": provision },
+    })
+}
+
+fn post_consent(s: &Server, token: &str, body: &Value) -> Response {
+    let auth = format!("Bearer {token}");
+    s.request(
+        "POST",
+        "/Consent",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/fhir+json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn r_obj_1_and_r_obj_5_an_objection_registered_here_then_withdrawn_takes_effect_at_once() {
+    for s in servers() {
+        let (nhs, practice) = patient_for_objection_tests(s, 0);
+        let receptionist = staff(s, &practice, "R8008", "user/*.rs user/Consent.c");
+        let elsewhere = system(s, "RXK", "system/*.rs");
+        let outside = |s: &Server| {
+            holders(&everything(s, &nhs, &elsewhere))
+                .into_iter()
+                .filter(|o| o != "RXK")
+                .count()
+        };
+        assert!(outside(s) > 0, "shared before the objection");
+
+        let r = post_consent(s, &receptionist, &consent(&nhs, "deny"));
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r
+            .header("Location")
+            .is_some_and(|l| l.contains("/Consent/")));
+        let after = everything(s, &nhs, &elsewhere);
+        assert_eq!(
+            holders(&after).into_iter().filter(|o| o != "RXK").count(),
+            0,
+            "R-OBJ-2 at once"
+        );
+        assert!(warnings(&after).contains("R-OBJ-3"));
+
+        assert_eq!(
+            post_consent(s, &receptionist, &consent(&nhs, "permit")).status,
+            201
+        );
+        assert!(
+            outside(s) > 0,
+            "R-OBJ-5: withdrawal restores sharing at once"
+        );
+
+        let po = staff_as(
+            s,
+            "po-0001",
+            "M85001",
+            "R0001",
+            "user/AuditEvent.rs user/Consent.rs",
+        );
+        let listed = s.get(&format!("/Consent?patient={nhs}"), Some(&po)).json();
+        let statements = of_type(&listed, "Consent");
+        assert_eq!(statements.len(), 2);
+        assert_eq!(statements[0]["provision"]["type"], "permit", "newest first");
+        let own = s.get("/Consent", Some(&patient(s, &nhs, "P9")));
+        assert_eq!(own.status, 200);
+        assert_eq!(
+            own.json()["total"],
+            2,
+            "R-OBJ-6: the patient sees their statements"
+        );
+    }
+}
+
+#[test]
+fn r_obj_1_only_the_registered_practice_registers_an_objection_and_bad_statements_are_named() {
+    for s in servers() {
+        let (nhs, practice) = patient_for_objection_tests(s, 1);
+        let trust = staff(s, "RXK", "R8000", "user/*.rs user/Consent.c");
+        let r = post_consent(s, &trust, &consent(&nhs, "deny"));
+        assert_eq!((r.status, r.issue_code().as_str()), (403, "forbidden"));
+        assert!(r.json()["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("R-OBJ-1"));
+        let crew = staff(s, "RYA", "R8000", "user/*.rs user/Consent.c");
+        assert!(
+            post_consent(s, &crew, &consent(&nhs, "deny")).json()["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("R-ROLE-2")
+        );
+        let no_scope = staff(s, &practice, "R8000", "user/*.rs");
+        assert_eq!(
+            post_consent(s, &no_scope, &consent(&nhs, "deny")).status,
+            403
+        );
+
+        let gp = staff(s, &practice, "R8000", "user/*.rs user/Consent.c");
+        let bad = post_consent(s, &gp, &consent(&nhs, "maybe"));
+        assert_eq!((bad.status, bad.issue_code().as_str()), (400, "invalid"));
+        assert_eq!(
+            bad.json()["issue"][0]["expression"][0],
+            "Consent.provision.type"
+        );
+        let mut unknown = consent(&nhs, "deny");
+        unknown["colour"] = "blue".into();
+        let bad = post_consent(s, &gp, &unknown);
+        assert_eq!(bad.json()["issue"][0]["expression"][0], "colour");
+        // Nothing was half-written: the patient is still shared.
+        assert!(
+            !warnings(&everything(s, &nhs, &system(s, "RXK", "system/*.rs"))).contains("R-OBJ-3")
+        );
+    }
+}

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod build;
 pub mod bundle;
 pub mod conformance;
+pub mod consent;
 pub mod nhs_number;
 pub mod search;
 pub mod systems;

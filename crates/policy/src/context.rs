@@ -103,6 +103,42 @@ pub fn authorise_patient(
     }
 }
 
+/// R-OBJ-1 (and R-ROLE-2): only a user of the patient's registered practice registers or
+/// withdraws an objection in the shared care record; view-only organisations never write.
+pub fn authorise_objection_write(
+    subject: &Subject,
+    ctx: &PatientContext,
+    config: &PolicyConfig,
+) -> Decision {
+    let Subject::Staff { org, .. } = subject else {
+        return Decision::refuse(
+            "R-OBJ-1",
+            "objections are registered by the patient's GP practice",
+        );
+    };
+    if config.view_only_orgs.contains(org) {
+        return Decision::refuse(
+            "R-ROLE-2",
+            "this organisation is view-only: it never writes",
+        );
+    }
+    if !matches!(
+        profile_of(subject, config),
+        Some(Profile::Clinical | Profile::ClinicalSupport)
+    ) {
+        return Decision::refuse("R-OBJ-1", "this role may not register objections");
+    }
+    let registered = ctx
+        .links
+        .iter()
+        .any(|l| matches!(l, CareLink::Registration { org: o, current: true } if o == org));
+    if registered {
+        Decision::allow("R-OBJ-1")
+    } else {
+        Decision::refuse("R-OBJ-1", "only a user of the patient's registered practice may register or withdraw an objection")
+    }
+}
+
 /// The organisation whose own records an objection still lets the subject see (R-OBJ-2).
 pub fn own_org(subject: &Subject) -> Option<&str> {
     match subject {
@@ -237,6 +273,25 @@ mod tests {
         );
         assert!(!authorise_patient(&staff("RYA", "R8008", "u"), "x", &c, &cfg).allowed);
         assert!(!authorise_patient(&staff("RYA", "R8000", "other"), "x", &c, &cfg).allowed);
+    }
+
+    #[test]
+    fn r_obj_1_only_the_registered_practice_registers_objections() {
+        let cfg = PolicyConfig::default();
+        let c = ctx(vec![CareLink::Registration {
+            org: "M85001".into(),
+            current: true,
+        }]);
+        assert!(authorise_objection_write(&staff("M85001", "R8008", "u"), &c, &cfg).allowed);
+        assert_eq!(
+            authorise_objection_write(&staff("RXK", "R8000", "u"), &c, &cfg).rule,
+            "R-OBJ-1"
+        );
+        assert_eq!(
+            authorise_objection_write(&staff("RYA", "R8000", "u"), &c, &cfg).rule,
+            "R-ROLE-2"
+        );
+        assert!(!authorise_objection_write(&staff("M85001", "R8014", "u"), &c, &cfg).allowed);
     }
 
     #[test]

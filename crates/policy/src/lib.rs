@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 pub mod context;
 
-pub use context::{authorise_patient, objection_allows, CareLink, PatientContext};
+pub use context::{
+    authorise_objection_write, authorise_patient, objection_allows, CareLink, PatientContext,
+};
 
 /// Access profiles (R-ROLE), chosen from the caller's national RBAC job role by configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -106,7 +106,7 @@ impl Access {
         }
     }
 
-    fn scopes_allow(&self, resource_type: &str, interaction: Interaction) -> bool {
+    pub fn scopes_allow(&self, resource_type: &str, interaction: Interaction) -> bool {
         let ctx = self.context();
         self.caller
             .scopes

@@ -20,6 +20,7 @@ use crate::state::AppState;
 /// The RESTful interaction audited, as `AuditEvent.subtype` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subtype {
+    Create,
     Read,
     Search,
     Operation,
@@ -28,6 +29,7 @@ pub enum Subtype {
 impl Subtype {
     fn code(self) -> &'static str {
         match self {
+            Subtype::Create => "create",
             Subtype::Read => "read",
             Subtype::Search => "search-type",
             Subtype::Operation => "operation",
@@ -37,6 +39,7 @@ impl Subtype {
     /// BALP: R for a read, E (execute) for searches and operations.
     fn action(self) -> &'static str {
         match self {
+            Subtype::Create => "C",
             Subtype::Read => "R",
             _ => "E",
         }

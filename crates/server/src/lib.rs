@@ -18,7 +18,7 @@ use actix_web::{web, App, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
-    audit_events, break_glass, capabilities, everything, fallback, read, search, smart,
+    audit_events, break_glass, capabilities, consent, everything, fallback, read, search, smart,
 };
 pub use state::AppState;
 
@@ -45,6 +45,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/Patient/{id}/$break-glass")
                     .route(web::post().to(break_glass::break_glass))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/Consent")
+                    .route(web::get().to(consent::search))
+                    .route(web::post().to(consent::create))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/Consent/{id}")
+                    .route(web::get().to(consent::read))
                     .default_service(not_allowed()),
             )
             .service(

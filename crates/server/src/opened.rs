@@ -40,7 +40,11 @@ pub fn objection_stands(statements: &[ObjectionStatement]) -> bool {
 }
 
 /// The policy's view of the patient, from what the sources returned.
-pub fn patient_context(view: &PatientView, break_glass_users: Vec<String>) -> PatientContext {
+pub fn patient_context(
+    view: &PatientView,
+    break_glass_users: Vec<String>,
+    registered_here: &[ObjectionStatement],
+) -> PatientContext {
     let (today, _) = scr_fhir::build::today_and_now();
     let today = days_of(&today).unwrap_or(0);
     let still_open = |ended: &Option<String>| {
@@ -74,9 +78,11 @@ pub fn patient_context(view: &PatientView, break_glass_users: Vec<String>) -> Pa
             },
         })
         .collect();
+    let mut statements = view.records.objections.clone();
+    statements.extend(registered_here.iter().cloned());
     PatientContext {
         links,
-        objection_stands: objection_stands(&view.records.objections),
+        objection_stands: objection_stands(&statements),
         break_glass_users,
         today,
     }
@@ -103,8 +109,12 @@ pub async fn open(
     if view.records.fragments.is_empty() && view.records.records.is_empty() {
         return Err(ApiError::not_found("Patient", nhs));
     }
-    let claims = active_break_glass(state, nhs).await?;
-    let context = patient_context(&view, claims.iter().map(|c| c.user_id.clone()).collect());
+    let (claims, consents) = facade_state(state, nhs).await?;
+    let context = patient_context(
+        &view,
+        claims.iter().map(|c| c.user_id.clone()).collect(),
+        &consents,
+    );
     let decision = scr_policy::authorise_patient(&access.subject, nhs, &context, &state.policy);
     access.touch(nhs, &decision);
     if decision.allowed && decision.rule == "R-LR-4" {
@@ -164,17 +174,34 @@ pub async fn open(
     })
 }
 
-/// Self-claimed relationships with this patient still in force (R-LR-4).
-async fn active_break_glass(
+/// What the facade's own store adds to the patient's context: self-claimed relationships still
+/// in force (R-LR-4) and objections registered here as Consent (R-OBJ-1).
+pub async fn facade_state(
     state: &AppState,
     nhs: &str,
-) -> Result<Vec<scr_store::audit::BreakGlassClaim>, ApiError> {
+) -> Result<
+    (
+        Vec<scr_store::audit::BreakGlassClaim>,
+        Vec<ObjectionStatement>,
+    ),
+    ApiError,
+> {
     let store = state.store.clone();
     let nhs = nhs.to_owned();
     let (_, now) = scr_fhir::build::today_and_now();
     actix_web::web::block(move || {
         let mut conn = store.conn()?;
-        scr_store::audit::active_break_glass(&mut conn, &nhs, &now)
+        let claims = scr_store::audit::active_break_glass(&mut conn, &nhs, &now)?;
+        let consents = scr_store::consent::consents_for(&mut conn, &nhs)?
+            .into_iter()
+            .map(|c| ObjectionStatement {
+                objects: c.objects == 1,
+                effective: c.effective,
+                recorded_at: c.recorded_at,
+                org: c.org,
+            })
+            .collect();
+        Ok::<_, scr_store::StoreError>((claims, consents))
     })
     .await
     .map_err(ApiError::internal)?

@@ -150,3 +150,17 @@ diesel::table! {
         reviewed_at -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    /// Objections and consents registered as FHIR Consent (R-OBJ-1, R-OBJ-5).
+    consent_statement (id) {
+        id -> BigInt,
+        nhs_number -> Text,
+        objects -> Integer,
+        effective -> Text,
+        recorded_at -> Text,
+        org -> Text,
+        user_id -> Text,
+        resource -> Text,
+    }
+}

@@ -4,6 +4,7 @@
 pub mod audit_events;
 pub mod break_glass;
 pub mod capabilities;
+pub mod consent;
 pub mod everything;
 pub mod fallback;
 pub mod read;

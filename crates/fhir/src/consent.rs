@@ -1,0 +1,176 @@
+//! The one shape of `Consent` the shared care record accepts: a patient's objection to sharing
+//! (`provision.type` `deny`) or its withdrawal (`permit`), for one patient (R-OBJ-1, R-OBJ-5).
+//! Incoming JSON is checked here before anything trusts it, because fhir-sdk's parser silently
+//! drops what it does not understand; every problem names its element.
+
+use serde_json::Value;
+
+use crate::bundle::{Issue, Severity};
+use crate::{build, conformance, nhs_number, search};
+
+/// What a valid objection statement says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentStatement {
+    pub nhs_number: String,
+    /// `deny`: the patient objects; `permit`: sharing is allowed (an objection is withdrawn).
+    pub objects: bool,
+    /// `Consent.dateTime`, if given.
+    pub date_time: Option<String>,
+}
+
+fn invalid(expression: &str, message: impl Into<String>) -> Issue {
+    Issue::new(Severity::Error, "invalid", message).at(expression.to_owned())
+}
+
+fn has_coding(concept: &Value, system: &str, code: &str) -> bool {
+    concept["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["system"] == system && c["code"] == code)
+}
+
+/// Checks an incoming Consent and says what it states.
+pub fn check_objection(resource: &Value) -> Result<ConsentStatement, Vec<Issue>> {
+    if resource["resourceType"] != "Consent" {
+        return Err(vec![invalid(
+            "resourceType",
+            "the body must be a Consent resource",
+        )]);
+    }
+    let mut issues = Vec::new();
+    if resource["status"] != "active" {
+        issues.push(invalid(
+            "Consent.status",
+            "status must be 'active': a statement is withdrawn by a newer statement, never changed",
+        ));
+    }
+    if !has_coding(
+        &resource["scope"],
+        "http://terminology.hl7.org/CodeSystem/consentscope",
+        "patient-privacy",
+    ) {
+        issues.push(invalid(
+            "Consent.scope",
+            "scope must be http://terminology.hl7.org/CodeSystem/consentscope|patient-privacy",
+        ));
+    }
+    if resource["category"].as_array().is_none_or(|c| c.is_empty()) {
+        issues.push(invalid(
+            "Consent.category",
+            "category is required (e.g. http://loinc.org|59284-0 Patient consent)",
+        ));
+    }
+    if resource.get("policy").is_none() && resource.get("policyRule").is_none() {
+        issues.push(invalid(
+            "Consent.policyRule",
+            "policy or policyRule is required for a privacy consent (ppc-1)",
+        ));
+    }
+    let nhs = resource["patient"]["reference"]
+        .as_str()
+        .map(search::parse_patient_reference);
+    let nhs = match nhs {
+        Some(Ok(n)) => Some(n),
+        Some(Err(m)) => {
+            issues.push(invalid("Consent.patient", m));
+            None
+        }
+        None => {
+            issues.push(invalid(
+                "Consent.patient",
+                "patient is required: Patient/{NHS number}",
+            ));
+            None
+        }
+    };
+    let objects = match resource["provision"]["type"].as_str() {
+        Some("deny") => Some(true),
+        Some("permit") => Some(false),
+        _ => {
+            issues.push(invalid(
+                "Consent.provision.type",
+                "provision.type must be 'deny' (objection) or 'permit' (withdrawal)",
+            ));
+            None
+        }
+    };
+    let date_time = match resource.get("dateTime") {
+        None => None,
+        Some(Value::String(s)) if build::date_time(s).is_some() => Some(s.clone()),
+        Some(_) => {
+            issues.push(invalid(
+                "Consent.dateTime",
+                "dateTime must be a FHIR dateTime",
+            ));
+            None
+        }
+    };
+    let (Some(nhs_number), Some(objects)) = (nhs, objects) else {
+        return Err(issues);
+    };
+    if !issues.is_empty() || !nhs_number::is_valid(&nhs_number) {
+        return Err(issues);
+    }
+    // Last, the whole resource against the R4 model: elements it does not know are named.
+    if let Err(e) = conformance::check(resource) {
+        let path = match &e {
+            conformance::ConformanceError::NotInModel { path }
+            | conformance::ConformanceError::R4bOnly { path } => path.clone(),
+            _ => "Consent".to_owned(),
+        };
+        return Err(vec![invalid(&path, format!("not valid R4: {e}"))]);
+    }
+    Ok(ConsentStatement {
+        nhs_number,
+        objects,
+        date_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn objection() -> Value {
+        json!({
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+            "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+            "patient": { "reference": "Patient/9990000018" },
+            "dateTime": "2026-11-25T10:00:00Z",
+            "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT" }] },
+            "provision": { "type": "deny" },
+        })
+    }
+
+    #[test]
+    fn r_obj_1_an_objection_is_read() {
+        let s = check_objection(&objection()).unwrap();
+        assert_eq!((s.nhs_number.as_str(), s.objects), ("9990000018", true));
+    }
+
+    #[test]
+    fn each_problem_names_its_element() {
+        let mut c = objection();
+        c["provision"]["type"] = "maybe".into();
+        assert_eq!(
+            check_objection(&c).unwrap_err()[0].expression,
+            vec!["Consent.provision.type".to_string()]
+        );
+        let mut c = objection();
+        c["colour"] = "blue".into();
+        assert_eq!(
+            check_objection(&c).unwrap_err()[0].expression,
+            vec!["colour".to_string()]
+        );
+        let mut c = objection();
+        c["patient"]["reference"] = "Patient/123".into();
+        assert_eq!(
+            check_objection(&c).unwrap_err()[0].expression,
+            vec!["Consent.patient".to_string()]
+        );
+    }
+}

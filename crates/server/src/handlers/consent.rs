@@ -1,0 +1,274 @@
+//! `Consent`: objections to sharing registered in the shared care record (R-OBJ-1) and their
+//! withdrawal by a newer statement (R-OBJ-5). The effect is immediate: the next read by anyone
+//! goes by the latest statement, whether it is here or in the GP record.
+//!
+//! - `POST /Consent`: a user of the patient's registered practice (clinical or clinical
+//!   support profile, token scope allowing `Consent` create). 201 with `Location`; 400 naming
+//!   the element at fault; 401; 403 (R-OBJ-1, R-ROLE-2, scopes); 404 (unknown NHS number); 415.
+//! - `GET /Consent?patient=...`: privacy officers, and a patient for themself (R-OBJ-6).
+//! - `GET /Consent/{id}`: the same callers; 404 otherwise, as for an unknown id.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use scr_auth::Interaction;
+use scr_fhir::bundle::{entry, searchset, EntryMode};
+use scr_fhir::search::parse_patient_reference;
+use scr_policy::Subject;
+use scr_store::consent::{ConsentRow, NewConsent};
+
+use crate::access::{authenticate, Access};
+use crate::audit::{self, Subtype};
+use crate::error::ApiError;
+use crate::gather::patient_view;
+use crate::opened::{facade_state, patient_context};
+use crate::respond::{bundle_id, check_accept, fhir_json, query_pairs};
+use crate::state::AppState;
+
+fn store_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable {
+        detail: e.to_string(),
+    }
+}
+
+/// The stored statement as served: its row id, and who registered it.
+fn served(row: &ConsentRow) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_str(&row.resource).map_err(ApiError::internal)?;
+    v["id"] = row.id.to_string().into();
+    v["meta"] = json!({
+        "lastUpdated": row.recorded_at,
+        "tag": [scr_fhir::build::coding(scr_fhir::systems::ODS_CODE, &row.org, None)],
+    });
+    Ok(v)
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(media, "application/fhir+json" | "application/json") {
+        return Err(ApiError::UnsupportedMediaType(if media.is_empty() {
+            "(none)".into()
+        } else {
+            media.to_owned()
+        }));
+    }
+    let mut resource: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("Consent", format!("the body is not JSON: {e}")))?;
+    let statement = scr_fhir::consent::check_objection(&resource).map_err(ApiError::Invalid)?;
+    let access = match authenticate(&state, &req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(&state, &req, None, Subtype::Create, Err(e)).await,
+    };
+    let result = authorise_create(&state, &access, &statement.nhs_number).await;
+    if let Err(e) = result {
+        return audit::finish(&state, &req, Some(&access), Subtype::Create, Err(e)).await;
+    }
+    // Audited first, stored second: a statement never takes effect unaudited.
+    let placeholder = HttpResponse::Accepted().finish();
+    audit::finish(
+        &state,
+        &req,
+        Some(&access),
+        Subtype::Create,
+        Ok(placeholder),
+    )
+    .await?;
+
+    let (_, now) = scr_fhir::build::today_and_now();
+    if let Some(obj) = resource.as_object_mut() {
+        obj.remove("id");
+        obj.remove("meta");
+    }
+    let text = resource.to_string();
+    let effective = statement.date_time.clone().unwrap_or_else(|| now.clone());
+    let (org, user) = (
+        access.caller.organisation.clone().unwrap_or_default(),
+        access.caller.subject.clone(),
+    );
+    let store = state.store.clone();
+    let row = web::block(move || {
+        let mut conn = store.conn()?;
+        let new = NewConsent {
+            nhs_number: &statement.nhs_number,
+            objects: statement.objects,
+            effective: &effective,
+            recorded_at: &now,
+            org: &org,
+            user_id: &user,
+            resource: &text,
+        };
+        let id = scr_store::consent::insert_consent(&mut conn, &new)?;
+        scr_store::consent::consent_by_id(&mut conn, id)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(store_error)?
+    .ok_or_else(|| ApiError::internal("a stored consent statement could not be read back"))?;
+    let body = served(&row)?;
+    Ok(HttpResponse::build(StatusCode::CREATED)
+        .insert_header((
+            header::LOCATION,
+            format!("{}/Consent/{}", state.base_url, row.id),
+        ))
+        .insert_header((header::CONTENT_TYPE, crate::error::FHIR_JSON))
+        .body(body.to_string()))
+}
+
+async fn authorise_create(state: &AppState, access: &Access, nhs: &str) -> Result<(), ApiError> {
+    if !access.scopes_allow("Consent", Interaction::Create) {
+        return Err(ApiError::Forbidden {
+            rule: "R-ROLE-1",
+            reason: "the token's scopes do not grant creating Consent".into(),
+        });
+    }
+    let view = patient_view(state, nhs).await?;
+    if view.records.fragments.is_empty() && view.records.records.is_empty() {
+        return Err(ApiError::not_found("Patient", nhs));
+    }
+    let (_, registered_here) = facade_state(state, nhs).await?;
+    let context = patient_context(&view, Vec::new(), &registered_here);
+    let decision = scr_policy::authorise_objection_write(&access.subject, &context, &state.policy);
+    access.touch(nhs, &decision);
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(&decision))
+    }
+}
+
+/// The patient whose statements the caller may see: a patient only themself.
+fn patient_in_scope(access: &Access, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    match &access.subject {
+        Subject::Patient { nhs_number, .. } => match asked {
+            Some(a) if &a != nhs_number => Err(ApiError::Forbidden {
+                rule: "R-OBJ-6",
+                reason: "a patient may see only their own consent statements".into(),
+            }),
+            _ => Ok(Some(nhs_number.clone())),
+        },
+        _ => Ok(asked),
+    }
+}
+
+pub async fn search(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    check_accept(&req)?;
+    let access = match authenticate(&state, &req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(&state, &req, None, Subtype::Search, Err(e)).await,
+    };
+    let result = search_as(&state, &req, &access).await;
+    audit::finish(&state, &req, Some(&access), Subtype::Search, result).await
+}
+
+async fn search_as(
+    state: &AppState,
+    req: &HttpRequest,
+    access: &Access,
+) -> Result<HttpResponse, ApiError> {
+    access.require(state, "Consent", Interaction::Search)?;
+    let mut asked = None;
+    for (key, value) in query_pairs(req.query_string())? {
+        match key.as_str() {
+            "patient" => {
+                asked = Some(
+                    parse_patient_reference(&value).map_err(|m| ApiError::invalid("patient", m))?,
+                )
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    other,
+                    format!("unknown search parameter '{other}' for Consent; use patient"),
+                ))
+            }
+        }
+    }
+    let nhs = patient_in_scope(access, asked)?.ok_or_else(|| {
+        ApiError::invalid(
+            "patient",
+            "a Consent search needs patient=Patient/{NHS number}",
+        )
+    })?;
+    access.touch(
+        &nhs,
+        &scr_policy::Decision {
+            allowed: true,
+            rule: "R-OBJ-6",
+            reason: String::new(),
+        },
+    );
+    let store = state.store.clone();
+    let key = nhs.clone();
+    let rows = web::block(move || {
+        let mut conn = store.conn()?;
+        scr_store::consent::consents_for(&mut conn, &key)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(store_error)?;
+    let mut entries = Vec::new();
+    for row in rows.iter().rev() {
+        entries.push(entry(&state.base_url, served(row)?, EntryMode::Match));
+    }
+    let (_, now) = scr_fhir::build::today_and_now();
+    let links = [("self", format!("{}/Consent?patient={nhs}", state.base_url))];
+    Ok(fhir_json(
+        StatusCode::OK,
+        &searchset(&bundle_id(), &now, Some(rows.len()), &links, entries),
+    ))
+}
+
+pub async fn read(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_accept(&req)?;
+    let id = path.into_inner();
+    let access = match authenticate(&state, &req) {
+        Ok(access) => access,
+        Err(e) => return audit::finish(&state, &req, None, Subtype::Read, Err(e)).await,
+    };
+    let result = read_as(&state, &access, &id).await;
+    audit::finish(&state, &req, Some(&access), Subtype::Read, result).await
+}
+
+async fn read_as(state: &AppState, access: &Access, id: &str) -> Result<HttpResponse, ApiError> {
+    access.require(state, "Consent", Interaction::Read)?;
+    let Ok(row_id) = id.parse::<i64>() else {
+        return Err(ApiError::not_found("Consent", id));
+    };
+    let store = state.store.clone();
+    let row = web::block(move || {
+        let mut conn = store.conn()?;
+        scr_store::consent::consent_by_id(&mut conn, row_id)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(store_error)?
+    .ok_or_else(|| ApiError::not_found("Consent", id))?;
+    // Someone else's statement reads exactly as an id that does not exist.
+    if patient_in_scope(access, Some(row.nhs_number.clone())).is_err() {
+        return Err(ApiError::not_found("Consent", id));
+    }
+    access.touch(
+        &row.nhs_number,
+        &scr_policy::Decision {
+            allowed: true,
+            rule: "R-OBJ-6",
+            reason: String::new(),
+        },
+    );
+    Ok(fhir_json(StatusCode::OK, &served(&row)?))
+}
