@@ -32,7 +32,7 @@ folders = [
     ("Capability", [
         req("CapabilityStatement", "GET", "/metadata", status(200) + [
             "pm.test('FHIR 4.0.1', () => pm.expect(pm.response.json().fhirVersion).to.eql('4.0.1'));",
-            "pm.test('five clinical types and the audit trail', () => pm.expect(pm.response.json().rest[0].resource.map(r => r.type)).to.eql(['Patient', 'AllergyIntolerance', 'MedicationStatement', 'Observation', 'Flag', 'AuditEvent']));"], token=None),
+            "pm.test('five clinical types, Consent and the audit trail', () => pm.expect(pm.response.json().rest[0].resource.map(r => r.type)).to.eql(['Patient', 'AllergyIntolerance', 'MedicationStatement', 'Observation', 'Flag', 'Consent', 'AuditEvent']));"], token=None),
         req("SMART configuration", "GET", "/.well-known/smart-configuration", status(200) + [
             "pm.test('capabilities listed', () => pm.expect(pm.response.json().capabilities).to.be.an('array'));"], token=None),
     ]),

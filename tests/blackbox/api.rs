@@ -32,6 +32,7 @@ fn metadata_is_an_r4_capability_statement_listing_what_is_served() {
                 "MedicationStatement",
                 "Observation",
                 "Flag",
+                "Consent",
                 "AuditEvent"
             ]
         );

@@ -50,6 +50,12 @@ pub fn capability_statement(base_url: &str) -> Value {
         })
         .collect();
     resources.push(json!({
+        "type": "Consent",
+        "documentation": "Objections to sharing (provision deny) and their withdrawal (permit), registered by the patient's registered practice (R-OBJ-1, R-OBJ-5). Read by privacy officers and by the patient.",
+        "interaction": [{ "code": "read" }, { "code": "create" }, { "code": "search-type" }],
+        "searchParam": [{ "name": "patient", "type": "reference", "documentation": "Required: Patient/{NHS number}" }],
+    }));
+    resources.push(json!({
         "type": "AuditEvent",
         "documentation": "The audit trail: privacy officers search it (R-AUD-4); a patient sees the accesses to their own record (R-AUD-5).",
         "interaction": [{ "code": "search-type" }],
