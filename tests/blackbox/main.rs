@@ -6,6 +6,7 @@ mod harness;
 
 mod api;
 mod audit;
+mod decision_table;
 mod errors;
 mod ingest;
 mod rules;
