@@ -83,6 +83,25 @@ folders = [
             headers={"Content-Type": "application/json"}, body="{}"),
         req("XML only: 406", "GET", f"/Patient/{JANE}", outcome(406, "not-supported"), headers={"Accept": "application/fhir+xml"}),
     ]),
+    ("Backend services", [
+        {"name": "Token for a client assertion", "event": test(status(200) + [
+            "pm.test('bearer token', () => pm.expect(pm.response.json().token_type).to.eql('bearer'));",
+            "pm.collectionVariables.set('backendToken', pm.response.json().access_token);"]),
+         "request": {"method": "POST", "header": [], "url": "{{baseUrl}}/auth/token",
+                     "body": {"mode": "urlencoded", "urlencoded": [
+                         {"key": "grant_type", "value": "client_credentials"},
+                         {"key": "client_assertion_type", "value": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+                         {"key": "client_assertion", "value": "{{clientAssertion}}"},
+                         {"key": "scope", "value": "system/*.rs"}]}}},
+        {"name": "The same assertion again is refused", "event": test(status(400) + [
+            "pm.test('invalid_grant', () => pm.expect(pm.response.json().error).to.eql('invalid_grant'));"]),
+         "request": {"method": "POST", "header": [], "url": "{{baseUrl}}/auth/token",
+                     "body": {"mode": "urlencoded", "urlencoded": [
+                         {"key": "grant_type", "value": "client_credentials"},
+                         {"key": "client_assertion_type", "value": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+                         {"key": "client_assertion", "value": "{{clientAssertion}}"}]}}},
+        req("The backend reads a record", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{backendToken}}"),
+    ]),
     ("R-LR relationships", [
         req("No relationship: 403 naming R-LR-5", "GET", f"/Patient/{JANE}/$everything", outcome(403, "forbidden") + [
             "pm.test('says how to self-claim', () => pm.expect(pm.response.json().issue[0].diagnostics).to.include('self-claim'));"], token="{{ambulanceToken}}"),
@@ -112,7 +131,7 @@ folders = [
         req("Patient sees who accessed their record", "GET", "/AuditEvent?_count=5", status(200) + bundle, token="{{patientToken}}"),
         req("Clinician cannot search the audit trail", "GET", "/AuditEvent", outcome(403, "forbidden")),
     ]),
-    ("Access", [
+    ("R-ROLE roles and patients", [
         req("Social worker cannot read observations (R-ROLE-3)", "GET", f"/Observation?patient={JANE}", outcome(403, "forbidden"), token="{{socialWorkerToken}}"),
         req("Social worker reads alerts", "GET", f"/Flag?patient={JANE}", status(200) + bundle, token="{{socialWorkerToken}}"),
         req("Patient reads own record", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{patientToken}}"),
@@ -137,6 +156,7 @@ environment = {
         {"key": "patientToken", "value": "paste: scr token patient --nhs 9990000018", "enabled": True},
         {"key": "gpToken", "value": "paste: scr token staff --org M85001 --role R8000", "enabled": True},
         {"key": "ambulanceToken", "value": "paste: scr token staff --org RYA --role R8000", "enabled": True},
+        {"key": "clientAssertion", "value": "paste: scr token assertion --aud {{baseUrl}}/auth/token", "enabled": True},
         {"key": "crewToken", "value": "paste: scr token staff --org RYA --role R8000 --sub crew-demo", "enabled": True},
         {"key": "privacyOfficerToken", "value": "paste: scr token staff --org M85001 --role R0001 --scope user/AuditEvent.rs", "enabled": True},
         {"key": "expiredToken", "value": "paste: scr token staff --lifetime=-120", "enabled": True},

@@ -207,6 +207,10 @@ impl Server {
         }
         let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles");
         let p = profiles.display();
+        let e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dev-issuer");
+        let e = e.display();
+        let key = dir.join("token-signing-key.pem");
+        let key = key.display();
         let config = format!(
             r#"[server]
 bind = "127.0.0.1:{port}"
@@ -215,6 +219,12 @@ base_url = "http://127.0.0.1:{port}/fhir"
 url = "{}"
 [auth]
 dev_issuer = true
+signing_key_file = "{key}"
+[[auth.clients]]
+client_id = "dev-backend-client"
+org = "RXK"
+jwks_file = "{e}/dev-client-jwks.json"
+scopes = ["system/*.rs"]
 [[sources.gp]]
 name = "gp"
 url = "{}"

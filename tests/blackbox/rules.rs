@@ -472,3 +472,17 @@ fn r_obj_1_only_the_registered_practice_registers_an_objection_and_bad_statement
         );
     }
 }
+
+#[test]
+fn r_role_2_view_only_organisations_never_write() {
+    for s in servers() {
+        let (nhs, _) = patient_for_objection_tests(s, 2);
+        let crew = staff(s, "RYA", "R8000", "user/*.rs user/Consent.c");
+        let r = post_consent(s, &crew, &consent(&nhs, "deny"));
+        assert_eq!((r.status, r.issue_code().as_str()), (403, "forbidden"));
+        assert!(r.json()["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("R-ROLE-2"));
+    }
+}

@@ -85,3 +85,103 @@ fn metadata_and_smart_configuration_need_no_token() {
         assert!(v["capabilities"].as_array().is_some_and(|c| !c.is_empty()));
     }
 }
+
+fn token_request(s: &Server, form: &str) -> Response {
+    s.request(
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    )
+}
+
+fn assertion(s: &Server, lifetime: i64) -> String {
+    let url = format!("{}/auth/token", s.base);
+    scr_auth::dev::client_assertion(
+        scr_auth::dev::DEV_CLIENT_ID,
+        &url,
+        now(),
+        lifetime,
+        scr_auth::dev::dev_client_private_key_pem(),
+        "ES384",
+        scr_auth::dev::DEV_CLIENT_KID,
+    )
+    .unwrap()
+}
+
+fn form(assertion: &str, scope: &str) -> String {
+    format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}&scope={}",
+        scope.replace('/', "%2F").replace('*', "%2A")
+    )
+}
+
+#[test]
+fn backend_services_get_a_token_bound_by_objections_and_sensitivity() {
+    for s in servers() {
+        let smart: serde_json::Value =
+            serde_json::from_slice(&s.get("/.well-known/smart-configuration", None).body).unwrap();
+        assert_eq!(smart["token_endpoint"], format!("{}/auth/token", s.base));
+        let r = token_request(s, &form(&assertion(s, 120), "system/*.rs"));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("Cache-Control"), Some("no-store"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(body["scope"], "system/*.rs");
+        // R-OBJ-2 binds backend services: the objector's record shows only the client's
+        // organisation's (RXK) records.
+        let khan = s
+            .get("/Patient/9990000026/$everything", Some(&token))
+            .json();
+        let tags: Vec<String> = khan["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "match")
+            .flat_map(|e| ods_tags(&e["resource"]))
+            .collect();
+        assert!(
+            !tags.is_empty() && tags.iter().all(|t| t == "RXK"),
+            "{tags:?}"
+        );
+    }
+}
+
+#[test]
+fn token_endpoint_refuses_replays_long_assertions_unknown_scopes_and_bad_grants() {
+    for s in servers() {
+        let once = assertion(s, 120);
+        assert_eq!(token_request(s, &form(&once, "system/*.rs")).status, 200);
+        let replay = token_request(s, &form(&once, "system/*.rs"));
+        let err = |r: &Response| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            (replay.status, err(&replay).as_str()),
+            (400, "invalid_grant"),
+            "a reused jti is refused"
+        );
+        let long = token_request(s, &form(&assertion(s, 900), "system/*.rs"));
+        assert_eq!((long.status, err(&long).as_str()), (401, "invalid_client"));
+        let scope = token_request(s, &form(&assertion(s, 60), "user/*.rs"));
+        assert_eq!((scope.status, err(&scope).as_str()), (400, "invalid_scope"));
+        let grant = token_request(
+            s,
+            &form(&assertion(s, 60), "").replace("client_credentials", "password"),
+        );
+        assert_eq!(err(&grant), "unsupported_grant_type");
+        // An access token signed by the client itself (not the server) is no access token.
+        let claims = serde_json::json!({"iss": "dev-backend-client", "sub": "dev-backend-client", "aud": s.base, "exp": now() + 60, "iat": now(), "jti": "x", "scope": "system/*.rs"});
+        let forged = scr_auth::dev::sign(
+            &claims,
+            "ES384",
+            scr_auth::dev::dev_client_private_key_pem(),
+            scr_auth::dev::DEV_CLIENT_KID,
+        )
+        .unwrap();
+        assert_eq!(s.get("/Patient/9990000018", Some(&forged)).status, 401);
+    }
+}

@@ -39,6 +39,33 @@ pub fn dev_private_key_pem() -> &'static [u8] {
     include_bytes!("../../../examples/dev-issuer/DEVELOPMENT-ONLY-private-key.pem")
 }
 
+/// The development backend client's key (EC P-384, PKCS#8 PEM) and its JWKS
+/// (`examples/dev-issuer/`). **Public; development only.**
+pub fn dev_client_private_key_pem() -> &'static [u8] {
+    include_bytes!("../../../examples/dev-issuer/DEVELOPMENT-ONLY-client-es384.pem")
+}
+
+pub const DEV_CLIENT_KID: &str = "scr-dev-client-es384-1";
+pub const DEV_CLIENT_ID: &str = "dev-backend-client";
+
+/// A SMART Backend Services client assertion (RFC 7523) for `client_id` to the token endpoint
+/// `token_url`, valid for `lifetime_seconds` (at most 300 is accepted).
+pub fn client_assertion(
+    client_id: &str,
+    token_url: &str,
+    now: i64,
+    lifetime_seconds: i64,
+    private_key_pem: &[u8],
+    alg: &str,
+    kid: &str,
+) -> Result<String, AuthError> {
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": token_url,
+        "iat": now, "exp": now + lifetime_seconds, "jti": new_jti(),
+    });
+    sign(&claims, alg, private_key_pem, kid)
+}
+
 /// The development issuer with its key set, for a configuration that enables it.
 pub fn dev_issuer() -> Result<Issuer, AuthError> {
     Ok(Issuer {

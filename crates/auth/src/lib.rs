@@ -23,6 +23,7 @@ pub mod dev;
 pub mod jwks;
 pub mod jwt;
 pub mod scopes;
+pub mod token_endpoint;
 
 pub use caller::{Caller, CallerKind};
 pub use jwks::{Jwk, Jwks};

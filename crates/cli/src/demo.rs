@@ -35,7 +35,9 @@ fn profiles_dir() -> PathBuf {
 fn demo_config(data: &Path, port: u16) -> String {
     let d = data.display();
     let p = profiles_dir();
-    let p = p.display();
+    let e = p.join("../examples/dev-issuer");
+    let e = std::fs::canonicalize(&e).unwrap_or(e);
+    let (p, e) = (p.display(), e.display());
     format!(
         r#"# Written by `scr demo`. Every key is described in docs/configuration.md.
 [server]
@@ -50,6 +52,17 @@ url = "sqlite://{d}/scr.db"
 [auth]
 # The development issuer's key is public: never enable this outside a demo or a test.
 dev_issuer = true
+# The SMART Backend Services token endpoint ({{base_url}}/auth/token) signs with this key,
+# created on first start.
+signing_key_file = "{d}/token-signing-key.pem"
+
+# A development backend client (its key is public, in examples/dev-issuer/):
+# cargo run -- token assertion, then POST it to the token endpoint.
+[[auth.clients]]
+client_id = "dev-backend-client"
+org = "RXK"
+jwks_file = "{e}/dev-client-jwks.json"
+scopes = ["system/*.rs"]
 
 [[sources.gp]]
 name = "gp"

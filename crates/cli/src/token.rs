@@ -10,6 +10,9 @@ pub enum Kind {
     Staff,
     Patient,
     System,
+    /// A SMART Backend Services client assertion of the development client, for the token
+    /// endpoint (`--aud` is then the token endpoint's URL).
+    Assertion,
 }
 
 #[derive(Args)]
@@ -43,6 +46,23 @@ pub struct TokenArgs {
 }
 
 pub fn mint(args: &TokenArgs) -> Result<String, String> {
+    if let Kind::Assertion = args.kind {
+        let client = args
+            .sub
+            .clone()
+            .unwrap_or_else(|| dev::DEV_CLIENT_ID.into());
+        let lifetime = args.lifetime.min(300);
+        return dev::client_assertion(
+            &client,
+            &args.aud,
+            now(),
+            lifetime,
+            dev::dev_client_private_key_pem(),
+            "ES384",
+            dev::DEV_CLIENT_KID,
+        )
+        .map_err(|e| e.to_string());
+    }
     let claims = match args.kind {
         Kind::Staff => dev::staff_claims(
             &dev::StaffToken {
@@ -69,6 +89,7 @@ pub fn mint(args: &TokenArgs) -> Result<String, String> {
             },
             now(),
         ),
+        Kind::Assertion => unreachable!("handled above"),
         Kind::System => dev::system_claims(
             &dev::SystemToken {
                 audience: args.aud.clone(),

@@ -50,7 +50,7 @@ pub struct StoreConfig {
     pub pool_size: u32,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Trust the shipped development issuer. Never in production.
@@ -60,6 +60,41 @@ pub struct AuthConfig {
     pub leeway_seconds: i64,
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    /// PEM private key the SMART Backend Services token endpoint signs access tokens with.
+    /// Set: the endpoint is served at `{base_url}/auth/token` (the key is created, RSA 2048, if
+    /// the file does not exist). Unset: no token endpoint.
+    pub signing_key_file: Option<PathBuf>,
+    /// Lifetime of access tokens the token endpoint mints.
+    #[serde(default = "default_access_token_seconds")]
+    pub access_token_seconds: i64,
+    /// Backend clients registered for the token endpoint.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            dev_issuer: false,
+            leeway_seconds: default_leeway(),
+            issuers: Vec::new(),
+            signing_key_file: None,
+            access_token_seconds: default_access_token_seconds(),
+            clients: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// The client's organisation (ODS code): what it reads, it reads for this organisation.
+    pub org: String,
+    /// The client's public keys (JWKS), which verify its assertions.
+    pub jwks_file: PathBuf,
+    /// The `system/` scopes it may be granted.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +216,9 @@ fn default_pool_size() -> u32 {
 }
 fn default_leeway() -> i64 {
     60
+}
+fn default_access_token_seconds() -> i64 {
+    300
 }
 fn default_hl7_name() -> String {
     "hl7".into()
@@ -353,6 +391,9 @@ impl Config {
         for i in &mut self.auth.issuers {
             fix(&mut i.jwks_file);
         }
+        for c in &mut self.auth.clients {
+            fix(&mut c.jwks_file);
+        }
         for v in &mut self.policy.sensitive_valuesets {
             fix(v);
         }
@@ -416,7 +457,30 @@ impl Config {
         if sorted.len() != names.len() {
             return Err(invalid("sources", "source names must be unique"));
         }
-        if !self.auth.dev_issuer && self.auth.issuers.is_empty() {
+        for (i, c) in self.auth.clients.iter().enumerate() {
+            if c.scopes.iter().any(|sc| !sc.starts_with("system/")) {
+                return Err(invalid(
+                    &format!("auth.clients[{i}].scopes"),
+                    "backend clients may be granted system/ scopes only",
+                ));
+            }
+        }
+        if !self.auth.clients.is_empty() && self.auth.signing_key_file.is_none() {
+            return Err(invalid(
+                "auth.signing_key_file",
+                "clients are registered but the token endpoint has no signing key",
+            ));
+        }
+        if !(60..=3600).contains(&self.auth.access_token_seconds) {
+            return Err(invalid(
+                "auth.access_token_seconds",
+                "must be between 60 and 3600",
+            ));
+        }
+        if !self.auth.dev_issuer
+            && self.auth.issuers.is_empty()
+            && self.auth.signing_key_file.is_none()
+        {
             return Err(invalid(
                 "auth.issuers",
                 "no token issuer is configured: every request would be refused",

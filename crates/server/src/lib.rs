@@ -19,6 +19,7 @@ use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
     audit_events, break_glass, capabilities, consent, everything, fallback, read, search, smart,
+    token,
 };
 pub use state::AppState;
 
@@ -45,6 +46,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/Patient/{id}/$break-glass")
                     .route(web::post().to(break_glass::break_glass))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/auth/token")
+                    .route(web::post().to(token::token))
                     .default_service(not_allowed()),
             )
             .service(

@@ -15,6 +15,8 @@ pub struct AppState {
     pub policy: scr_policy::PolicyConfig,
     pub source_timeout: Duration,
     pub store: scr_store::Store,
+    /// The SMART Backend Services token endpoint, when a signing key is configured.
+    pub token_service: Option<scr_auth::token_endpoint::TokenService>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +68,79 @@ pub fn policy_codes(
     Ok((sensitive, objection, consent))
 }
 
-pub fn verifier(config: &Config) -> Result<Verifier, StartupError> {
+/// The token endpoint, if configured; its signing key is created on first start.
+pub fn token_service(
+    config: &Config,
+) -> Result<Option<scr_auth::token_endpoint::TokenService>, StartupError> {
+    use scr_auth::token_endpoint::{RegisteredClient, TokenService};
+    let Some(path) = &config.auth.signing_key_file else {
+        return Ok(None);
+    };
+    let key = "auth.signing_key_file";
+    if !path.exists() {
+        let rsa =
+            openssl::rsa::Rsa::generate(2048).map_err(|e| config_error(key, e.to_string()))?;
+        let pem = openssl::pkey::PKey::from_rsa(rsa)
+            .and_then(|k| k.private_key_to_pem_pkcs8())
+            .map_err(|e| config_error(key, e.to_string()))?;
+        write_private(path, &pem)
+            .map_err(|e| config_error(key, format!("cannot create {}: {e}", path.display())))?;
+        log::info!(
+            "created the token endpoint's signing key at {}",
+            path.display()
+        );
+    }
+    let pem = std::fs::read(path)
+        .map_err(|e| config_error(key, format!("cannot read {}: {e}", path.display())))?;
+    let mut clients = Vec::new();
+    for (i, c) in config.auth.clients.iter().enumerate() {
+        let k = format!("auth.clients[{i}].jwks_file");
+        let text = std::fs::read_to_string(&c.jwks_file)
+            .map_err(|e| config_error(&k, format!("cannot read {}: {e}", c.jwks_file.display())))?;
+        let jwks = Jwks::from_json(&text).map_err(|e| config_error(&k, e.to_string()))?;
+        clients.push(RegisteredClient {
+            client_id: c.client_id.clone(),
+            org: c.org.clone(),
+            jwks,
+            allowed_scopes: c.scopes.clone(),
+        });
+    }
+    let token_url = format!("{}/auth/token", config.server.base_url);
+    TokenService::new(
+        &config.server.base_url,
+        &token_url,
+        pem,
+        config.auth.access_token_seconds,
+        config.auth.leeway_seconds,
+        clients,
+    )
+    .map(Some)
+    .map_err(|e| config_error(key, e.to_string()))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+pub fn verifier(
+    config: &Config,
+    token_service: Option<&scr_auth::token_endpoint::TokenService>,
+) -> Result<Verifier, StartupError> {
     let mut issuers = Vec::new();
+    if let Some(ts) = token_service {
+        issuers.push(
+            ts.own_issuer()
+                .map_err(|e| config_error("auth.signing_key_file", e.to_string()))?,
+        );
+    }
     if config.auth.dev_issuer {
         log::warn!(
             "the DEVELOPMENT token issuer is trusted (auth.dev_issuer = true): never in production"
@@ -150,13 +223,15 @@ impl AppState {
                 pool,
             )));
         }
+        let token_service = token_service(config)?;
         Ok(AppState {
             base_url: config.server.base_url.clone(),
             sources,
-            verifier: verifier(config)?,
+            verifier: verifier(config, token_service.as_ref())?,
             policy: config.policy_config(),
             source_timeout: Duration::from_millis(config.server.source_timeout_ms),
             store,
+            token_service,
         })
     }
 

@@ -370,3 +370,58 @@ mod tests {
         Ok(())
     }
 }
+
+/// Remembers a client assertion's `jti`; `false` when it was used before (a replay).
+pub fn remember_assertion(
+    conn: &mut DbConnection,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+) -> Result<bool, StoreError> {
+    use crate::schema::client_assertion_jti;
+    let inserted = diesel::insert_into(client_assertion_jti::table)
+        .values((
+            client_assertion_jti::client_id.eq(client_id),
+            client_assertion_jti::jti.eq(jti),
+            client_assertion_jti::expires_at.eq(expires_at),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
+        Err(source) => Err(StoreError::Database { source }),
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use crate::test_support::test_databases;
+
+    #[test]
+    fn a_reused_assertion_id_is_recognised() -> Result<(), Box<dyn std::error::Error>> {
+        for db in test_databases("jti")? {
+            let store = Store::open(&db.url, 2)?;
+            let mut conn = store.conn()?;
+            assert!(
+                remember_assertion(&mut conn, "c", "j1", 10)?,
+                "{}",
+                db.label
+            );
+            assert!(
+                !remember_assertion(&mut conn, "c", "j1", 10)?,
+                "{}",
+                db.label
+            );
+            assert!(
+                remember_assertion(&mut conn, "other", "j1", 10)?,
+                "{}",
+                db.label
+            );
+        }
+        Ok(())
+    }
+}

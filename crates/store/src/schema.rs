@@ -164,3 +164,12 @@ diesel::table! {
         resource -> Text,
     }
 }
+
+diesel::table! {
+    /// Client assertion ids already used at the token endpoint.
+    client_assertion_jti (client_id, jti) {
+        client_id -> Text,
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}

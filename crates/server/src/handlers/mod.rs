@@ -10,6 +10,7 @@ pub mod fallback;
 pub mod read;
 pub mod search;
 pub mod smart;
+pub mod token;
 
 /// The resource types served, as `'static` names.
 pub const SERVED_TYPES: [&str; 5] = [

@@ -1,6 +1,6 @@
 //! `GET /.well-known/smart-configuration`: what a SMART client needs to know. It lists only
-//! what works: token verification and scopes. The backend-services token endpoint arrives with
-//! the access rules work and is not advertised until it exists.
+//! what works: the scopes understood and, where `auth.signing_key_file` is configured, the SMART
+//! Backend Services token endpoint.
 //!
 //! Statuses: 200.
 
@@ -10,12 +10,21 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
-    let body = json!({
+    let mut body = json!({
         "capabilities": ["permission-v1", "permission-v2", "permission-patient", "permission-user", "context-ehr-patient"],
-        "scopes_supported": ["patient/*.rs", "user/*.rs", "system/*.rs", "patient/*.read", "user/*.read", "system/*.read"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "ES256", "ES384"],
+        "scopes_supported": ["patient/*.rs", "user/*.rs", "system/*.rs", "patient/*.read", "user/*.read", "system/*.read", "user/Consent.c"],
         "fhir_base_url": state.base_url,
     });
+    // The token endpoint is advertised only where it is configured.
+    if let Some(ts) = &state.token_service {
+        body["token_endpoint"] = ts.token_url().into();
+        body["grant_types_supported"] = json!(["client_credentials"]);
+        body["token_endpoint_auth_methods_supported"] = json!(["private_key_jwt"]);
+        body["token_endpoint_auth_signing_alg_values_supported"] = json!(["RS384", "ES384"]);
+        body["capabilities"]
+            .as_array_mut()
+            .map(|c| c.push("client-confidential-asymmetric".into()));
+    }
     HttpResponse::Ok()
         .content_type("application/json")
         .body(body.to_string())
