@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::access::Access;
 use crate::error::ApiError;
 use crate::gather::{merge_patient, patient_view, PatientView};
+use crate::respond::with_store;
 use crate::state::AppState;
 
 /// A patient's record as one caller may see it.
@@ -186,13 +187,11 @@ pub async fn facade_state(
     ),
     ApiError,
 > {
-    let store = state.store.clone();
     let nhs = nhs.to_owned();
     let (_, now) = scr_fhir::build::today_and_now();
-    actix_web::web::block(move || {
-        let mut conn = store.conn()?;
-        let claims = scr_store::audit::active_break_glass(&mut conn, &nhs, &now)?;
-        let consents = scr_store::consent::consents_for(&mut conn, &nhs)?
+    with_store(state, move |conn| {
+        let claims = scr_store::audit::active_break_glass(conn, &nhs, &now)?;
+        let consents = scr_store::consent::consents_for(conn, &nhs)?
             .into_iter()
             .map(|c| ObjectionStatement {
                 objects: c.objects == 1,
@@ -204,10 +203,6 @@ pub async fn facade_state(
         Ok::<_, scr_store::StoreError>((claims, consents))
     })
     .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::Unavailable {
-        detail: e.to_string(),
-    })
 }
 
 /// The Patient when none of its demographics may be shown: the NHS number the caller already has.

@@ -152,3 +152,41 @@ pub fn outcome_entry(base_url: &str, warnings: &[Issue]) -> Option<Value> {
     oo["id"] = format!("warnings-{}", bundle_id()).into();
     Some(bundle::entry(base_url, oo, EntryMode::Outcome))
 }
+
+/// 415 unless the request body's media type is one of `accepted`.
+pub fn require_media_type(req: &HttpRequest, accepted: &[&str]) -> Result<(), ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if accepted.contains(&media) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(if media.is_empty() {
+            "(none)".into()
+        } else {
+            media.to_owned()
+        }))
+    }
+}
+
+/// Runs blocking store work on the blocking pool with a connection from the store's pool. A
+/// store that cannot answer is a 503, never a missing record.
+pub async fn with_store<T, F>(state: &crate::state::AppState, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut scr_store::DbConnection) -> Result<T, scr_store::StoreError> + Send + 'static,
+{
+    let store = state.store.clone();
+    actix_web::web::block(move || {
+        let mut conn = store.conn()?;
+        work(&mut conn)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::Unavailable {
+        detail: e.to_string(),
+    })
+}

@@ -23,7 +23,9 @@ use scr_store::audit::{search_audit, AuditFilter};
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::respond::{bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs};
+use crate::respond::{
+    bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, with_store,
+};
 use crate::state::AppState;
 
 pub async fn search(
@@ -109,16 +111,10 @@ async fn search_as(
             },
         );
     }
-    let store = state.store.clone();
-    let (rows, total) = web::block(move || {
-        let mut conn = store.conn()?;
-        search_audit(&mut conn, &filter, offset, count)
+    let (rows, total) = with_store(state, move |conn| {
+        search_audit(conn, &filter, offset, count)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::Unavailable {
-        detail: e.to_string(),
-    })?;
+    .await?;
 
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {

@@ -12,7 +12,7 @@
 //! privacy officers, patients or backend services); 404 (no source knows the NHS number);
 //! 415 (body not FHIR JSON); 503.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
@@ -25,7 +25,7 @@ use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::patient_view;
-use crate::respond::fhir_json;
+use crate::respond::{fhir_json, require_media_type, with_store};
 use crate::state::AppState;
 
 /// The two purposes of use a self-claim may give.
@@ -38,19 +38,7 @@ struct Claim {
 
 /// Reads and checks the `Parameters` body, naming the parameter that is wrong.
 fn parse_claim(req: &HttpRequest, body: &[u8]) -> Result<Claim, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !matches!(media, "application/fhir+json" | "application/json") {
-        return Err(ApiError::UnsupportedMediaType(if media.is_empty() {
-            "(none)".into()
-        } else {
-            media.to_owned()
-        }));
-    }
+    require_media_type(req, &["application/fhir+json", "application/json"])?;
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("Parameters", format!("the body is not JSON: {e}")))?;
     if v["resourceType"] != "Parameters" {
@@ -123,14 +111,12 @@ pub async fn break_glass(
         Ok(response),
     )
     .await?;
-    let store = state.store.clone();
     let (user, org) = (
         access.caller.subject.clone(),
         access.caller.organisation.clone().unwrap_or_default(),
     );
     let (_, now) = scr_fhir::build::today_and_now();
-    web::block(move || {
-        let mut conn = store.conn()?;
+    with_store(&state, move |conn| {
         let new = NewBreakGlass {
             user_id: &user,
             org: &org,
@@ -140,13 +126,9 @@ pub async fn break_glass(
             claimed_at: &now,
             expires_at: &expires_at,
         };
-        scr_store::audit::insert_break_glass(&mut conn, &new)
+        scr_store::audit::insert_break_glass(conn, &new)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::Unavailable {
-        detail: e.to_string(),
-    })?;
+    .await?;
     Ok(response)
 }
 

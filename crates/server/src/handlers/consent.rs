@@ -23,14 +23,10 @@ use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::patient_view;
 use crate::opened::{facade_state, patient_context};
-use crate::respond::{bundle_id, check_accept, fhir_json, query_pairs};
+use crate::respond::{
+    bundle_id, check_accept, fhir_json, query_pairs, require_media_type, with_store,
+};
 use crate::state::AppState;
-
-fn store_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable {
-        detail: e.to_string(),
-    }
-}
 
 /// The stored statement as served: its row id, and who registered it.
 fn served(row: &ConsentRow) -> Result<Value, ApiError> {
@@ -48,19 +44,7 @@ pub async fn create(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !matches!(media, "application/fhir+json" | "application/json") {
-        return Err(ApiError::UnsupportedMediaType(if media.is_empty() {
-            "(none)".into()
-        } else {
-            media.to_owned()
-        }));
-    }
+    require_media_type(&req, &["application/fhir+json", "application/json"])?;
     let mut resource: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid("Consent", format!("the body is not JSON: {e}")))?;
     let statement = scr_fhir::consent::check_objection(&resource).map_err(ApiError::Invalid)?;
@@ -94,9 +78,7 @@ pub async fn create(
         access.caller.organisation.clone().unwrap_or_default(),
         access.caller.subject.clone(),
     );
-    let store = state.store.clone();
-    let row = web::block(move || {
-        let mut conn = store.conn()?;
+    let row = with_store(&state, move |conn| {
         let new = NewConsent {
             nhs_number: &statement.nhs_number,
             objects: statement.objects,
@@ -106,12 +88,10 @@ pub async fn create(
             user_id: &user,
             resource: &text,
         };
-        let id = scr_store::consent::insert_consent(&mut conn, &new)?;
-        scr_store::consent::consent_by_id(&mut conn, id)
+        let id = scr_store::consent::insert_consent(conn, &new)?;
+        scr_store::consent::consent_by_id(conn, id)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(store_error)?
+    .await?
     .ok_or_else(|| ApiError::internal("a stored consent statement could not be read back"))?;
     let body = served(&row)?;
     Ok(HttpResponse::build(StatusCode::CREATED)
@@ -208,15 +188,11 @@ async fn search_as(
             reason: String::new(),
         },
     );
-    let store = state.store.clone();
     let key = nhs.clone();
-    let rows = web::block(move || {
-        let mut conn = store.conn()?;
-        scr_store::consent::consents_for(&mut conn, &key)
+    let rows = with_store(&state, move |conn| {
+        scr_store::consent::consents_for(conn, &key)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(store_error)?;
+    .await?;
     let mut entries = Vec::new();
     for row in rows.iter().rev() {
         entries.push(entry(&state.base_url, served(row)?, EntryMode::Match));
@@ -249,14 +225,10 @@ async fn read_as(state: &AppState, access: &Access, id: &str) -> Result<HttpResp
     let Ok(row_id) = id.parse::<i64>() else {
         return Err(ApiError::not_found("Consent", id));
     };
-    let store = state.store.clone();
-    let row = web::block(move || {
-        let mut conn = store.conn()?;
-        scr_store::consent::consent_by_id(&mut conn, row_id)
+    let row = with_store(&state, move |conn| {
+        scr_store::consent::consent_by_id(conn, row_id)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(store_error)?
+    .await?
     .ok_or_else(|| ApiError::not_found("Consent", id))?;
     // Someone else's statement reads exactly as an id that does not exist.
     if patient_in_scope(access, Some(row.nhs_number.clone())).is_err() {

@@ -8,7 +8,7 @@
 //! Statuses: 200; 400 (unknown parameter without `Prefer: handling=lenient`, malformed NHS
 //! number or date, missing patient); 401; 403; 406; 415 (`_search` body not form-encoded); 503.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
@@ -25,6 +25,7 @@ use crate::gather::find_patients;
 use crate::opened::open;
 use crate::respond::{
     bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order,
+    require_media_type,
 };
 use crate::state::AppState;
 
@@ -43,18 +44,7 @@ pub async fn search_post(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.split(';').next().map(str::trim) != Some("application/x-www-form-urlencoded") {
-        return Err(ApiError::UnsupportedMediaType(if content_type.is_empty() {
-            "(none)".into()
-        } else {
-            content_type.to_owned()
-        }));
-    }
+    require_media_type(&req, &["application/x-www-form-urlencoded"])?;
     let body = std::str::from_utf8(&body)
         .map_err(|_| ApiError::invalid("body", "the form body is not UTF-8"))?;
     let mut pairs = query_pairs(req.query_string())?;

@@ -16,7 +16,7 @@ use serde_json::json;
 use scr_auth::token_endpoint::TokenError;
 
 use crate::error::ApiError;
-use crate::respond::query_pairs;
+use crate::respond::{query_pairs, require_media_type, with_store};
 use crate::state::AppState;
 
 fn oauth_error(e: &TokenError) -> HttpResponse {
@@ -35,18 +35,7 @@ pub async fn token(
             what: "the token endpoint (no auth.signing_key_file configured)".into(),
         });
     };
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.split(';').next().map(str::trim) != Some("application/x-www-form-urlencoded") {
-        return Err(ApiError::UnsupportedMediaType(if content_type.is_empty() {
-            "(none)".into()
-        } else {
-            content_type.to_owned()
-        }));
-    }
+    require_media_type(&req, &["application/x-www-form-urlencoded"])?;
     let form = query_pairs(
         std::str::from_utf8(&body)
             .map_err(|_| ApiError::invalid("body", "the form body is not UTF-8"))?,
@@ -59,21 +48,15 @@ pub async fn token(
             return Ok(oauth_error(&e));
         }
     };
-    let store = state.store.clone();
     let (client, jti, exp) = (
         accepted.client_id.clone(),
         accepted.jti.clone(),
         accepted.expires_at,
     );
-    let first_use = web::block(move || {
-        let mut conn = store.conn()?;
-        scr_store::audit::remember_assertion(&mut conn, &client, &jti, exp)
+    let first_use = with_store(&state, move |conn| {
+        scr_store::audit::remember_assertion(conn, &client, &jti, exp)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::Unavailable {
-        detail: e.to_string(),
-    })?;
+    .await?;
     if !first_use {
         return Ok(oauth_error(&TokenError::InvalidGrant(
             "this client assertion was used before",
