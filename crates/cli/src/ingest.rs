@@ -37,7 +37,9 @@ impl std::fmt::Display for Summary {
 }
 
 pub fn hl7_config(config: &Config) -> Result<scr_source_hl7v2::ingest::Hl7Config, String> {
-    let (sensitive, _, _) = scr_server::state::policy_codes(config).map_err(|e| e.to_string())?;
+    let sensitive = scr_server::state::policy_codes(config)
+        .map_err(|e| e.to_string())?
+        .sensitive;
     Ok(scr_source_hl7v2::ingest::Hl7Config {
         facilities: config.hl7.facilities.clone(),
         sensitive_services: config.hl7.sensitive_services.clone(),

@@ -410,7 +410,9 @@ fn split_unescaped(raw: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' if chars.peek() == Some(&',') => {
-                parts.last_mut().map(|p| p.push(','));
+                if let Some(p) = parts.last_mut() {
+                    p.push(',')
+                }
                 chars.next();
             }
             ',' => parts.push(String::new()),

@@ -49,10 +49,17 @@ pub fn valueset_codes(path: &std::path::Path, key: &str) -> Result<Vec<String>, 
     Ok(codes.into_iter().map(|(_, code)| code).collect())
 }
 
-/// The codes the configuration's ValueSets name: (sensitive, objection, consent).
-pub fn policy_codes(
-    config: &Config,
-) -> Result<(Vec<String>, Vec<String>, Vec<String>), StartupError> {
+/// The codes the configuration's ValueSets name.
+pub struct PolicyCodes {
+    /// R-SENS-1: records coded with these never leave the organisation that holds them.
+    pub sensitive: Vec<String>,
+    /// R-OBJ-1: GP codes recording an objection.
+    pub objection: Vec<String>,
+    /// R-OBJ-5: GP codes recording consent, withdrawing an objection.
+    pub consent: Vec<String>,
+}
+
+pub fn policy_codes(config: &Config) -> Result<PolicyCodes, StartupError> {
     let mut sensitive = Vec::new();
     for (i, p) in config.policy.sensitive_valuesets.iter().enumerate() {
         sensitive.extend(valueset_codes(
@@ -65,7 +72,11 @@ pub fn policy_codes(
         "policy.objection_valueset",
     )?;
     let consent = valueset_codes(&config.policy.consent_valueset, "policy.consent_valueset")?;
-    Ok((sensitive, objection, consent))
+    Ok(PolicyCodes {
+        sensitive,
+        objection,
+        consent,
+    })
 }
 
 /// The token endpoint, if configured; its signing key is created on first start.
@@ -173,7 +184,11 @@ pub fn verifier(
 
 impl AppState {
     pub fn build(config: &Config) -> Result<AppState, StartupError> {
-        let (sensitive, objection, consent) = policy_codes(config)?;
+        let PolicyCodes {
+            sensitive,
+            objection,
+            consent,
+        } = policy_codes(config)?;
         let store = scr_store::Store::open(&config.store.url, config.store.pool_size)
             .map_err(|source| StartupError::Store { source })?;
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();

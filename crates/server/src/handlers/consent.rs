@@ -189,7 +189,7 @@ async fn search_as(
         },
     );
     let key = nhs.clone();
-    let rows = with_store(&state, move |conn| {
+    let rows = with_store(state, move |conn| {
         scr_store::consent::consents_for(conn, &key)
     })
     .await?;
@@ -225,7 +225,7 @@ async fn read_as(state: &AppState, access: &Access, id: &str) -> Result<HttpResp
     let Ok(row_id) = id.parse::<i64>() else {
         return Err(ApiError::not_found("Consent", id));
     };
-    let row = with_store(&state, move |conn| {
+    let row = with_store(state, move |conn| {
         scr_store::consent::consent_by_id(conn, row_id)
     })
     .await?

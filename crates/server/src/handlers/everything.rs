@@ -40,14 +40,14 @@ async fn everything_as(
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
     access.require(state, "Patient", Interaction::Read)?;
-    if !nhs_number::is_valid(&id) {
-        return Err(ApiError::not_found("Patient", &id));
+    if !nhs_number::is_valid(id) {
+        return Err(ApiError::not_found("Patient", id));
     }
-    let opened = open(&state, &access, &id, Interaction::Search).await?;
+    let opened = open(state, access, id, Interaction::Search).await?;
     let mut records: Vec<Value> = opened
         .records
         .into_iter()
-        .filter(|r| access.may(&state, r.resource_type, Interaction::Search))
+        .filter(|r| access.may(state, r.resource_type, Interaction::Search))
         .map(|r| r.resource)
         .collect();
     records.sort_by(record_order);

@@ -45,33 +45,33 @@ async fn read_as(
 ) -> Result<HttpResponse, ApiError> {
     access.require(state, resource_type, Interaction::Read)?;
     if resource_type == "Patient" {
-        if !nhs_number::is_valid(&id) {
-            return Err(ApiError::not_found(resource_type, &id));
+        if !nhs_number::is_valid(id) {
+            return Err(ApiError::not_found(resource_type, id));
         }
-        let opened = open(&state, &access, &id, Interaction::Read).await?;
+        let opened = open(state, access, id, Interaction::Read).await?;
         return Ok(fhir_json(StatusCode::OK, &opened.patient));
     }
 
     let (source_name, key) =
-        scr_source::split_id(&id).ok_or_else(|| ApiError::not_found(resource_type, &id))?;
+        scr_source::split_id(id).ok_or_else(|| ApiError::not_found(resource_type, id))?;
     let source = state
         .source(source_name)
-        .ok_or_else(|| ApiError::not_found(resource_type, &id))?;
-    let record = read_record(&state, source, resource_type, key.to_owned())
+        .ok_or_else(|| ApiError::not_found(resource_type, id))?;
+    let record = read_record(state, source, resource_type, key.to_owned())
         .await?
-        .ok_or_else(|| ApiError::not_found(resource_type, &id))?;
+        .ok_or_else(|| ApiError::not_found(resource_type, id))?;
     // The record is shown only as part of its patient's record opened for this caller. A record
     // of a patient the caller may not open, or one the policy withholds, is answered exactly as
     // an id that does not exist: ids of some sources are sequential and must not be probed.
-    match open(&state, &access, &record.nhs_number, Interaction::Read).await {
+    match open(state, access, &record.nhs_number, Interaction::Read).await {
         Ok(opened) => opened
             .records
             .into_iter()
             .find(|r| r.resource_type == resource_type && r.id == record.id)
             .map(|r| fhir_json(StatusCode::OK, &r.resource))
-            .ok_or_else(|| ApiError::not_found(resource_type, &id)),
+            .ok_or_else(|| ApiError::not_found(resource_type, id)),
         Err(ApiError::Forbidden { .. } | ApiError::NotFound { .. }) => {
-            Err(ApiError::not_found(resource_type, &id))
+            Err(ApiError::not_found(resource_type, id))
         }
         Err(other) => Err(other),
     }

@@ -76,7 +76,7 @@ async fn search_as(
     pairs: &[(String, String)],
 ) -> Result<HttpResponse, ApiError> {
     access.require(state, resource_type, Interaction::Search)?;
-    let request = search::parse(resource_type, &pairs, lenient(req)).map_err(ApiError::Invalid)?;
+    let request = search::parse(resource_type, pairs, lenient(req)).map_err(ApiError::Invalid)?;
     let mut warnings: Vec<Issue> = request
         .ignored
         .iter()
@@ -93,15 +93,15 @@ async fn search_as(
 
     let (matches, included) = if resource_type == "Patient" {
         (
-            search_patients(state, &access, &request, &mut warnings).await?,
+            search_patients(state, access, &request, &mut warnings).await?,
             Vec::new(),
         )
     } else {
-        search_clinical(state, &access, &request, &mut warnings).await?
+        search_clinical(state, access, &request, &mut warnings).await?
     };
 
     let total = matches.len();
-    let self_query = request.canonical_query(&pairs);
+    let self_query = request.canonical_query(pairs);
     let link = |offset: usize| {
         let sep = if self_query.is_empty() { "" } else { "&" };
         format!(

@@ -21,9 +21,9 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
         body["grant_types_supported"] = json!(["client_credentials"]);
         body["token_endpoint_auth_methods_supported"] = json!(["private_key_jwt"]);
         body["token_endpoint_auth_signing_alg_values_supported"] = json!(["RS384", "ES384"]);
-        body["capabilities"]
-            .as_array_mut()
-            .map(|c| c.push("client-confidential-asymmetric".into()));
+        if let Some(c) = body["capabilities"].as_array_mut() {
+            c.push("client-confidential-asymmetric".into())
+        }
     }
     HttpResponse::Ok()
         .content_type("application/json")
