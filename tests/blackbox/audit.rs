@@ -232,3 +232,55 @@ fn r_aud_2_no_audit_no_data() {
         .unwrap();
     assert_eq!(s.get(&format!("/Patient/{JANE}"), Some(&t)).status, 200);
 }
+
+fn scr_audit(s: &Server, args: &[&str]) -> String {
+    let config = s.dir.join("scr.toml");
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", config.to_str().unwrap()]);
+    let out = Command::new(BIN)
+        .args(&all)
+        .env("SCR_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn r_aud_4_break_glass_claims_await_review_until_a_privacy_officer_reviews_them() {
+    for s in servers() {
+        let user = unique_user("bg-review");
+        let crew = staff_as(s, &user, "RYA", "R8000", "user/*.rs");
+        let body = serde_json::json!({"resourceType": "Parameters", "parameter": [
+            {"name": "purpose", "valueCode": "BTG"}, {"name": "reason", "valueString": "Review test: patient collapsed"}]});
+        let auth = format!("Bearer {crew}");
+        let r = s.request(
+            "POST",
+            "/Patient/9990000042/$break-glass",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200);
+        let pending = scr_audit(s, &["break-glass", "--pending"]);
+        let line = pending
+            .lines()
+            .find(|l| l.contains(&user))
+            .unwrap_or_else(|| panic!("{pending}"));
+        assert!(line.contains("pending") && line.contains("Review test"));
+        let id = line.split_whitespace().next().unwrap().to_owned();
+        assert!(scr_audit(s, &["review", &id]).contains("reviewed"));
+        assert!(!scr_audit(s, &["break-glass", "--pending"]).contains(&user));
+        assert!(
+            scr_audit(s, &["break-glass"]).contains(&user),
+            "reviewed claims stay listed"
+        );
+    }
+}

@@ -61,6 +61,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// List self-claimed (break-glass) relationships for review (R-LR-4, R-AUD-4).
+    BreakGlass {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+        /// Only those nobody has reviewed yet.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Mark a break-glass claim reviewed.
+    Review {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+        id: i64,
+    },
     /// Recompute the hash chain; names the first altered, removed or inserted record (R-AUD-3).
     Verify {
         #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
@@ -102,6 +116,46 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Ingest { what } => ingest::run(what),
         Command::Token(args) => token::run(args),
+        Command::Audit {
+            what: AuditCommand::BreakGlass { config, pending },
+        } => {
+            let config = load(&config)?;
+            let store = scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
+            let mut conn = store.conn().map_err(|e| e.to_string())?;
+            let claims = scr_store::audit::break_glass_claims(&mut conn, pending)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:>5}  {:<20}  {:<8}  {:<12}  {:<7}  {:<20}  {:<20}  reason",
+                "id", "claimed", "org", "NHS number", "purpose", "user", "reviewed"
+            );
+            for c in &claims {
+                println!(
+                    "{:>5}  {:<20}  {:<8}  {:<12}  {:<7}  {:<20}  {:<20}  {}",
+                    c.id,
+                    c.claimed_at,
+                    c.org,
+                    c.nhs_number,
+                    c.purpose,
+                    c.user_id,
+                    c.reviewed_at.as_deref().unwrap_or("pending"),
+                    c.reason
+                );
+            }
+            println!("{} claim(s)", claims.len());
+            Ok(())
+        }
+        Command::Audit {
+            what: AuditCommand::Review { config, id },
+        } => {
+            let config = load(&config)?;
+            let store = scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
+            let mut conn = store.conn().map_err(|e| e.to_string())?;
+            let (_, now) = scr_fhir::build::today_and_now();
+            scr_store::audit::mark_break_glass_reviewed(&mut conn, id, &now)
+                .map_err(|e| e.to_string())?;
+            println!("break-glass claim {id} reviewed");
+            Ok(())
+        }
         Command::Audit {
             what: AuditCommand::Verify { config },
         } => {

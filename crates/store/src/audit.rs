@@ -425,3 +425,45 @@ mod replay_tests {
         Ok(())
     }
 }
+
+/// Self-claimed relationships, newest first; only those nobody has reviewed yet if `pending`.
+pub fn break_glass_claims(
+    conn: &mut DbConnection,
+    pending: bool,
+) -> Result<Vec<BreakGlassClaim>, StoreError> {
+    let mut q = break_glass_claim::table.into_boxed();
+    if pending {
+        q = q.filter(break_glass_claim::reviewed_at.is_null());
+    }
+    Ok(q.order(break_glass_claim::id.desc())
+        .select(BreakGlassClaim::as_select())
+        .load(conn)?)
+}
+
+/// Marks a claim reviewed at `now`; `NotFound` for an unknown id. Reviewing twice keeps the
+/// first review's time.
+pub fn mark_break_glass_reviewed(
+    conn: &mut DbConnection,
+    id: i64,
+    now: &str,
+) -> Result<(), StoreError> {
+    let exists = break_glass_claim::table
+        .find(id)
+        .select(break_glass_claim::id)
+        .first::<i64>(conn)
+        .optional()?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound {
+            entity: "break-glass claim",
+            id: id.to_string(),
+        });
+    }
+    diesel::update(
+        break_glass_claim::table
+            .find(id)
+            .filter(break_glass_claim::reviewed_at.is_null()),
+    )
+    .set(break_glass_claim::reviewed_at.eq(now))
+    .execute(conn)?;
+    Ok(())
+}
