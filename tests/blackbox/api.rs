@@ -291,8 +291,13 @@ fn a_source_that_is_down_is_named_in_a_warning_not_an_error() {
             .replace(&format!("127.0.0.1:{}", s.port), &format!("127.0.0.1:{port}"))
             .replacen("[[sources.gp]]", "[[sources.gp]]\nname = \"gp-down\"\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n\n[[sources.gp]]", 1);
         let path = dir.join("scr.toml");
+        // Its own MLLP port: the shared server holds the other.
+        let config = config.replace(
+            &format!("127.0.0.1:{}\"", s.mllp_port),
+            &format!("127.0.0.1:{}\"", free_port()),
+        );
         std::fs::write(&path, config).unwrap();
-        let down = Server::start("down", dir, port, &path, s.store_url.clone());
+        let down = Server::start("down", dir, port, &path, s.store_url.clone(), 0);
         let r = down.get(
             &format!("/Patient/{JANE}/$everything"),
             Some(&clinician(&down, "M85001")),

@@ -20,6 +20,8 @@ pub struct Server {
     pub dir: PathBuf,
     /// The facade's own database, for tests that inspect or tamper with the audit trail.
     pub store_url: String,
+    /// The MLLP listener's port.
+    pub mllp_port: u16,
     _child: Mutex<Child>,
 }
 
@@ -112,6 +114,7 @@ impl Server {
         port: u16,
         config: &Path,
         store_url: String,
+        mllp_port: u16,
     ) -> Server {
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
         let child = Command::new(BIN)
@@ -133,6 +136,7 @@ impl Server {
             port,
             dir,
             store_url,
+            mllp_port,
             _child: Mutex::new(child),
         };
         for _ in 0..300 {
@@ -161,12 +165,14 @@ impl Server {
     pub fn sqlite_named(name: &'static str, patients: usize) -> Server {
         let dir = scratch(name);
         let port = free_port();
-        let (d, p, n) = (
-            dir.to_str().unwrap().to_owned(),
+        let mllp_port = free_port();
+        let d = dir.to_str().unwrap().to_owned();
+        let (p, n, m) = (
             port.to_string(),
             patients.to_string(),
+            mllp_port.to_string(),
         );
-        run(&[
+        let args = [
             "demo",
             "--data",
             &d,
@@ -174,11 +180,14 @@ impl Server {
             &p,
             "--patients",
             &n,
+            "--mllp-port",
+            &m,
             "--no-serve",
-        ]);
+        ];
+        run(&args);
         let config = dir.join("scr.toml");
         let store = format!("sqlite://{}/scr.db", dir.display());
-        Server::start(name, dir, port, &config, store)
+        Server::start(name, dir, port, &config, store, mllp_port)
     }
 
     /// Three fresh PostgreSQL databases (GP, social care, store), seeded by `scr seed`.
@@ -209,6 +218,7 @@ impl Server {
         let p = profiles.display();
         let e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dev-issuer");
         let e = e.display();
+        let mllp_port = free_port();
         let key = dir.join("token-signing-key.pem");
         let key = key.display();
         let config = format!(
@@ -235,6 +245,8 @@ council_name = "Dudley Council"
 url = "{}"
 [hl7]
 facilities = ["RXK", "TAJ"]
+[mllp]
+bind = "127.0.0.1:{mllp_port}"
 [policy]
 sensitive_valuesets = ["{p}/ValueSet-scr-sensitive-codes.json"]
 objection_valueset = "{p}/ValueSet-scr-objection-codes.json"
@@ -252,7 +264,7 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
             "40",
         ]);
         let store = urls[2].clone();
-        Server::start("postgres", dir, port, &path, store)
+        Server::start("postgres", dir, port, &path, store, mllp_port)
     }
 
     pub fn request(

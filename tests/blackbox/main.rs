@@ -9,5 +9,6 @@ mod audit;
 mod decision_table;
 mod errors;
 mod ingest;
+mod mllp;
 mod rules;
 mod tokens;

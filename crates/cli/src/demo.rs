@@ -14,6 +14,9 @@ pub struct DemoArgs {
     pub data: PathBuf,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Port of the MLLP listener for HL7 v2 feeds.
+    #[arg(long, default_value_t = 2575)]
+    pub mllp_port: u16,
     /// Random patients besides the fixtures, on first run.
     #[arg(long, default_value_t = 1000)]
     pub patients: usize,
@@ -32,7 +35,7 @@ fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles")
 }
 
-fn demo_config(data: &Path, port: u16) -> String {
+fn demo_config(data: &Path, port: u16, mllp_port: u16) -> String {
     let d = data.display();
     let p = profiles_dir();
     let e = p.join("../examples/dev-issuer");
@@ -74,6 +77,10 @@ council = "LA-DUD"
 council_name = "Dudley Council"
 url = "sqlite://{d}/social-care-dudley.db"
 
+[mllp]
+# HL7 v2 over MLLP from the trusts' integration engines.
+bind = "127.0.0.1:{mllp_port}"
+
 [hl7]
 facilities = ["RXK", "TAJ"]
 sensitive_services = ["GUM", "FERT"]
@@ -96,7 +103,7 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
         for f in ["scr.db", "gp.db", "social-care-dudley.db"] {
             let _ = std::fs::remove_file(data.join(f));
         }
-        std::fs::write(&config_path, demo_config(&data, args.port))
+        std::fs::write(&config_path, demo_config(&data, args.port, args.mllp_port))
             .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let config = Config::load(&config_path).map_err(|e| e.to_string())?;
         println!("Creating the demo data in {} (once)...", data.display());
@@ -107,6 +114,9 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
     state.report_unmatched_rows();
     print_banner(&config)?;
+    if !args.no_serve {
+        crate::mllp::spawn(&config, &state.store)?;
+    }
     if args.no_serve {
         return Ok(());
     }
@@ -117,10 +127,12 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
 
 fn print_banner(config: &Config) -> Result<(), String> {
     let base = &config.server.base_url;
+    let mllp = config.mllp.bind.as_deref().unwrap_or("not configured");
     let token = crate::token::demo_token(base, "RXK", "R8000", 12 * 3600)?;
     println!(
         r#"
 Shared care record demo: FHIR R4 at {base}
+HL7 v2 feeds (MLLP): {mllp}
 
 A clinician at the acute trust RXK (role R8000, valid 12 hours):
   export TOKEN={token}

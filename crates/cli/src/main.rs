@@ -2,6 +2,7 @@
 
 mod demo;
 mod ingest;
+mod mllp;
 mod seed;
 mod token;
 
@@ -38,6 +39,16 @@ enum Command {
     /// Fill the configured GP and social care replicas with synthetic data and ingest a synthetic
     /// HL7 backfill into the store (for tests and benchmarks; the replicas must be empty).
     Seed(seed::SeedArgs),
+    /// Run the MLLP listener alone (without the FHIR server).
+    Mllp {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+    },
+    /// The HL7 v2 quarantine: messages answered AE or AR, kept for review.
+    Quarantine {
+        #[command(subcommand)]
+        what: QuarantineCommand,
+    },
     /// Create or update the store's tables.
     Migrate {
         #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
@@ -57,6 +68,21 @@ enum Command {
     Token(token::TokenArgs),
     /// Check FHIR JSON files against the R4 model; prints the first problem of each.
     Validate { files: Vec<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined messages, oldest first.
+    List {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+    },
+    /// Apply quarantined messages again (after a fix to configuration or data).
+    Replay {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+        ids: Vec<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,9 +128,64 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
             state.report_unmatched_rows();
+            mllp::spawn(&config, &state.store)?;
             actix_web::rt::System::new()
                 .block_on(scr_server::serve(config, state))
                 .map_err(|e| format!("server stopped: {e}"))
+        }
+        Command::Mllp { config } => {
+            let config = load(&config)?;
+            let store = scr_store::Store::open(&config.store.url, config.store.pool_size)
+                .map_err(|e| e.to_string())?;
+            let handle = mllp::spawn(&config, &store)?.ok_or("mllp.bind is not configured")?;
+            handle
+                .join()
+                .map_err(|_| "the MLLP listener panicked".to_string())
+        }
+        Command::Quarantine {
+            what: QuarantineCommand::List { config },
+        } => {
+            let config = load(&config)?;
+            let store = scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
+            let list = scr_source_hl7v2::ingest::list_quarantine(store.pool())
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:>6}  {:<20}  {:<8}  {:<16}  {:<10}  {:<3}  {:>8}  reason",
+                "id", "received", "facility", "control id", "type", "ack", "attempts"
+            );
+            for q in &list {
+                println!(
+                    "{:>6}  {:<20}  {:<8}  {:<16}  {:<10}  {:<3}  {:>8}  {}",
+                    q.id,
+                    q.received_at,
+                    q.facility,
+                    q.control_id,
+                    q.message_type,
+                    q.code.as_str(),
+                    q.attempts,
+                    q.reason.as_deref().unwrap_or("")
+                );
+            }
+            println!("{} message(s) in quarantine", list.len());
+            Ok(())
+        }
+        Command::Quarantine {
+            what: QuarantineCommand::Replay { config, ids },
+        } => {
+            let config = load(&config)?;
+            let store = scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
+            let cfg = ingest::hl7_config(&config)?;
+            for id in ids {
+                let (_, now) = scr_fhir::build::today_and_now();
+                let ack = scr_source_hl7v2::ingest::replay(store.pool(), id, &cfg, &now)
+                    .map_err(|e| format!("{id}: {e}"))?;
+                println!(
+                    "{id}: {} {}",
+                    ack.code.as_str(),
+                    ack.reason.as_deref().unwrap_or("")
+                );
+            }
+            Ok(())
         }
         Command::Demo(args) => demo::run(args),
         Command::Seed(args) => seed::run(args),

@@ -22,6 +22,43 @@ pub struct Config {
     pub hl7: Hl7Config,
     #[serde(default)]
     pub policy: PolicySettings,
+    #[serde(default)]
+    pub mllp: MllpConfig,
+}
+
+/// The MLLP listener for hospital HL7 v2 feeds; served by `scr serve` when `bind` is set, or
+/// alone by `scr mllp`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpConfig {
+    pub bind: Option<String>,
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for MllpConfig {
+    fn default() -> Self {
+        MllpConfig {
+            bind: None,
+            max_message_bytes: default_max_message_bytes(),
+            idle_timeout_seconds: default_idle_timeout_seconds(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_max_message_bytes() -> usize {
+    1024 * 1024
+}
+fn default_idle_timeout_seconds() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,6 +321,7 @@ const OVERRIDES: &[(&str, &str, Kind)] = &[
     ("SCR_STORE_URL", "store.url", Kind::Text),
     ("SCR_STORE_POOL_SIZE", "store.pool_size", Kind::Integer),
     ("SCR_AUTH_DEV_ISSUER", "auth.dev_issuer", Kind::Boolean),
+    ("SCR_MLLP_BIND", "mllp.bind", Kind::Text),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -428,6 +466,23 @@ impl Config {
             return Err(invalid(
                 "server.tls_certificate",
                 "tls_certificate and tls_private_key go together",
+            ));
+        }
+        if let Some(bind) = &self.mllp.bind {
+            if bind.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    "mllp.bind",
+                    format!("'{bind}' is not an address such as 127.0.0.1:2575"),
+                ));
+            }
+        }
+        if self.mllp.max_message_bytes < 1024 {
+            return Err(invalid("mllp.max_message_bytes", "must be at least 1024"));
+        }
+        if self.mllp.idle_timeout_seconds == 0 || self.mllp.max_connections == 0 {
+            return Err(invalid(
+                "mllp",
+                "idle_timeout_seconds and max_connections must be above 0",
             ));
         }
         if self.store.pool_size == 0 {

@@ -176,6 +176,27 @@ pub fn ingest_message(
     ingest(pool, raw, cfg, now, None)
 }
 
+/// Rejects (AR) a message too large to accept, keeping its first bytes in the quarantine so
+/// the operator can see what was sent. `prefix` is what was kept; `size` the full size.
+pub fn reject_too_large(
+    pool: &DbPool,
+    prefix: &str,
+    size: usize,
+    limit: usize,
+    now: &str,
+) -> Result<Ack, StoreError> {
+    let first = prefix
+        .split(['\r', '\n'])
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let header = parser::parse(first)
+        .map(|m| translate::header(&m, now))
+        .unwrap_or_default();
+    let rejection = Rejection::rejected(ErrorKind::TooLarge, format!("message of {size} bytes exceeds the {limit}-byte limit; its first bytes are kept for review"));
+    let mut conn = scr_store::connection(pool)?;
+    quarantine(&mut conn, prefix, &header, &rejection, now, None)
+}
+
 /// The quarantine, oldest first.
 pub fn list_quarantine(pool: &DbPool) -> Result<Vec<QuarantinedMessage>, StoreError> {
     let mut conn = scr_store::connection(pool)?;

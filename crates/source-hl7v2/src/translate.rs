@@ -37,6 +37,8 @@ pub enum ErrorKind {
     InvalidValue,
     /// The message contradicts what is stored (an order number of another patient, ...).
     Conflict,
+    /// The message is larger than the listener accepts; only its beginning was kept.
+    TooLarge,
 }
 
 impl ErrorKind {
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::NhsNumber => "nhs-number",
             ErrorKind::InvalidValue => "invalid-value",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::TooLarge => "too-large",
         }
     }
 
@@ -63,6 +66,7 @@ impl ErrorKind {
             ErrorKind::NhsNumber,
             ErrorKind::InvalidValue,
             ErrorKind::Conflict,
+            ErrorKind::TooLarge,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -77,7 +81,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedType => 200,
             ErrorKind::UnsupportedVersion => 203,
             ErrorKind::UnknownFacility => 204,
-            ErrorKind::Conflict => 207,
+            ErrorKind::Conflict | ErrorKind::TooLarge => 207,
         }
     }
 }

@@ -1,0 +1,198 @@
+//! The MLLP listener over real loopback TCP: every kind of message a trust's engine may send,
+//! checked through the ACK, the FHIR API and the quarantine.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const LINDA: &str = "9990000069";
+
+/// One connection; sends each message and reads its ACK before the next, as engines do.
+fn send(s: &Server, messages: &[String]) -> Vec<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", s.mllp_port)).expect("connect to MLLP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    messages
+        .iter()
+        .map(|m| exchange(&mut stream, &scr_mllp::frame(m)))
+        .collect()
+}
+
+fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> String {
+    stream.write_all(bytes).unwrap();
+    let mut reader = scr_mllp::FrameReader::new(1 << 20);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).expect("an ACK");
+        assert!(n > 0, "connection closed without an ACK");
+        if let Some(scr_mllp::Frame::Message(ack)) = reader.push(&buf[..n]).into_iter().next() {
+            return String::from_utf8(ack).unwrap();
+        }
+    }
+}
+
+fn msa(ack: &str) -> (String, String) {
+    let line = ack
+        .split('\r')
+        .find(|l| l.starts_with("MSA|"))
+        .unwrap_or_else(|| panic!("no MSA in {ack:?}"));
+    let f: Vec<&str> = line.split('|').collect();
+    (f[1].to_owned(), f[2].to_owned())
+}
+
+fn oru(control_id: &str, facility: &str, nhs: &str, status: &str, value: &str) -> String {
+    [
+        format!("MSH|^~\\&|LAB|{facility}|SCR|SCR|20261121100000||ORU^R01|{control_id}|P|2.4"),
+        format!("PID|1||{nhs}^^^NHS^NH||BROWN^LINDA||19800404|F"),
+        "OBR|1||MLLPCRP1|CRP^C-reactive protein^L|||20261121090000|||||||||||||||||CH".to_string(),
+        format!(
+            "OBX|1|NM|1988-5^C reactive protein^LN||{value}|mg/L|0-5|H|||{status}|||20261121093000"
+        ),
+    ]
+    .join("\r")
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}{}{}", std::process::id() % 10000, now() % 100000)
+}
+
+fn crp(s: &Server) -> Vec<serde_json::Value> {
+    let b = s
+        .get(
+            &format!("/Observation?patient={LINDA}&code=http://loinc.org|1988-5"),
+            Some(&clinician(s, "M85002")),
+        )
+        .json();
+    of_type(&b, "Observation").into_iter().cloned().collect()
+}
+
+fn quarantine(s: &Server) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "quarantine",
+            "list",
+            "--config",
+            s.dir.join("scr.toml").to_str().unwrap(),
+        ])
+        .env("SCR_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn mllp_accepted_duplicate_corrected_and_cancelled_results_are_visible_on_the_next_read() {
+    for s in servers() {
+        let first = unique("MA");
+        let acks = send(
+            s,
+            &[
+                oru(&first, "RXK", LINDA, "F", "12"),
+                oru(&first, "RXK", LINDA, "F", "12"),
+            ],
+        );
+        assert_eq!(
+            msa(&acks[0]),
+            ("AA".into(), first.clone()),
+            "MSA-2 echoes MSH-10"
+        );
+        assert_eq!(
+            msa(&acks[1]).0,
+            "AA",
+            "a resent message is acknowledged again"
+        );
+        let once = crp(s);
+        assert_eq!(once.len(), 1, "and applied once");
+        assert_eq!(once[0]["valueQuantity"]["value"], 12.0);
+        assert_eq!(
+            msa(&send(s, &[oru(&unique("MC"), "RXK", LINDA, "C", "9")])[0]).0,
+            "AA"
+        );
+        let corrected = crp(s);
+        assert_eq!((corrected.len(), &corrected[0]["id"]), (1, &once[0]["id"]));
+        assert_eq!(corrected[0]["valueQuantity"]["value"], 9.0);
+        assert_eq!(
+            msa(&send(s, &[oru(&unique("MX"), "RXK", LINDA, "X", "9")])[0]).0,
+            "AA"
+        );
+        assert!(crp(s).is_empty(), "a cancelled result is not shown");
+    }
+}
+
+#[test]
+fn mllp_bad_messages_get_ae_or_ar_with_a_reason_and_are_quarantined() {
+    for s in servers() {
+        let (bad_nhs, unknown) = (unique("BN"), unique("UF"));
+        let acks = send(
+            s,
+            &[
+                oru(&bad_nhs, "RXK", "9990000017", "F", "1"),
+                oru(&unknown, "ZZZ", LINDA, "F", "1"),
+                "this is not HL7".to_string(),
+            ],
+        );
+        assert_eq!(msa(&acks[0]), ("AE".into(), bad_nhs.clone()));
+        assert!(
+            acks[0].contains("\rERR|"),
+            "ERR carries the reason: {:?}",
+            acks[0]
+        );
+        assert_eq!(msa(&acks[1]).0, "AR");
+        assert_eq!(msa(&acks[2]).0, "AR");
+        let q = quarantine(s);
+        assert!(q.contains(&bad_nhs) && q.contains(&unknown), "{q}");
+        assert!(
+            q.contains("unparseable") || q.contains("not a valid HL7"),
+            "{q}"
+        );
+        assert!(!q.contains("9990000017"), "no NHS number in the reasons");
+    }
+}
+
+#[test]
+fn mllp_an_oversized_message_is_refused_and_the_connection_goes_on() {
+    for s in servers() {
+        let big_id = unique("BIG");
+        let mut big = oru(&big_id, "RXK", LINDA, "F", "1");
+        big.push_str(&format!("\rNTE|1||{}", "x".repeat(1_100_000)));
+        let after = unique("AFT");
+        let acks = send(s, &[big, oru(&after, "RXK", LINDA, "F", "3")]);
+        assert_eq!(msa(&acks[0]), ("AR".into(), big_id.clone()));
+        assert!(acks[0].contains("exceeds"), "{:?}", acks[0]);
+        assert_eq!(msa(&acks[1]), ("AA".into(), after));
+        assert!(quarantine(s).contains(&big_id));
+    }
+}
+
+#[test]
+fn mllp_framing_errors_half_sent_messages_and_silent_senders_affect_no_one_else() {
+    for s in servers() {
+        // A silent sender holds a connection open...
+        let _silent = TcpStream::connect(("127.0.0.1", s.mllp_port)).unwrap();
+        // ...a sender disconnects mid-message...
+        let half_id = unique("HALF");
+        {
+            let mut half = TcpStream::connect(("127.0.0.1", s.mllp_port)).unwrap();
+            let framed = scr_mllp::frame(&oru(&half_id, "RXK", LINDA, "F", "4"));
+            half.write_all(&framed[..framed.len() / 2]).unwrap();
+        }
+        // ...and another sends bytes outside any frame before a good message.
+        let good = unique("GOOD");
+        let mut stream = TcpStream::connect(("127.0.0.1", s.mllp_port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut bytes = b"\r\nnoise outside frames\r\n".to_vec();
+        bytes.extend(scr_mllp::frame(&oru(&good, "RXK", LINDA, "F", "5")));
+        assert_eq!(msa(&exchange(&mut stream, &bytes)), ("AA".into(), good));
+        assert!(
+            !quarantine(s).contains(&half_id),
+            "a half message is neither applied nor acknowledged"
+        );
+    }
+}
