@@ -152,6 +152,26 @@ impl Server {
         );
     }
 
+    /// Kills the server process with SIGKILL, as a power cut or the OOM killer would.
+    pub fn kill(&self) {
+        let mut child = self._child.lock().unwrap();
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Starts the same server again (same configuration, ports and data).
+    pub fn restart(&self) -> Server {
+        let config = self.dir.join("scr.toml");
+        Server::start(
+            self.name,
+            self.dir.clone(),
+            self.port,
+            &config,
+            self.store_url.clone(),
+            self.mllp_port,
+        )
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }

@@ -6,6 +6,7 @@ mod harness;
 
 mod api;
 mod audit;
+mod crash;
 mod decision_table;
 mod errors;
 mod ingest;

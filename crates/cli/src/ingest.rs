@@ -36,6 +36,60 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// A progress line on standard error for large files: redrawn in place on a terminal, a line
+/// every tenth otherwise (so CI logs stay short).
+struct Progress {
+    total: usize,
+    tty: bool,
+    last_tenth: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            total,
+            tty: std::io::stderr().is_terminal(),
+            last_tenth: 0,
+        }
+    }
+
+    fn show(&mut self, done: usize, started: std::time::Instant) {
+        if self.total < 1000 || done == 0 {
+            return;
+        }
+        let tenth = done * 10 / self.total;
+        if self.tty && done % 250 == 0 {
+            eprint!("\r{}", Self::line(done, self.total, started));
+        } else if !self.tty && tenth > self.last_tenth {
+            self.last_tenth = tenth;
+            eprintln!("{}", Self::line(done, self.total, started));
+        }
+    }
+
+    fn finish(&self, total: usize, started: std::time::Instant) {
+        if total >= 1000 {
+            eprintln!(
+                "{}{}",
+                if self.tty { "\r" } else { "" },
+                Self::line(total, total, started)
+            );
+        }
+    }
+
+    fn line(done: usize, total: usize, started: std::time::Instant) -> String {
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let width = 30;
+        let filled = done * width / total.max(1);
+        format!(
+            "[{}{}] {done}/{total} messages, {:.0}/s",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            done as f64 / secs
+        )
+    }
+}
+
 pub fn hl7_config(config: &Config) -> Result<scr_source_hl7v2::ingest::Hl7Config, String> {
     let sensitive = scr_server::state::policy_codes(config)
         .map_err(|e| e.to_string())?
@@ -55,7 +109,12 @@ pub fn ingest_text(
 ) -> Result<Summary, String> {
     use scr_source_hl7v2::ingest::{ingest_message, split_messages, AckCode};
     let mut summary = Summary::default();
-    for message in split_messages(text) {
+    let messages = split_messages(text);
+    let total = messages.len();
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new(total);
+    for (done, message) in messages.into_iter().enumerate() {
+        progress.show(done, started);
         let (_, now) = scr_fhir::build::today_and_now();
         let ack = ingest_message(pool, &message, cfg, &now)
             .map_err(|e| format!("the store failed; nothing more was acknowledged: {e}"))?;
@@ -69,6 +128,7 @@ pub fn ingest_text(
             AckCode::AR => summary.rejected += 1,
         }
     }
+    progress.finish(total, started);
     Ok(summary)
 }
 
