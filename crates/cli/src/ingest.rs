@@ -59,7 +59,7 @@ impl Progress {
             return;
         }
         let tenth = done * 10 / self.total;
-        if self.tty && done % 250 == 0 {
+        if self.tty && done.is_multiple_of(250) {
             eprint!("\r{}", Self::line(done, self.total, started));
         } else if !self.tty && tenth > self.last_tenth {
             self.last_tenth = tenth;

@@ -185,6 +185,34 @@ fn event_json(
     })
 }
 
+/// An error and its sources, for the log (5xx details never go to the client).
+pub fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// Authenticates the caller, runs `body` for them, and audits the outcome, a refused token
+/// included: the shape of every audited read.
+pub async fn audited(
+    state: &AppState,
+    req: &HttpRequest,
+    subtype: Subtype,
+    body: impl AsyncFnOnce(&Access) -> Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let access = match crate::access::authenticate(state, req) {
+        Ok(access) => access,
+        Err(e) => return finish(state, req, None, subtype, Err(e)).await,
+    };
+    let result = body(&access).await;
+    finish(state, req, Some(&access), subtype, result).await
+}
+
 /// Audits the request and returns its result, or 503 if the audit could not be committed.
 pub async fn finish(
     state: &AppState,
@@ -239,7 +267,7 @@ pub async fn finish(
     match web::block(move || store.append_audit(&events)).await {
         Ok(Ok(_)) => result,
         Ok(Err(e)) => {
-            log::error!("audit write failed, response withheld: {e}");
+            log::error!("audit write failed, response withheld: {}", cause_chain(&e));
             Err(ApiError::Unavailable {
                 detail: "the audit trail cannot be written".into(),
             })

@@ -185,13 +185,7 @@ pub fn reject_too_large(
     limit: usize,
     now: &str,
 ) -> Result<Ack, StoreError> {
-    let first = prefix
-        .split(['\r', '\n'])
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let header = parser::parse(first)
-        .map(|m| translate::header(&m, now))
-        .unwrap_or_default();
+    let header = first_line_header(prefix, now);
     let rejection = Rejection::rejected(ErrorKind::TooLarge, format!("message of {size} bytes exceeds the {limit}-byte limit; its first bytes are kept for review"));
     let mut conn = scr_store::connection(pool)?;
     quarantine(&mut conn, prefix, &header, &rejection, now, None)
@@ -286,18 +280,23 @@ struct Prepared {
     outcome: Result<Plan, Rejection>,
 }
 
+/// The header of a message that cannot be parsed whole: what its first line holds, if that is
+/// an MSH on its own, so the ACK can still echo MSH-10.
+fn first_line_header(raw: &str, now: &str) -> Header {
+    let first = raw
+        .split(['\r', '\n'])
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    parser::parse(first)
+        .map(|m| translate::header(&m, now))
+        .unwrap_or_default()
+}
+
 fn prepare(raw: &str, cfg: &Hl7Config, now: &str) -> Prepared {
     let msg = match parser::parse(raw) {
         Ok(m) => m,
         Err(e) => {
-            // Echo what the first line holds, if it is an MSH on its own.
-            let first = raw
-                .split(['\r', '\n'])
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or_default();
-            let header = parser::parse(first)
-                .map(|m| translate::header(&m, now))
-                .unwrap_or_default();
+            let header = first_line_header(raw, now);
             let rejection = Rejection::rejected(
                 ErrorKind::Unparseable,
                 format!("not a valid HL7 v2 message: {e}"),
@@ -325,7 +324,8 @@ fn ingest(
     let mut conn = scr_store::connection(pool)?;
     let mut attempt = 1;
     loop {
-        match record(&mut conn, raw, &prepared, now, replay_of) {
+        // SQLite's busy store (another writer, e.g. the audit trail) is retried with back-off.
+        match scr_store::retry_busy(|| record(&mut conn, raw, &prepared, now, replay_of)) {
             Err(e) if attempt < MAX_ATTEMPTS && e.is_retryable_conflict() => {
                 log::warn!(
                     "hl7: {} {} conflicted with a concurrent message; retrying",

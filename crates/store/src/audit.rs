@@ -77,40 +77,45 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut conn = self.conn()?;
-        conn.transaction(|conn| {
-            lock_for_append(conn)?;
-            let last: Option<(i64, String)> = audit_event::table
-                .order(audit_event::seq.desc())
-                .select((audit_event::seq, audit_event::hash))
-                .first(conn)
-                .optional()?;
-            let (mut seq, mut prev) = last.unwrap_or((0, GENESIS.to_owned()));
-            let mut out = Vec::with_capacity(events.len());
-            for e in events {
-                seq += 1;
-                let hash = link_hash(&prev, seq, &e.resource);
-                diesel::insert_into(audit_event::table)
-                    .values((
-                        audit_event::seq.eq(seq),
-                        audit_event::recorded.eq(&e.recorded),
-                        audit_event::patient_nhs.eq(&e.patient_nhs),
-                        audit_event::agent_user.eq(&e.agent_user),
-                        audit_event::agent_org.eq(&e.agent_org),
-                        audit_event::outcome.eq(&e.outcome),
-                        audit_event::rule.eq(&e.rule),
-                        audit_event::break_glass.eq(i32::from(e.break_glass)),
-                        audit_event::resource.eq(&e.resource),
-                        audit_event::prev_hash.eq(&prev),
-                        audit_event::hash.eq(&hash),
-                    ))
-                    .execute(conn)?;
-                out.push(seq);
-                prev = hash;
-            }
-            Ok(out)
-        })
-        .map_err(|source: diesel::result::Error| StoreError::Database { source })
+        crate::retry_busy(|| append_once(&mut conn, events))
     }
+}
+
+/// One attempt at appending: reads the last link and writes the new ones in one transaction.
+fn append_once(conn: &mut DbConnection, events: &[NewAuditEvent]) -> Result<Vec<i64>, StoreError> {
+    conn.transaction(|conn| {
+        lock_for_append(conn)?;
+        let last: Option<(i64, String)> = audit_event::table
+            .order(audit_event::seq.desc())
+            .select((audit_event::seq, audit_event::hash))
+            .first(conn)
+            .optional()?;
+        let (mut seq, mut prev) = last.unwrap_or((0, GENESIS.to_owned()));
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            seq += 1;
+            let hash = link_hash(&prev, seq, &e.resource);
+            diesel::insert_into(audit_event::table)
+                .values((
+                    audit_event::seq.eq(seq),
+                    audit_event::recorded.eq(&e.recorded),
+                    audit_event::patient_nhs.eq(&e.patient_nhs),
+                    audit_event::agent_user.eq(&e.agent_user),
+                    audit_event::agent_org.eq(&e.agent_org),
+                    audit_event::outcome.eq(&e.outcome),
+                    audit_event::rule.eq(&e.rule),
+                    audit_event::break_glass.eq(i32::from(e.break_glass)),
+                    audit_event::resource.eq(&e.resource),
+                    audit_event::prev_hash.eq(&prev),
+                    audit_event::hash.eq(&hash),
+                ))
+                .execute(conn)?;
+            out.push(seq);
+            prev = hash;
+        }
+        Ok(out)
+    })
+    .map_err(|source: diesel::result::Error| StoreError::Database { source })
 }
 
 /// The result of walking the chain.

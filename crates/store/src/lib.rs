@@ -77,6 +77,31 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// SQLite's "database is locked": another connection holds the write lock and this
+    /// transaction, begun as a reader, could not upgrade. Running it again succeeds.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Database { source: diesel::result::Error::DatabaseError(_, info) } if info.message().contains("database is locked"))
+    }
+}
+
+/// Runs a write transaction, again if SQLite reports the database busy: its deferred
+/// transactions cannot wait for the write lock once they have read, so two writers (the MLLP
+/// feed and the audit trail) would otherwise fail each other now and then. Backs off 1 ms,
+/// 2 ms, ... for up to about two seconds, then gives the error.
+pub fn retry_busy<T>(mut work: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut attempt = 0u64;
+    loop {
+        match work() {
+            Err(e) if e.is_busy() && attempt < 60 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(attempt.min(50)));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Applies pending migrations, picking the folder for the connection's backend.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
     let applied = match conn {

@@ -20,7 +20,7 @@ use scr_fhir::search::{parse_date, parse_patient_reference, Prefix, DEFAULT_COUN
 use scr_policy::{Decision, Subject};
 use scr_store::audit::{search_audit, AuditFilter};
 
-use crate::access::{authenticate, Access};
+use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::respond::{
@@ -33,12 +33,10 @@ pub async fn search(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     check_accept(&req)?;
-    let access = match authenticate(&state, &req) {
-        Ok(access) => access,
-        Err(e) => return audit::finish(&state, &req, None, Subtype::Search, Err(e)).await,
-    };
-    let result = search_as(&state, &req, &access).await;
-    audit::finish(&state, &req, Some(&access), Subtype::Search, result).await
+    audit::audited(&state, &req, Subtype::Search, async |access| {
+        search_as(&state, &req, access).await
+    })
+    .await
 }
 
 fn number(key: &str, value: &str) -> Result<i64, ApiError> {

@@ -144,12 +144,10 @@ pub async fn search(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     check_accept(&req)?;
-    let access = match authenticate(&state, &req) {
-        Ok(access) => access,
-        Err(e) => return audit::finish(&state, &req, None, Subtype::Search, Err(e)).await,
-    };
-    let result = search_as(&state, &req, &access).await;
-    audit::finish(&state, &req, Some(&access), Subtype::Search, result).await
+    audit::audited(&state, &req, Subtype::Search, async |access| {
+        search_as(&state, &req, access).await
+    })
+    .await
 }
 
 async fn search_as(
@@ -212,12 +210,10 @@ pub async fn read(
 ) -> Result<HttpResponse, ApiError> {
     check_accept(&req)?;
     let id = path.into_inner();
-    let access = match authenticate(&state, &req) {
-        Ok(access) => access,
-        Err(e) => return audit::finish(&state, &req, None, Subtype::Read, Err(e)).await,
-    };
-    let result = read_as(&state, &access, &id).await;
-    audit::finish(&state, &req, Some(&access), Subtype::Read, result).await
+    audit::audited(&state, &req, Subtype::Read, async |access| {
+        read_as(&state, access, &id).await
+    })
+    .await
 }
 
 async fn read_as(state: &AppState, access: &Access, id: &str) -> Result<HttpResponse, ApiError> {

@@ -12,7 +12,7 @@ use scr_auth::Interaction;
 use scr_fhir::bundle::{entry, searchset, EntryMode};
 use scr_fhir::nhs_number;
 
-use crate::access::{authenticate, Access};
+use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::opened::open;
@@ -26,12 +26,10 @@ pub async fn everything(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     check_accept(&req)?;
-    let access = match authenticate(&state, &req) {
-        Ok(access) => access,
-        Err(e) => return audit::finish(&state, &req, None, Subtype::Operation, Err(e)).await,
-    };
-    let result = everything_as(&state, &access, &id).await;
-    audit::finish(&state, &req, Some(&access), Subtype::Operation, result).await
+    audit::audited(&state, &req, Subtype::Operation, async |access| {
+        everything_as(&state, access, &id).await
+    })
+    .await
 }
 
 async fn everything_as(

@@ -13,7 +13,7 @@ use scr_auth::Interaction;
 use scr_fhir::nhs_number;
 
 use super::served_type;
-use crate::access::{authenticate, Access};
+use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::read_record;
@@ -29,12 +29,10 @@ pub async fn read(
     let (type_name, id) = path.into_inner();
     let resource_type = served_type(&type_name)?;
     check_accept(&req)?;
-    let access = match authenticate(&state, &req) {
-        Ok(access) => access,
-        Err(e) => return audit::finish(&state, &req, None, Subtype::Read, Err(e)).await,
-    };
-    let result = read_as(&state, &access, resource_type, &id).await;
-    audit::finish(&state, &req, Some(&access), Subtype::Read, result).await
+    audit::audited(&state, &req, Subtype::Read, async |access| {
+        read_as(&state, access, resource_type, &id).await
+    })
+    .await
 }
 
 async fn read_as(

@@ -18,7 +18,7 @@ use scr_fhir::search::{self, Criterion, SearchRequest};
 use scr_source::PatientQuery;
 
 use super::served_type;
-use crate::access::{authenticate, Access};
+use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::find_patients;
@@ -60,12 +60,10 @@ async fn run(
 ) -> Result<HttpResponse, ApiError> {
     let resource_type = served_type(type_name)?;
     check_accept(req)?;
-    let access = match authenticate(state, req) {
-        Ok(access) => access,
-        Err(e) => return audit::finish(state, req, None, Subtype::Search, Err(e)).await,
-    };
-    let result = search_as(state, req, &access, resource_type, &pairs).await;
-    audit::finish(state, req, Some(&access), Subtype::Search, result).await
+    audit::audited(state, req, Subtype::Search, async |access| {
+        search_as(state, req, access, resource_type, &pairs).await
+    })
+    .await
 }
 
 async fn search_as(
