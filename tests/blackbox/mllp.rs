@@ -151,6 +151,30 @@ fn mllp_bad_messages_get_ae_or_ar_with_a_reason_and_are_quarantined() {
             "{q}"
         );
         assert!(!q.contains("9990000017"), "no NHS number in the reasons");
+        // Replayed without a fix, the message is refused again, and says so.
+        let id = q
+            .lines()
+            .find(|l| l.contains(&bad_nhs))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_owned();
+        let out = Command::new(BIN)
+            .args([
+                "quarantine",
+                "replay",
+                "--config",
+                s.dir.join("scr.toml").to_str().unwrap(),
+                &id,
+            ])
+            .env("SCR_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with(&format!("{id}: AE")),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
