@@ -49,8 +49,11 @@ const PATIENTS: [PatientFacts; 5] = [
     }, // Peter: GP-confidential entries
 ];
 
-/// Codes of the synthetic sexual health and fertility results (R-SENS-1/2; held by RXK).
-const SENSITIVE_CODES: [&str; 4] = ["43304-5", "43305-2", "15067-2", "10501-5"];
+/// Codes of the synthetic sexual health and fertility results (R-SENS-2, held by RXK), and the
+/// LOINC codes of the sensitive value set (R-SENS-1).
+const SENSITIVE_CODES: [&str; 7] = [
+    "43304-5", "43305-2", "15067-2", "10501-5", "21613-5", "24111-7", "7905-3",
+];
 /// GP-confidential entries (R-SENS-3; held by M85002).
 const CONFIDENTIAL_IDS: [&str; 2] = ["gp.gp-obs-0005-05", "gp.gp-med-0005-03"];
 
@@ -254,7 +257,7 @@ fn may_open(c: &Caller, p: &PatientFacts, own: &str) -> bool {
 }
 
 #[test]
-fn decision_table_withheld_records_leave_no_trace_in_any_interaction() {
+fn r_sens_4_decision_table_withheld_records_leave_no_trace_in_any_interaction() {
     for s in servers() {
         let callers = callers(s);
         // The whole record of each patient: what the patient sees of themself (R-OBJ-6).

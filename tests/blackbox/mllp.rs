@@ -220,3 +220,37 @@ fn mllp_framing_errors_half_sent_messages_and_silent_senders_affect_no_one_else(
         );
     }
 }
+
+#[test]
+fn r_sens_1_a_result_coded_in_a_sensitive_value_set_stays_with_the_trust() {
+    for s in servers() {
+        // An ordinary chemistry section (CH), but the test is in the sensitive value set.
+        let control = unique("SENS");
+        let message = [
+            format!("MSH|^~\\&|LAB|RXK|SCR|SCR|20261121100000||ORU^R01|{control}|P|2.4"),
+            format!("PID|1||{LINDA}^^^NHS^NH||BROWN^LINDA||19800404|F"),
+            format!(
+                "OBR|1||S{control}|STI^Sexual health screen^L|||20261121090000|||||||||||||||||CH"
+            ),
+            "OBX|1|ST|21613-5^Chlamydia trachomatis DNA^LN||Not detected||||||F|||20261121093000"
+                .to_string(),
+        ]
+        .join("\r");
+        assert_eq!(msa(&send(s, &[message])[0]).0, "AA");
+        // Linda is not in the decision table, whose patients must not change under it.
+        let query = format!("/Observation?patient={LINDA}&code=http://loinc.org|21613-5");
+        let trust = s.get(&query, Some(&system(s, "RXK", "system/*.rs"))).json();
+        assert!(
+            trust["total"].as_u64().unwrap() >= 1,
+            "the trust that holds it sees it"
+        );
+        let gp = s.get(&query, Some(&clinician(s, "M85002"))).json();
+        assert_eq!(gp["total"], 0, "no one else does");
+        let warned = gp["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["resource"]["resourceType"] == "OperationOutcome");
+        assert!(!warned, "and no warning hints at it (R-SENS-4)");
+    }
+}

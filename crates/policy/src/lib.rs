@@ -318,6 +318,34 @@ mod tests {
     }
 
     #[test]
+    fn r_sens_5_a_patient_does_not_see_entries_the_gp_kept_from_them() {
+        let me = Subject::Patient {
+            nhs_number: "9990000018".into(),
+            proofing_level: Some("P9".into()),
+        };
+        let hidden = RecordLabels {
+            source_org: "M85001",
+            sensitive: false,
+            confidential: false,
+            hidden_from_patient: true,
+        };
+        assert_eq!(
+            record_visibility(&me, &hidden, &PatientContext::default()),
+            Visibility::Withhold { rule: "R-SENS-5" }
+        );
+        let shown = RecordLabels {
+            hidden_from_patient: false,
+            sensitive: true,
+            ..hidden
+        };
+        assert_eq!(
+            record_visibility(&me, &shown, &PatientContext::default()),
+            Visibility::Show,
+            "their own sensitive records included"
+        );
+    }
+
+    #[test]
     fn r_sens_1_and_3_keep_records_inside_the_holder() {
         let sensitive = RecordLabels {
             source_org: "RXK",
