@@ -92,7 +92,12 @@ fn mllp_sigkill_mid_stream_then_resend_loses_and_doubles_nothing() {
         );
         std::thread::spawn(move || stream(port, &items, &acked, &progress))
     };
-    while progress.load(Ordering::SeqCst) < MESSAGES / 4 {
+    // Kill once a quarter is acknowledged; never wait forever on a sender that stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while progress.load(Ordering::SeqCst) < MESSAGES / 4
+        && !sender.is_finished()
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     server.kill();
