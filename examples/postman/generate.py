@@ -131,6 +131,32 @@ folders = [
         req("Patient sees who accessed their record", "GET", "/AuditEvent?_count=5", status(200) + bundle, token="{{patientToken}}"),
         req("Clinician cannot search the audit trail", "GET", "/AuditEvent", outcome(403, "forbidden")),
     ]),
+    ("alerts", [
+        req("GP sets an interpreter alert", "POST", "/Flag", status(201) + [
+            "pm.test('version 1', () => pm.expect(pm.response.json().meta.versionId).to.eql('1'));",
+            "pm.collectionVariables.set('alertId', pm.response.json().id);"],
+            token="{{gpWriteToken}}", headers={"Content-Type": "application/fhir+json"}, body=json.dumps({"resourceType": "Flag", "status": "active", "category": [{"coding": [{"system": "https://scr.example.nhs.uk/CodeSystem/alert-category", "code": "communication-support"}]}], "code": {"text": "Needs a Punjabi interpreter"}, "subject": {"reference": f"Patient/{JANE}"}, "period": {"start": "2026-11-25"}})),
+        req("It opens the record among the active alerts", "GET", f"/Patient/{JANE}/$everything", status(200) + [
+            "const ids = pm.response.json().entry.map(e => e.resource.id);",
+            "pm.test('listed before any allergy', () => pm.expect(ids.indexOf(pm.collectionVariables.get('alertId'))).to.be.below(ids.findIndex(i => String(i).includes('all'))));"]),
+        {"name": "GP updates it with If-Match", "event": test(status(200) + ["pm.test('version 2', () => pm.expect(pm.response.json().meta.versionId).to.eql('2'));"]),
+         "request": {"method": "PUT", "header": [{"key": "Authorization", "value": "Bearer {{gpWriteToken}}"}, {"key": "Content-Type", "value": "application/fhir+json"}, {"key": "If-Match", "value": "W/\"1\""}],
+                     "url": "{{baseUrl}}/Flag/{{alertId}}", "body": {"mode": "raw", "raw": json.dumps({"resourceType": "Flag", "status": "active", "category": [{"coding": [{"system": "https://scr.example.nhs.uk/CodeSystem/alert-category", "code": "communication-support"}]}], "code": {"text": "Needs a Punjabi interpreter"}, "subject": {"reference": f"Patient/{JANE}"}, "period": {"start": "2026-11-25"}}).replace("Needs a Punjabi", "Needs a Punjabi-speaking")}}},
+        {"name": "A second update of version 1 is refused (412)", "event": test(outcome(412, "conflict")),
+         "request": {"method": "PUT", "header": [{"key": "Authorization", "value": "Bearer {{gpWriteToken}}"}, {"key": "Content-Type", "value": "application/fhir+json"}, {"key": "If-Match", "value": "W/\"1\""}],
+                     "url": "{{baseUrl}}/Flag/{{alertId}}", "body": {"mode": "raw", "raw": json.dumps({"resourceType": "Flag", "status": "active", "category": [{"coding": [{"system": "https://scr.example.nhs.uk/CodeSystem/alert-category", "code": "communication-support"}]}], "code": {"text": "Needs a Punjabi interpreter"}, "subject": {"reference": f"Patient/{JANE}"}, "period": {"start": "2026-11-25"}})}}},
+        {"name": "Every version is kept", "event": test(status(200) + ["pm.test('two versions', () => pm.expect(pm.response.json().entry.length).to.eql(2));"]),
+         "request": {"method": "GET", "header": [{"key": "Authorization", "value": "Bearer {{token}}"}], "url": "{{baseUrl}}/Flag/{{alertId}}/_history"}},
+    ]),
+    ("portal", [
+        req("The patient reads their own record", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{patientWriteToken}}"),
+        req("The patient adds a preferred place of death", "POST", "/Flag", status(201),
+            token="{{patientWriteToken}}", headers={"Content-Type": "application/fhir+json"}, body=json.dumps({"resourceType": "Flag", "status": "active", "category": [{"coding": [{"system": "https://scr.example.nhs.uk/CodeSystem/alert-category", "code": "end-of-life-wishes"}]}], "code": {"text": "Preferred place of death: home"}, "subject": {"reference": f"Patient/{JANE}"}, "period": {"start": "2026-11-25"}})),
+        req("The patient sees who accessed their record", "GET", "/AuditEvent?_count=10", status(200) + bundle, token="{{patientWriteToken}}"),
+        req("An objector sees that the objection stands", "GET", "/Patient/9990000026/$everything", status(200) + [
+            "pm.test('told about the objection', () => pm.expect(JSON.stringify(pm.response.json().entry.filter(e => e.search.mode === 'outcome'))).to.include('R-OBJ-6'));"],
+            token="{{objectorToken}}"),
+    ]),
     ("R-ROLE roles and patients", [
         req("Social worker cannot read observations (R-ROLE-3)", "GET", f"/Observation?patient={JANE}", outcome(403, "forbidden"), token="{{socialWorkerToken}}"),
         req("Social worker reads alerts", "GET", f"/Flag?patient={JANE}", status(200) + bundle, token="{{socialWorkerToken}}"),
@@ -157,6 +183,9 @@ environment = {
         {"key": "gpToken", "value": "paste: scr token staff --org M85001 --role R8000", "enabled": True},
         {"key": "ambulanceToken", "value": "paste: scr token staff --org RYA --role R8000", "enabled": True},
         {"key": "clientAssertion", "value": "paste: scr token assertion --aud {{baseUrl}}/auth/token", "enabled": True},
+        {"key": "gpWriteToken", "value": "paste: scr token staff --org M85001 --role R8000 --scope 'user/*.rs user/Flag.cu'", "enabled": True},
+        {"key": "patientWriteToken", "value": "paste: scr token patient --nhs 9990000018 --scope 'patient/*.rs patient/Flag.cu'", "enabled": True},
+        {"key": "objectorToken", "value": "paste: scr token patient --nhs 9990000026", "enabled": True},
         {"key": "crewToken", "value": "paste: scr token staff --org RYA --role R8000 --sub crew-demo", "enabled": True},
         {"key": "privacyOfficerToken", "value": "paste: scr token staff --org M85001 --role R0001 --scope user/AuditEvent.rs", "enabled": True},
         {"key": "expiredToken", "value": "paste: scr token staff --lifetime=-120", "enabled": True},

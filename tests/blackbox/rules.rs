@@ -321,32 +321,47 @@ fn r_lr_4_only_clinical_profiles_may_self_claim_and_the_claim_is_validated() {
     }
 }
 
+/// (NHS number, practice) of synthetic patients, per server.
+type Candidates = Vec<(String, String)>;
+
 /// A random synthetic patient registered at a practice, with records from some other
-/// organisation and no objection: tests that change objections use one of their own.
+/// organisation and no objection: tests that change objections or write alerts each use one
+/// of their own. The list is made once per server, before any test has changed anything
+/// (every such test asks for its patient first), so indices never shift under a running test.
 fn patient_for_objection_tests(s: &Server, skip: usize) -> (String, String) {
-    let any = system(s, "ZZZ", "system/*.rs");
-    let mut seen = 0;
-    for stem in 999_100_000u64..999_100_400 {
-        let Some(nhs) = scr_fhir::nhs_number::with_check_digit(&stem.to_string()) else {
-            continue;
-        };
-        let r = s.get(&format!("/Patient/{nhs}/$everything"), Some(&any));
-        if r.status != 200 {
-            continue;
-        }
-        let b = r.json();
-        let h = holders(&b);
-        let practice = h.iter().find(|o| o.starts_with("M85")).cloned();
-        if let Some(practice) =
-            practice.filter(|_| h.len() > 1 && !warnings(&b).contains("R-OBJ-3"))
-        {
-            if seen == skip {
-                return (nhs, practice);
+    static LISTS: std::sync::Mutex<Vec<(String, Candidates)>> = std::sync::Mutex::new(Vec::new());
+    let mut lists = LISTS.lock().unwrap();
+    if !lists.iter().any(|(base, _)| base == &s.base) {
+        let any = system(s, "ZZZ", "system/*.rs");
+        let mut found = Vec::new();
+        for stem in 999_100_000u64..999_100_400 {
+            let Some(nhs) = scr_fhir::nhs_number::with_check_digit(&stem.to_string()) else {
+                continue;
+            };
+            let r = s.get(&format!("/Patient/{nhs}/$everything"), Some(&any));
+            if r.status != 200 {
+                continue;
             }
-            seen += 1;
+            let b = r.json();
+            let h = holders(&b);
+            if let Some(practice) = h
+                .iter()
+                .find(|o| o.starts_with("M85"))
+                .cloned()
+                .filter(|_| h.len() > 1 && !warnings(&b).contains("R-OBJ-3"))
+            {
+                found.push((nhs, practice));
+            }
+            if found.len() == 8 {
+                break;
+            }
         }
+        lists.push((s.base.clone(), found));
     }
-    panic!("no suitable synthetic patient");
+    let list = &lists.iter().find(|(base, _)| base == &s.base).unwrap().1;
+    list.get(skip)
+        .cloned()
+        .unwrap_or_else(|| panic!("no synthetic patient number {skip}"))
 }
 
 fn consent(nhs: &str, provision: &str) -> Value {
@@ -484,5 +499,239 @@ fn r_role_2_view_only_organisations_never_write() {
             .as_str()
             .unwrap()
             .contains("R-ROLE-2"));
+    }
+}
+
+fn alert(nhs: &str, category: &str, text: &str) -> Value {
+    let display = category.replace('-', " ");
+    serde_json::json!({
+        "resourceType": "Flag",
+        "status": "active",
+        "category": [{ "coding": [{ "system": "https://scr.example.nhs.uk/CodeSystem/alert-category", "code": category, "display": display }] }],
+        "code": { "text": text },
+        "subject": { "reference": format!("Patient/{nhs}") },
+        "period": { "start": "2026-11-25" },
+    })
+}
+
+fn write(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+    if_match: Option<&str>,
+) -> Response {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/fhir+json"),
+    ];
+    if let Some(v) = if_match {
+        headers.push(("If-Match", v));
+    }
+    s.request(method, path, &headers, body.to_string().as_bytes())
+}
+
+#[test]
+fn r_write_1_a_clinicians_alert_opens_the_record_first_for_everyone_allowed_and_no_one_else() {
+    for s in servers() {
+        let (nhs, practice) = patient_for_objection_tests(s, 3);
+        let gp = staff(s, &practice, "R8000", "user/*.rs user/Flag.cu");
+        let r = write(
+            s,
+            "POST",
+            "/Flag",
+            &gp,
+            &alert(&nhs, "safeguarding", "Lives with a person who poses a risk"),
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("ETag"), Some("W/\"1\""));
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        for reader in [
+            clinician(s, &practice),
+            system(s, "RXK", "system/*.rs"),
+            patient(s, &nhs, "P9"),
+        ] {
+            let b = everything(s, &nhs, &reader);
+            assert_eq!(
+                b["entry"][1]["resource"]["id"],
+                id.as_str(),
+                "the new safeguarding alert comes right after the Patient"
+            );
+        }
+        assert_eq!(
+            s.get(&format!("/Flag/{id}"), Some(&clinician(s, "RNA")))
+                .status,
+            404,
+            "not for a caller without a relationship"
+        );
+        let crew = staff(s, "RYA", "R8000", "user/*.rs user/Flag.cu");
+        let r = write(s, "POST", "/Flag", &crew, &alert(&nhs, "other", "x"), None);
+        assert!(r.json()["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("R-ROLE-2"));
+        let no_scope = staff(s, &practice, "R8000", "user/*.rs");
+        assert_eq!(
+            write(
+                s,
+                "POST",
+                "/Flag",
+                &no_scope,
+                &alert(&nhs, "other", "x"),
+                None
+            )
+            .status,
+            403
+        );
+    }
+}
+
+#[test]
+fn r_write_2_and_3_a_patients_wish_is_versioned_and_professional_alerts_are_theirs_alone() {
+    for s in servers() {
+        let (nhs, practice) = patient_for_objection_tests(s, 4);
+        let me = {
+            let t = scr_auth::dev::PatientToken {
+                audience: s.base.clone(),
+                nhs_number: nhs.clone(),
+                proofing_level: "P9".into(),
+                scope: "patient/*.rs patient/Flag.cu".into(),
+                lifetime_seconds: 600,
+            };
+            scr_auth::dev::sign_rs256(
+                &scr_auth::dev::patient_claims(&t, now()),
+                scr_auth::dev::dev_private_key_pem(),
+                scr_auth::dev::DEV_KID,
+            )
+            .unwrap()
+        };
+        let wish = write(
+            s,
+            "POST",
+            "/Flag",
+            &me,
+            &alert(&nhs, "end-of-life-wishes", "Preferred place of death: home"),
+            None,
+        );
+        assert_eq!(wish.status, 201, "{}", String::from_utf8_lossy(&wish.body));
+        let id = wish.json()["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            write(
+                s,
+                "POST",
+                "/Flag",
+                &me,
+                &alert(&nhs, "safeguarding", "x"),
+                None
+            )
+            .status,
+            403,
+            "patients write wishes and needs only"
+        );
+
+        let path = format!("/Flag/{id}");
+        let mut changed = alert(
+            &nhs,
+            "end-of-life-wishes",
+            "Preferred place of death: hospice",
+        );
+        changed["id"] = id.clone().into();
+        assert_eq!(
+            write(s, "PUT", &path, &me, &changed, None).status,
+            428,
+            "an update needs If-Match"
+        );
+        let v2 = write(s, "PUT", &path, &me, &changed, Some("W/\"1\""));
+        assert_eq!((v2.status, v2.header("ETag")), (200, Some("W/\"2\"")));
+        let stale = write(s, "PUT", &path, &me, &changed, Some("W/\"1\""));
+        assert_eq!(
+            (stale.status, stale.issue_code().as_str()),
+            (412, "conflict"),
+            "the second writer of version 1 loses and nothing is stored"
+        );
+        let history = s.get(&format!("{path}/_history"), Some(&me)).json();
+        assert_eq!(history["type"], "history");
+        assert_eq!(
+            history["entry"].as_array().unwrap().len(),
+            2,
+            "every version kept"
+        );
+        let v1 = s.get(&format!("{path}/_history/1"), Some(&me)).json();
+        assert_eq!(v1["code"]["text"], "Preferred place of death: home");
+        let mut ended = changed.clone();
+        ended["status"] = "inactive".into();
+        ended["period"]["end"] = "2026-11-26".into();
+        assert_eq!(
+            write(s, "PUT", &path, &me, &ended, Some("W/\"2\"")).status,
+            200,
+            "ended by the patient who set it"
+        );
+
+        let gp = staff(s, &practice, "R8000", "user/*.rs user/Flag.cu");
+        let professional = write(
+            s,
+            "POST",
+            "/Flag",
+            &gp,
+            &alert(
+                &nhs,
+                "communication-support",
+                "Hard of hearing: face the patient",
+            ),
+            None,
+        )
+        .json();
+        let pid = professional["id"].as_str().unwrap().to_owned();
+        let mut mine = alert(&nhs, "communication-support", "I hear fine");
+        mine["id"] = pid.clone().into();
+        let r = write(
+            s,
+            "PUT",
+            &format!("/Flag/{pid}"),
+            &me,
+            &mine,
+            Some("W/\"1\""),
+        );
+        assert_eq!(
+            (r.status, r.issue_code().as_str()),
+            (403, "forbidden"),
+            "R-WRITE-2"
+        );
+    }
+}
+
+#[test]
+fn r_write_4_an_invalid_alert_is_refused_naming_the_element_and_nothing_is_stored() {
+    for s in servers() {
+        let (nhs, practice) = patient_for_objection_tests(s, 5);
+        let gp = staff(s, &practice, "R8000", "user/*.rs user/Flag.cu");
+        let before = s
+            .get(&format!("/Flag?patient={nhs}&_summary=count"), Some(&gp))
+            .json()["total"]
+            .clone();
+        let mut bad = alert(&nhs, "safeguarding", "x");
+        bad["category"] = serde_json::json!([{ "text": "urgent" }]);
+        let r = write(s, "POST", "/Flag", &gp, &bad, None);
+        assert_eq!((r.status, r.issue_code().as_str()), (400, "invalid"));
+        assert_eq!(r.json()["issue"][0]["expression"][0], "Flag.category");
+        let mut unknown = alert(&nhs, "safeguarding", "x");
+        unknown["colour"] = "red".into();
+        assert_eq!(
+            write(s, "POST", "/Flag", &gp, &unknown, None).json()["issue"][0]["expression"][0],
+            "colour"
+        );
+        assert_eq!(
+            s.get(&format!("/Flag?patient={nhs}&_summary=count"), Some(&gp))
+                .json()["total"],
+            before
+        );
+        assert_eq!(
+            write(s, "POST", "/Observation", &gp, &bad, None).status,
+            405,
+            "only alerts are written"
+        );
     }
 }

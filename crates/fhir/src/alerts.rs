@@ -166,3 +166,151 @@ mod tests {
         assert_eq!(classify_text("Likes tea"), AlertCategory::Other);
     }
 }
+
+/// What a valid incoming alert says (`fhir-profiles/StructureDefinition-scr-alert.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertStatement {
+    pub nhs_number: String,
+    pub category: AlertCategory,
+    pub active: bool,
+}
+
+fn invalid(expression: &str, message: impl Into<String>) -> crate::bundle::Issue {
+    crate::bundle::Issue::new(crate::bundle::Severity::Error, "invalid", message)
+        .at(expression.to_owned())
+}
+
+/// Checks an incoming Flag against the alert profile, naming each element at fault.
+pub fn check_alert(flag: &Value) -> Result<AlertStatement, Vec<crate::bundle::Issue>> {
+    if flag["resourceType"] != "Flag" {
+        return Err(vec![invalid(
+            "resourceType",
+            "the body must be a Flag resource",
+        )]);
+    }
+    let mut issues = Vec::new();
+    let active = match flag["status"].as_str() {
+        Some("active") => Some(true),
+        Some("inactive") => Some(false),
+        _ => {
+            issues.push(invalid("Flag.status", "status must be 'active' or 'inactive' (an alert is ended by making it inactive with period.end)"));
+            None
+        }
+    };
+    let category = flag["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["coding"].as_array().into_iter().flatten())
+        .filter(|c| c["system"] == SCR_FLAG_CATEGORY)
+        .find_map(|c| c["code"].as_str().and_then(AlertCategory::from_code));
+    if category.is_none() {
+        issues.push(invalid("Flag.category", format!("category must hold a code of {SCR_FLAG_CATEGORY}: safeguarding, severe-allergy-condition, communication-support, treatment-restriction, end-of-life-wishes or other")));
+    }
+    let has_code = flag["code"]["text"]
+        .as_str()
+        .is_some_and(|t| !t.trim().is_empty())
+        || flag["code"]["coding"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty());
+    if !has_code {
+        issues.push(invalid(
+            "Flag.code",
+            "code is required: a coding or a text saying what the alert is",
+        ));
+    }
+    let nhs = match flag["subject"]["reference"]
+        .as_str()
+        .map(crate::search::parse_patient_reference)
+    {
+        Some(Ok(n)) => Some(n),
+        Some(Err(m)) => {
+            issues.push(invalid("Flag.subject", m));
+            None
+        }
+        None => {
+            issues.push(invalid(
+                "Flag.subject",
+                "subject is required: Patient/{NHS number}",
+            ));
+            None
+        }
+    };
+    if active == Some(false) && flag["period"]["end"].as_str().is_none() {
+        issues.push(invalid(
+            "Flag.period.end",
+            "an ended (inactive) alert needs period.end",
+        ));
+    }
+    for key in ["start", "end"] {
+        if let Some(v) = flag["period"].get(key) {
+            if v.as_str().and_then(crate::build::date_time).is_none() {
+                issues.push(invalid(
+                    &format!("Flag.period.{key}"),
+                    "must be a FHIR dateTime",
+                ));
+            }
+        }
+    }
+    let (Some(nhs_number), Some(category), Some(active)) = (nhs, category, active) else {
+        return Err(issues);
+    };
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    if let Err(e) = crate::conformance::check(flag) {
+        let path = match &e {
+            crate::conformance::ConformanceError::NotInModel { path }
+            | crate::conformance::ConformanceError::R4bOnly { path } => path.clone(),
+            _ => "Flag".to_owned(),
+        };
+        return Err(vec![invalid(&path, format!("not valid R4: {e}"))]);
+    }
+    Ok(AlertStatement {
+        nhs_number,
+        category,
+        active,
+    })
+}
+
+#[cfg(test)]
+mod alert_tests {
+    use super::*;
+
+    fn interpreter() -> Value {
+        json!({
+            "resourceType": "Flag",
+            "status": "active",
+            "category": AlertCategory::CommunicationSupport.concept(),
+            "code": { "text": "Needs a Punjabi interpreter" },
+            "subject": { "reference": "Patient/9990000018" },
+            "period": { "start": "2026-11-25" },
+        })
+    }
+
+    #[test]
+    fn r_write_4_a_valid_alert_is_read_and_each_fault_is_named() {
+        assert_eq!(
+            check_alert(&interpreter()).unwrap().category,
+            AlertCategory::CommunicationSupport
+        );
+        let mut f = interpreter();
+        f["category"] = json!([{ "text": "whatever" }]);
+        assert_eq!(
+            check_alert(&f).unwrap_err()[0].expression,
+            vec!["Flag.category".to_string()]
+        );
+        let mut f = interpreter();
+        f["status"] = "inactive".into();
+        assert_eq!(
+            check_alert(&f).unwrap_err()[0].expression,
+            vec!["Flag.period.end".to_string()]
+        );
+        let mut f = interpreter();
+        f["colour"] = "red".into();
+        assert_eq!(
+            check_alert(&f).unwrap_err()[0].expression,
+            vec!["colour".to_string()]
+        );
+    }
+}

@@ -139,6 +139,75 @@ pub fn authorise_objection_write(
     }
 }
 
+/// Alert categories, as the write rules name them (the same codes as `scr_fhir::alerts`).
+pub const PATIENT_ALERT_CATEGORIES: [&str; 2] = ["communication-support", "end-of-life-wishes"];
+pub const SOCIAL_CARE_ALERT_CATEGORIES: [&str; 3] = [
+    "safeguarding",
+    "communication-support",
+    "end-of-life-wishes",
+];
+
+/// R-WRITE-1/2 and R-ROLE-2: may the subject write an alert of `category` on this patient?
+/// `existing_author` is who wrote the alert being updated (`staff`, `patient`, `system`), if
+/// it is an update. Scopes are checked by the caller.
+pub fn authorise_alert_write(
+    subject: &Subject,
+    nhs_number: &str,
+    ctx: &PatientContext,
+    category: &str,
+    existing_author: Option<&str>,
+    config: &PolicyConfig,
+) -> Decision {
+    match subject {
+        Subject::Patient {
+            nhs_number: own,
+            proofing_level,
+        } => {
+            if own != nhs_number || proofing_level.as_deref() != Some("P9") {
+                return Decision::refuse(
+                    "R-WRITE-2",
+                    "a patient may write only on their own record",
+                );
+            }
+            if existing_author.is_some_and(|a| a != "patient") {
+                return Decision::refuse(
+                    "R-WRITE-2",
+                    "a patient cannot change or end an alert a professional set",
+                );
+            }
+            if !PATIENT_ALERT_CATEGORIES.contains(&category) {
+                return Decision::refuse("R-WRITE-2", "patients record their communication needs and wishes (communication-support, end-of-life-wishes)");
+            }
+            Decision::allow("R-WRITE-2")
+        }
+        Subject::System { .. } => Decision::allow("R-WRITE-1"),
+        Subject::Staff { org, .. } => {
+            if config.view_only_orgs.contains(org) {
+                return Decision::refuse(
+                    "R-ROLE-2",
+                    "this organisation is view-only: it never writes",
+                );
+            }
+            let profile = profile_of(subject, config);
+            let categories_ok = match profile {
+                Some(Profile::Clinical) => true,
+                Some(Profile::SocialCare) => SOCIAL_CARE_ALERT_CATEGORIES.contains(&category),
+                _ => return Decision::refuse("R-WRITE-1", "this role may not write alerts"),
+            };
+            if !categories_ok {
+                return Decision::refuse("R-WRITE-1", "social care writes safeguarding, communication-support and end-of-life-wishes alerts only");
+            }
+            match relationship_rule(subject, ctx, config) {
+                Some(_) => Decision::allow("R-WRITE-1"),
+                None => Decision::refuse(
+                    "R-LR-5",
+                    "a legitimate relationship with this patient is required to write an alert",
+                ),
+            }
+        }
+    }
+}
+
 /// The organisation whose own records an objection still lets the subject see (R-OBJ-2).
 pub fn own_org(subject: &Subject) -> Option<&str> {
     match subject {
@@ -292,6 +361,74 @@ mod tests {
             "R-ROLE-2"
         );
         assert!(!authorise_objection_write(&staff("M85001", "R8014", "u"), &c, &cfg).allowed);
+    }
+
+    #[test]
+    fn r_write_1_and_2_who_writes_which_alerts() {
+        let cfg = PolicyConfig::default();
+        let c = ctx(vec![
+            CareLink::Registration {
+                org: "M85001".into(),
+                current: true,
+            },
+            CareLink::Allocation {
+                worker: Some("sw".into()),
+                team_members: vec![],
+                open: true,
+            },
+        ]);
+        assert!(
+            authorise_alert_write(
+                &staff("M85001", "R8000", "u"),
+                "p",
+                &c,
+                "safeguarding",
+                None,
+                &cfg
+            )
+            .allowed
+        );
+        assert_eq!(
+            authorise_alert_write(&staff("RXK", "R8000", "u"), "p", &c, "other", None, &cfg).rule,
+            "R-LR-5"
+        );
+        assert_eq!(
+            authorise_alert_write(&staff("RYA", "R8000", "u"), "p", &c, "other", None, &cfg).rule,
+            "R-ROLE-2"
+        );
+        assert!(
+            authorise_alert_write(
+                &staff("LA-DUD", "R8014", "sw"),
+                "p",
+                &c,
+                "safeguarding",
+                None,
+                &cfg
+            )
+            .allowed
+        );
+        assert!(
+            !authorise_alert_write(
+                &staff("LA-DUD", "R8014", "sw"),
+                "p",
+                &c,
+                "severe-allergy-condition",
+                None,
+                &cfg
+            )
+            .allowed
+        );
+        let me = Subject::Patient {
+            nhs_number: "p".into(),
+            proofing_level: Some("P9".into()),
+        };
+        assert!(authorise_alert_write(&me, "p", &c, "end-of-life-wishes", None, &cfg).allowed);
+        assert!(!authorise_alert_write(&me, "p", &c, "safeguarding", None, &cfg).allowed);
+        assert!(
+            !authorise_alert_write(&me, "p", &c, "communication-support", Some("staff"), &cfg)
+                .allowed
+        );
+        assert!(!authorise_alert_write(&me, "q", &c, "communication-support", None, &cfg).allowed);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use serde::Deserialize;
 pub mod context;
 
 pub use context::{
-    authorise_objection_write, authorise_patient, objection_allows, CareLink, PatientContext,
+    authorise_alert_write, authorise_objection_write, authorise_patient, objection_allows,
+    CareLink, PatientContext,
 };
 
 /// Access profiles (R-ROLE), chosen from the caller's national RBAC job role by configuration.

@@ -21,6 +21,7 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subtype {
     Create,
+    Update,
     Read,
     Search,
     Operation,
@@ -30,6 +31,7 @@ impl Subtype {
     fn code(self) -> &'static str {
         match self {
             Subtype::Create => "create",
+            Subtype::Update => "update",
             Subtype::Read => "read",
             Subtype::Search => "search-type",
             Subtype::Operation => "operation",
@@ -40,6 +42,7 @@ impl Subtype {
     fn action(self) -> &'static str {
         match self {
             Subtype::Create => "C",
+            Subtype::Update => "U",
             Subtype::Read => "R",
             _ => "E",
         }

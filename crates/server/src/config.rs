@@ -506,6 +506,15 @@ impl Config {
                 return Err(invalid("sources", format!("source name '{n}' must be letters, digits and '-' (it prefixes resource ids)")));
             }
         }
+        if names.iter().any(|n| n == crate::own_flags::NAME) {
+            return Err(invalid(
+                "sources",
+                format!(
+                    "the source name '{}' is the shared care record's own",
+                    crate::own_flags::NAME
+                ),
+            ));
+        }
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();

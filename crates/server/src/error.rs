@@ -10,6 +10,8 @@
 //! | `MethodNotAllowed`   | 405    | not-supported   | `Allow` header                              |
 //! | `NotAcceptable`      | 406    | not-supported   | only `application/fhir+json` is served      |
 //! | `UnsupportedMediaType` | 415  | not-supported   |                                             |
+//! | `PreconditionFailed` | 412    | conflict        | an update of a version that is not current  |
+//! | `PreconditionRequired` | 428  | required        | an update without `If-Match`                |
 //! | `Unavailable`        | 503    | transient       | `Retry-After: 5`; details only in the log   |
 //! | `Timeout`            | 504    | timeout         |                                             |
 //! | `Internal`           | 500    | exception       | cause chain logged, nothing internal sent   |
@@ -39,6 +41,10 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
+    #[error("version conflict: {0}")]
+    PreconditionFailed(String),
+    #[error("precondition required: {0}")]
+    PreconditionRequired(String),
     #[error("unavailable: {detail}")]
     Unavailable { detail: String },
     #[error("timed out: {detail}")]
@@ -113,6 +119,12 @@ impl ApiError {
                 "not-supported",
                 format!("content type {what} is not supported here"),
             )],
+            ApiError::PreconditionFailed(m) => {
+                vec![Issue::new(Severity::Error, "conflict", m.clone())]
+            }
+            ApiError::PreconditionRequired(m) => {
+                vec![Issue::new(Severity::Error, "required", m.clone())]
+            }
             ApiError::Unavailable { .. } => vec![Issue::new(
                 Severity::Error,
                 "transient",
@@ -142,6 +154,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod gather;
 pub mod handlers;
 pub mod opened;
+pub mod own_flags;
 pub mod respond;
 pub mod state;
 
@@ -18,8 +19,8 @@ use actix_web::{web, App, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
-    audit_events, break_glass, capabilities, consent, everything, fallback, read, search, smart,
-    token,
+    audit_events, break_glass, capabilities, consent, everything, fallback, flag_write, read,
+    search, smart, token,
 };
 pub use state::AppState;
 
@@ -70,6 +71,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .default_service(not_allowed()),
             )
             .service(
+                web::resource("/{type}/{id}/_history/{version}")
+                    .route(web::get().to(flag_write::vread))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/{type}/{id}/_history")
+                    .route(web::get().to(flag_write::history))
+                    .default_service(not_allowed()),
+            )
+            .service(
                 web::resource("/{type}/_search")
                     .route(web::post().to(search::search_post))
                     .default_service(not_allowed()),
@@ -77,11 +88,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/{type}/{id}")
                     .route(web::get().to(read::read))
+                    .route(web::put().to(flag_write::update))
                     .default_service(not_allowed()),
             )
             .service(
                 web::resource("/{type}")
                     .route(web::get().to(search::search_get))
+                    .route(web::post().to(flag_write::create))
                     .default_service(not_allowed()),
             )
             .default_service(web::route().to(fallback::not_found)),

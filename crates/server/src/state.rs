@@ -215,6 +215,7 @@ impl AppState {
                 codes,
             )));
         }
+        sources.push(Arc::new(crate::own_flags::OwnFlags::new(store.clone())));
         sources.push(Arc::new(scr_source_hl7v2::Hl7Source::new(
             config.sources.hl7_name.clone(),
             store.pool().clone(),

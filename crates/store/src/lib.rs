@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod consent;
 pub mod dialect;
+pub mod flags;
 pub mod hl7;
 pub mod schema;
 #[cfg(any(test, feature = "test-support"))]

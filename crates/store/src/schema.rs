@@ -173,3 +173,27 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Alerts written through the facade (R-WRITE).
+    flag (id) {
+        id -> BigInt,
+        nhs_number -> Text,
+        author_kind -> Text,
+        author_org -> Text,
+    }
+}
+
+diesel::table! {
+    /// Every version of every facade alert.
+    flag_version (flag_id, version) {
+        flag_id -> BigInt,
+        version -> Integer,
+        author_user -> Text,
+        author_org -> Text,
+        recorded_at -> Text,
+        resource -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(flag, flag_version);

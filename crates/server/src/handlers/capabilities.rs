@@ -38,6 +38,15 @@ pub fn capability_statement(base_url: &str) -> Value {
                 "updateCreate": false,
                 "searchParam": params,
             });
+            if *rt == "Flag" {
+                r["interaction"] = json!([
+                    { "code": "read" }, { "code": "vread" }, { "code": "search-type" },
+                    { "code": "create" }, { "code": "update" }, { "code": "history-instance" },
+                ]);
+                r["versioning"] = "versioned-update".into();
+                r["readHistory"] = true.into();
+                r["documentation"] = "Alerts from every source are read and searched; alerts written here (ids scr.flag-N) are created, updated with If-Match, ended by status inactive with period.end, and keep every version.".into();
+            }
             if *rt != "Patient" {
                 r["searchInclude"] = json!([format!("{rt}:patient")]);
             } else {

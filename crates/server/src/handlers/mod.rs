@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod consent;
 pub mod everything;
 pub mod fallback;
+pub mod flag_write;
 pub mod read;
 pub mod search;
 pub mod smart;

@@ -1,0 +1,2 @@
+DROP TABLE flag_version;
+DROP TABLE flag;
