@@ -652,6 +652,11 @@ fn r_write_2_and_3_a_patients_wish_is_versioned_and_professional_alerts_are_thei
             (412, "conflict"),
             "the second writer of version 1 loses and nothing is stored"
         );
+        assert_eq!(
+            s.get(&path, Some(&me)).header("ETag"),
+            Some("W/\"2\""),
+            "a read gives the version to send back"
+        );
         let history = s.get(&format!("{path}/_history"), Some(&me)).json();
         assert_eq!(history["type"], "history");
         assert_eq!(

@@ -35,6 +35,18 @@ pub async fn read(
     .await
 }
 
+/// Versioned resources (alerts written here) carry their version as a weak ETag, for If-Match.
+fn with_etag(mut response: HttpResponse, resource: &serde_json::Value) -> HttpResponse {
+    if let Some(v) = resource["meta"]["versionId"].as_str() {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&format!("W/\"{v}\"")) {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::ETAG, value);
+        }
+    }
+    response
+}
+
 async fn read_as(
     state: &AppState,
     access: &Access,
@@ -66,7 +78,7 @@ async fn read_as(
             .records
             .into_iter()
             .find(|r| r.resource_type == resource_type && r.id == record.id)
-            .map(|r| fhir_json(StatusCode::OK, &r.resource))
+            .map(|r| with_etag(fhir_json(StatusCode::OK, &r.resource), &r.resource))
             .ok_or_else(|| ApiError::not_found(resource_type, id)),
         Err(ApiError::Forbidden { .. } | ApiError::NotFound { .. }) => {
             Err(ApiError::not_found(resource_type, id))
