@@ -98,14 +98,20 @@ fn labels(record: &Record) -> RecordLabels<'_> {
     }
 }
 
-/// Opens `nhs`'s record for `access`: 404 when no source knows the NHS number, 403 when the
-/// policy refuses the caller this patient (R-LR-5, or another patient's record).
-pub async fn open(
+/// Everything the policy needs about a patient some source knows: what the sources hold, the
+/// patient's context, and the self-claimed relationships in force. 404 when no source knows
+/// the NHS number.
+pub async fn known_patient(
     state: &AppState,
-    access: &Access,
     nhs: &str,
-    interaction: Interaction,
-) -> Result<OpenedRecord, ApiError> {
+) -> Result<
+    (
+        PatientView,
+        PatientContext,
+        Vec<scr_store::audit::BreakGlassClaim>,
+    ),
+    ApiError,
+> {
     let view = patient_view(state, nhs).await?;
     if view.records.fragments.is_empty() && view.records.records.is_empty() {
         return Err(ApiError::not_found("Patient", nhs));
@@ -116,6 +122,18 @@ pub async fn open(
         claims.iter().map(|c| c.user_id.clone()).collect(),
         &consents,
     );
+    Ok((view, context, claims))
+}
+
+/// Opens `nhs`'s record for `access`: 404 when no source knows the NHS number, 403 when the
+/// policy refuses the caller this patient (R-LR-5, or another patient's record).
+pub async fn open(
+    state: &AppState,
+    access: &Access,
+    nhs: &str,
+    interaction: Interaction,
+) -> Result<OpenedRecord, ApiError> {
+    let (view, context, claims) = known_patient(state, nhs).await?;
     let decision = scr_policy::authorise_patient(&access.subject, nhs, &context, &state.policy);
     access.touch(nhs, &decision);
     if decision.allowed && decision.rule == "R-LR-4" {

@@ -21,8 +21,7 @@ use scr_store::consent::{ConsentRow, NewConsent};
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::gather::patient_view;
-use crate::opened::{facade_state, patient_context};
+use crate::opened::known_patient;
 use crate::respond::{
     bundle_id, check_accept, fhir_json, query_pairs, require_media_type, with_store,
 };
@@ -110,12 +109,7 @@ async fn authorise_create(state: &AppState, access: &Access, nhs: &str) -> Resul
             reason: "the token's scopes do not grant creating Consent".into(),
         });
     }
-    let view = patient_view(state, nhs).await?;
-    if view.records.fragments.is_empty() && view.records.records.is_empty() {
-        return Err(ApiError::not_found("Patient", nhs));
-    }
-    let (_, registered_here) = facade_state(state, nhs).await?;
-    let context = patient_context(&view, Vec::new(), &registered_here);
+    let (_, context, _) = known_patient(state, nhs).await?;
     let decision = scr_policy::authorise_objection_write(&access.subject, &context, &state.policy);
     access.touch(nhs, &decision);
     if decision.allowed {

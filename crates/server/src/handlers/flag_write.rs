@@ -18,8 +18,7 @@ use scr_store::flags::{Author, FlagWriteError};
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::{ApiError, FHIR_JSON};
-use crate::gather::patient_view;
-use crate::opened::{facade_state, open, patient_context};
+use crate::opened::{known_patient, open};
 use crate::own_flags::{self, parse_flag_id, served, storable, PATIENT_AUTHORED_ORG};
 use crate::respond::{bundle_id, fhir_json, require_media_type, with_store};
 use crate::state::AppState;
@@ -76,16 +75,7 @@ async fn authorise(
             reason: "the token's scopes do not grant writing Flag".into(),
         });
     }
-    let view = patient_view(state, nhs).await?;
-    if view.records.fragments.is_empty() && view.records.records.is_empty() {
-        return Err(ApiError::not_found("Patient", nhs));
-    }
-    let (claims, consents) = facade_state(state, nhs).await?;
-    let context = patient_context(
-        &view,
-        claims.iter().map(|c| c.user_id.clone()).collect(),
-        &consents,
-    );
+    let (_, context, _) = known_patient(state, nhs).await?;
     let decision = scr_policy::authorise_alert_write(
         &access.subject,
         nhs,
