@@ -35,14 +35,44 @@ fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles")
 }
 
+/// Where a configuration's databases are.
+pub(crate) struct DataUrls {
+    pub store: String,
+    pub gp: String,
+    pub social_care: String,
+}
+
+impl DataUrls {
+    /// SQLite files in `data`.
+    pub(crate) fn sqlite(data: &Path) -> DataUrls {
+        let d = data.display();
+        DataUrls {
+            store: format!("sqlite://{d}/scr.db"),
+            gp: format!("sqlite://{d}/gp.db"),
+            social_care: format!("sqlite://{d}/social-care-dudley.db"),
+        }
+    }
+}
+
 fn demo_config(data: &Path, port: u16, mllp_port: u16) -> String {
+    config_text(data, &DataUrls::sqlite(data), port, mllp_port)
+}
+
+/// The configuration of the demo and of `scr generate`: databases at `urls`, the token signing
+/// key in `data`, the development issuer trusted.
+pub(crate) fn config_text(data: &Path, urls: &DataUrls, port: u16, mllp_port: u16) -> String {
     let d = data.display();
+    let DataUrls {
+        store,
+        gp,
+        social_care,
+    } = urls;
     let p = profiles_dir();
     let e = p.join("../examples/dev-issuer");
     let e = std::fs::canonicalize(&e).unwrap_or(e);
     let (p, e) = (p.display(), e.display());
     format!(
-        r#"# Written by `scr demo`. Every key is described in docs/configuration.md.
+        r#"# Written by `scr demo` or `scr generate`. Every key is described in docs/configuration.md.
 [server]
 bind = "127.0.0.1:{port}"
 base_url = "http://127.0.0.1:{port}/fhir"
@@ -50,7 +80,7 @@ workers = 2
 source_timeout_ms = 2000
 
 [store]
-url = "sqlite://{d}/scr.db"
+url = "{store}"
 
 [auth]
 # The development issuer's key is public: never enable this outside a demo or a test.
@@ -69,13 +99,13 @@ scopes = ["system/*.rs"]
 
 [[sources.gp]]
 name = "gp"
-url = "sqlite://{d}/gp.db"
+url = "{gp}"
 
 [[sources.social_care]]
 name = "sc-dudley"
 council = "LA-DUD"
 council_name = "Dudley Council"
-url = "sqlite://{d}/social-care-dudley.db"
+url = "{social_care}"
 
 [mllp]
 # HL7 v2 over MLLP from the trusts' integration engines.

@@ -1,6 +1,7 @@
 //! `scr`: the shared care record facade's one binary.
 
 mod demo;
+mod generate;
 mod ingest;
 mod mllp;
 mod seed;
@@ -10,6 +11,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc malloc: a request builds and drops thousands of small JSON values
+/// on whichever worker thread it runs, and glibc's per-thread arenas spent about 40% of the
+/// facade's CPU in malloc, free and consolidation under load (perf, `$everything` at 32
+/// connections). See docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use scr_server::config::Config;
 
@@ -39,6 +47,9 @@ enum Command {
     /// Fill the configured GP and social care replicas with synthetic data and ingest a synthetic
     /// HL7 backfill into the store (for tests and benchmarks; the replicas must be empty).
     Seed(seed::SeedArgs),
+    /// Make a region's worth of synthetic data (GP and social care replicas, HL7 backfill) as
+    /// SQLite files or PostgreSQL databases, with a configuration that serves it.
+    Generate(generate::GenerateArgs),
     /// Run the MLLP listener alone (without the FHIR server).
     Mllp {
         #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
@@ -133,6 +144,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 .block_on(scr_server::serve(config, state))
                 .map_err(|e| format!("server stopped: {e}"))
         }
+        Command::Generate(args) => generate::run(args),
         Command::Mllp { config } => {
             let config = load(&config)?;
             let store = scr_store::Store::open(&config.store.url, config.store.pool_size)

@@ -176,6 +176,24 @@ pub fn ingest_message(
     ingest(pool, raw, cfg, now, None)
 }
 
+/// Receives many messages in one transaction, each in its own savepoint: a message that is
+/// quarantined does not undo the others, and nothing of the batch is kept if the store fails.
+/// For loading a backfill into a store no one else writes to (`scr generate`): one commit per
+/// batch instead of one per message. The MLLP listener acknowledges message by message and
+/// uses [`ingest_message`].
+pub fn ingest_batch(
+    conn: &mut DbConnection,
+    raws: &[String],
+    cfg: &Hl7Config,
+    now: &str,
+) -> Result<Vec<Ack>, StoreError> {
+    conn.transaction::<_, StoreError, _>(|c| {
+        raws.iter()
+            .map(|raw| record(c, raw, &prepare(raw, cfg, now), now, None))
+            .collect()
+    })
+}
+
 /// Rejects (AR) a message too large to accept, keeping its first bytes in the quarantine so
 /// the operator can see what was sent. `prefix` is what was kept; `size` the full size.
 pub fn reject_too_large(

@@ -1,6 +1,8 @@
 //! The GP supplier's reporting replica (`gp-system.sql`): practices, registrations, coded
 //! observations, allergies, medication courses and practice alerts.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use diesel::Connection;
 use scr_db::DbConnection;
 
@@ -55,12 +57,16 @@ const COLUMNS: [(&str, &str); 6] = [
     ("patient_alert", "alert_guid, patient_guid, org_guid, snomed_concept_id, term, alert_text, start_date, end_date, recorded_at"),
 ];
 
-pub(crate) fn generate(conn: &mut DbConnection, opts: &Options) -> Result<Summary, SynthError> {
+pub(crate) fn generate(
+    conn: &mut DbConnection,
+    opts: &Options,
+    done: &AtomicUsize,
+) -> Result<Summary, SynthError> {
     let plan = Plan::new(opts)?;
     let started = std::time::Instant::now();
     let summary = conn.transaction::<_, SynthError, _>(|conn| {
         sql::create_schema(conn, "GP", DDL, &TABLES)?;
-        write_all(Inserter::new(Target::Db(conn), &COLUMNS), &plan)
+        write_all(Inserter::new(Target::Db(conn), &COLUMNS), &plan, done)
     })?;
     log::info!(
         "GP replica: {} patients, {} rows ({} without a valid NHS number) in {} ms",
@@ -73,7 +79,7 @@ pub(crate) fn generate(conn: &mut DbConnection, opts: &Options) -> Result<Summar
 }
 
 /// Writes every row of the replica through `ins`.
-fn write_all(ins: Inserter<'_>, plan: &Plan) -> Result<Summary, SynthError> {
+fn write_all(ins: Inserter<'_>, plan: &Plan, done: &AtomicUsize) -> Result<Summary, SynthError> {
     let mut w = Writer {
         ins,
         today: plan.today,
@@ -89,6 +95,7 @@ fn write_all(ins: Inserter<'_>, plan: &Plan) -> Result<Summary, SynthError> {
     for person in plan.people() {
         write_random(&mut w, plan, &person);
         w.ins.maybe_flush()?;
+        done.fetch_add(1, Ordering::Relaxed);
     }
     w.ins.flush()?;
     Ok(Summary {
@@ -103,7 +110,11 @@ fn write_all(ins: Inserter<'_>, plan: &Plan) -> Result<Summary, SynthError> {
 pub(crate) fn sql_text(opts: &Options) -> Result<(String, Summary), SynthError> {
     let plan = Plan::new(opts)?;
     let mut text = String::new();
-    let summary = write_all(Inserter::new(Target::Capture(&mut text), &COLUMNS), &plan)?;
+    let summary = write_all(
+        Inserter::new(Target::Capture(&mut text), &COLUMNS),
+        &plan,
+        &AtomicUsize::new(0),
+    )?;
     Ok((text, summary))
 }
 
@@ -881,7 +892,9 @@ fn write_random(w: &mut Writer<'_>, plan: &Plan, p: &Person) {
         entered_in_error: rng.chance(5),
     };
 
-    let target = rng.range(5, 15) as usize;
+    // About 35 observations: with medication, allergies and the other sources, about 50 native
+    // records per patient, as in a real region's shared record.
+    let target = rng.range(20, 50) as usize;
     if p.objector {
         let d = rng.range(p.registration_start.min(t - 1), t - 1);
         w.obs(&mut r, catalogue::OBJECTION, d, Val::None, Flags::default());

@@ -8,6 +8,7 @@
 //! later than the start of `today`; patients follow one another.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::catalogue::{self, Analyte, Code, Drug, Panel};
 use crate::date::{self, ts, Day, Ts};
@@ -36,7 +37,20 @@ impl Sink for IoSink<'_> {
     }
 }
 
-pub(crate) fn generate(opts: &Options, sink: &mut dyn Sink) -> Result<Summary, SynthError> {
+/// Each message to a function.
+pub(crate) struct FnSink<'a>(pub &'a mut dyn FnMut(&str) -> io::Result<()>);
+
+impl Sink for FnSink<'_> {
+    fn put(&mut self, message: &str) -> io::Result<()> {
+        (self.0)(message)
+    }
+}
+
+pub(crate) fn generate(
+    opts: &Options,
+    sink: &mut dyn Sink,
+    done: &AtomicUsize,
+) -> Result<Summary, SynthError> {
     let plan = Plan::new(opts)?;
     let started = std::time::Instant::now();
     let mut out = Out {
@@ -53,6 +67,7 @@ pub(crate) fn generate(opts: &Options, sink: &mut dyn Sink) -> Result<Summary, S
         if person.hospital.is_some() {
             write_random(&mut out, &plan, &person)?;
         }
+        done.fetch_add(1, Ordering::Relaxed);
     }
     let summary = Summary {
         patients: out.patients,

@@ -34,7 +34,7 @@
 //! NHS numbers from stem 999100000 upwards (then 999000100 upwards), completed with
 //! [`scr_fhir::nhs_number::with_check_digit`]; the 999 test range holds only
 //! [`max_random_patients`] (about 909,000) valid numbers. Ages 0-95, West Midlands names and
-//! postcodes (B69-B71, DY1-DY4, WV1-WV2, WS1-WS2). At the GP each has 5-15 observations (vitals,
+//! postcodes (B69-B71, DY1-DY4, WV1-WV2, WS1-WS2). At the GP each has 20-50 observations (vitals,
 //! diagnoses driven by age, HbA1c and cholesterol with reference ranges, text-valued alcohol
 //! intake), 0-3 allergies, 2-10 medication courses and, for a few percent, 1-2 alerts; about 3%
 //! of entries are confidential, 0.5% of observations entered in error, 1% of patients object.
@@ -54,6 +54,8 @@ mod social_care;
 mod sql;
 
 pub use people::max_random_patients;
+
+use std::sync::atomic::AtomicUsize;
 
 use scr_db::DbConnection;
 
@@ -144,7 +146,16 @@ impl From<diesel::result::Error> for SynthError {
 /// and fills it, all in one transaction: nothing is left behind on error. Refuses with
 /// [`SynthError::AlreadyExists`] if any replica table exists already.
 pub fn create_gp_replica(conn: &mut DbConnection, opts: &Options) -> Result<Summary, SynthError> {
-    gp::generate(conn, opts)
+    gp::generate(conn, opts, &AtomicUsize::new(0))
+}
+
+/// [`create_gp_replica`], adding one to `done` after each random patient (for a progress bar).
+pub fn create_gp_replica_counted(
+    conn: &mut DbConnection,
+    opts: &Options,
+    done: &AtomicUsize,
+) -> Result<Summary, SynthError> {
+    gp::generate(conn, opts, done)
 }
 
 /// Creates one council's (`LA-DUD`) social care replica schema
@@ -154,7 +165,17 @@ pub fn create_social_care_replica(
     conn: &mut DbConnection,
     opts: &Options,
 ) -> Result<Summary, SynthError> {
-    social_care::generate(conn, opts)
+    social_care::generate(conn, opts, &AtomicUsize::new(0))
+}
+
+/// [`create_social_care_replica`], adding one to `done` after each random patient, known to
+/// social care or not.
+pub fn create_social_care_replica_counted(
+    conn: &mut DbConnection,
+    opts: &Options,
+    done: &AtomicUsize,
+) -> Result<Summary, SynthError> {
+    social_care::generate(conn, opts, done)
 }
 
 /// The HL7 v2.4 backfill from RXK (acute) and TAJ (mental health): every segment ends with
@@ -174,7 +195,7 @@ pub fn hl7_backfill(opts: &Options) -> String {
 /// [`hl7_backfill`], returning invalid options as an error, with the summary.
 pub fn try_hl7_backfill(opts: &Options) -> Result<(String, Summary), SynthError> {
     let mut text = String::new();
-    let summary = hl7::generate(opts, &mut text)?;
+    let summary = hl7::generate(opts, &mut text, &AtomicUsize::new(0))?;
     Ok((text, summary))
 }
 
@@ -183,7 +204,29 @@ pub fn write_hl7_backfill(
     opts: &Options,
     out: &mut dyn std::io::Write,
 ) -> Result<Summary, SynthError> {
-    hl7::generate(opts, &mut hl7::IoSink(out))
+    hl7::generate(opts, &mut hl7::IoSink(out), &AtomicUsize::new(0))
+}
+
+/// The backfill of [`hl7_backfill`] one message at a time (each ending `\n`), adding one to
+/// `done` after each random patient, with messages or not. An error from `each` stops it.
+pub fn for_each_hl7_message(
+    opts: &Options,
+    done: &AtomicUsize,
+    each: &mut dyn FnMut(&str) -> std::io::Result<()>,
+) -> Result<Summary, SynthError> {
+    hl7::generate(opts, &mut hl7::FnSink(each), done)
+}
+
+/// Every `every`-th random patient (from the first) as (NHS number, ODS code of the practice
+/// they are registered with): callers for benchmarks and load tests, spread over the whole
+/// range of patients.
+pub fn sample_patients(opts: &Options, every: usize) -> Result<Vec<(String, String)>, SynthError> {
+    let plan = people::Plan::new(opts)?;
+    Ok(plan
+        .people()
+        .step_by(every.max(1))
+        .map(|p| (p.nhs.clone(), plan.practice(p.practice).0.to_owned()))
+        .collect())
 }
 
 #[cfg(test)]

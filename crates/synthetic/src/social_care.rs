@@ -1,6 +1,8 @@
 //! One council's social care reporting replica (`social-care.sql`), council `LA-DUD`: teams,
 //! workers, the people known to the council, allocations and alerts.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use diesel::Connection;
 use scr_db::DbConnection;
 
@@ -138,12 +140,16 @@ const WORKERS: [(&str, &str, &str, &str, &str); 12] = [
     ),
 ];
 
-pub(crate) fn generate(conn: &mut DbConnection, opts: &Options) -> Result<Summary, SynthError> {
+pub(crate) fn generate(
+    conn: &mut DbConnection,
+    opts: &Options,
+    done: &AtomicUsize,
+) -> Result<Summary, SynthError> {
     let plan = Plan::new(opts)?;
     let started = std::time::Instant::now();
     let summary = conn.transaction::<_, SynthError, _>(|conn| {
         sql::create_schema(conn, "social care", DDL, &TABLES)?;
-        write_all(Inserter::new(Target::Db(conn), &COLUMNS), &plan)
+        write_all(Inserter::new(Target::Db(conn), &COLUMNS), &plan, done)
     })?;
     log::info!(
         "social care replica ({}): {} people, {} rows ({} without a valid NHS number) in {} ms",
@@ -157,7 +163,7 @@ pub(crate) fn generate(conn: &mut DbConnection, opts: &Options) -> Result<Summar
 }
 
 /// Writes every row of the replica through `ins`.
-fn write_all(ins: Inserter<'_>, plan: &Plan) -> Result<Summary, SynthError> {
+fn write_all(ins: Inserter<'_>, plan: &Plan, done: &AtomicUsize) -> Result<Summary, SynthError> {
     let mut w = Writer {
         ins,
         today: plan.today,
@@ -175,9 +181,12 @@ fn write_all(ins: Inserter<'_>, plan: &Plan) -> Result<Summary, SynthError> {
     }
     write_fixtures(&mut w);
     w.ins.flush()?;
-    for person in plan.people().filter(|p| p.social_care) {
-        write_random(&mut w, plan, &person);
-        w.ins.maybe_flush()?;
+    for person in plan.people() {
+        if person.social_care {
+            write_random(&mut w, plan, &person);
+            w.ins.maybe_flush()?;
+        }
+        done.fetch_add(1, Ordering::Relaxed);
     }
     w.ins.flush()?;
     Ok(Summary {
@@ -192,7 +201,11 @@ fn write_all(ins: Inserter<'_>, plan: &Plan) -> Result<Summary, SynthError> {
 pub(crate) fn sql_text(opts: &Options) -> Result<(String, Summary), SynthError> {
     let plan = Plan::new(opts)?;
     let mut text = String::new();
-    let summary = write_all(Inserter::new(Target::Capture(&mut text), &COLUMNS), &plan)?;
+    let summary = write_all(
+        Inserter::new(Target::Capture(&mut text), &COLUMNS),
+        &plan,
+        &AtomicUsize::new(0),
+    )?;
     Ok((text, summary))
 }
 

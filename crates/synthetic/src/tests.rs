@@ -277,7 +277,7 @@ fn check_replicas(conn: &mut DbConnection, opts: &Options, gp: Summary, sc: Summ
     );
 
     // Random patients stay within the documented shape.
-    for (table, lo, hi) in [("observation", 5, 15), ("medication", 2, 10)] {
+    for (table, lo, hi) in [("observation", 20, 50), ("medication", 2, 10)] {
         let out_of_range = count(
             conn,
             &format!(
