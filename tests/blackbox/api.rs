@@ -512,3 +512,54 @@ fn r_sens_3_gp_confidential_entries_stay_with_the_practice() {
         assert!(!own.to_string().contains("Some items are withheld"));
     }
 }
+
+/// A Patient read and search fetch only demographics, relationships and objections
+/// (`Source::patient_context`), `$everything` fetches everything: both must show the caller
+/// the same Patient, and refuse the same callers (R-LR-1, R-OBJ-2, R-LR-5).
+#[test]
+fn patient_read_and_search_agree_with_the_patient_in_everything() {
+    for s in servers() {
+        let callers = [
+            ("GP M85001", clinician(s, "M85001")),
+            ("GP M85002", clinician(s, "M85002")),
+            ("acute RXK", clinician(s, "RXK")),
+            ("mental health TAJ", clinician(s, "TAJ")),
+            ("ambulance RYA", clinician(s, "RYA")),
+        ];
+        let fixtures = [
+            JANE,
+            "9990000026",
+            "9990000034",
+            "9990000042",
+            "9990000050",
+            "9990000069",
+            "9990000077",
+        ];
+        let mut compared = 0;
+        for (who, t) in &callers {
+            for nhs in fixtures {
+                let everything = s.get(&format!("/Patient/{nhs}/$everything"), Some(t));
+                let read = s.get(&format!("/Patient/{nhs}"), Some(t));
+                assert_eq!(read.status, everything.status, "{who} reading {nhs}");
+                let search = s.get(
+                    &format!("/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
+                    Some(t),
+                );
+                if everything.status != 200 {
+                    assert_eq!(search.status, everything.status, "{who} searching {nhs}");
+                    continue;
+                }
+                let from_everything = of_type(&everything.json(), "Patient")[0].clone();
+                assert_eq!(read.json(), from_everything, "{who} reading {nhs}");
+                let searched = search.json();
+                assert_eq!(
+                    of_type(&searched, "Patient")[0],
+                    &from_everything,
+                    "{who} searching {nhs}"
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared >= 10, "only {compared} visible pairs compared");
+    }
+}

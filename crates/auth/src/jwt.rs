@@ -86,7 +86,15 @@ pub struct Verifier {
     issuers: Vec<Issuer>,
     audience: String,
     leeway_seconds: i64,
+    /// Callers of tokens already verified, with their `exp`. A portal sends the same token with
+    /// every request for up to an hour; checking its signature each time (ES384 especially) was
+    /// a measurable share of a request. A token's signature and claims cannot change, so a hit
+    /// only has to check that it has not expired since. Bounded: emptied when full.
+    verified: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, (Caller, i64)>>>,
 }
+
+/// Tokens [`Verifier`] remembers; a region's busy hour has a few thousand staff signed in.
+const VERIFIED_CACHE_MAX: usize = 20_000;
 
 /// The algorithm a compact JWS says it is signed with, read without verifying anything (the
 /// token endpoint accepts client assertions in RS384 and ES384 only).
@@ -123,6 +131,7 @@ impl Verifier {
             issuers,
             audience,
             leeway_seconds: leeway_seconds.max(0),
+            verified: Default::default(),
         }
     }
 
@@ -137,8 +146,30 @@ impl Verifier {
 
     /// Verifies `token` at time `now_unix` and turns it into the [`Caller`] it stands for.
     pub fn verify(&self, token: &str, now_unix: i64) -> Result<Caller, AuthError> {
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(token)
+            .cloned();
+        if let Some((caller, exp)) = remembered {
+            if now_unix >= exp.saturating_add(self.leeway_seconds) {
+                return Err(AuthError::Expired);
+            }
+            return Ok(caller);
+        }
         let verified = self.verify_claims(token, now_unix)?;
-        Caller::from_claims(verified)
+        let exp = verified.expires_at;
+        let caller = Caller::from_claims(verified)?;
+        let mut cache = self
+            .verified
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (caller.clone(), exp));
+        Ok(caller)
     }
 
     /// Verifies signature and registered claims only, for token shapes that are not callers

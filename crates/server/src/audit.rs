@@ -188,18 +188,6 @@ fn event_json(
     })
 }
 
-/// An error and its sources, for the log (5xx details never go to the client).
-pub fn cause_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
-}
-
 /// Authenticates the caller, runs `body` for them, and audits the outcome, a refused token
 /// included: the shape of every audited read.
 pub async fn audited(
@@ -270,7 +258,10 @@ pub async fn finish(
     match web::block(move || store.append_audit(&events)).await {
         Ok(Ok(_)) => result,
         Ok(Err(e)) => {
-            log::error!("audit write failed, response withheld: {}", cause_chain(&e));
+            log::error!(
+                "audit write failed, response withheld: {}",
+                scr_store::error_chain(&e)
+            );
             Err(ApiError::Unavailable {
                 detail: "the audit trail cannot be written".into(),
             })

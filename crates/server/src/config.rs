@@ -70,6 +70,11 @@ pub struct ServerConfig {
     pub base_url: String,
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Threads per worker for blocking work (source queries, the store, audit commits). Each
+    /// keeps its own allocator heap: unbounded, 32 connections grew the server to 130 threads
+    /// and 400 MB.
+    #[serde(default = "default_blocking_threads")]
+    pub blocking_threads: usize,
     /// How long one source may take before the response goes without it.
     #[serde(default = "default_source_timeout_ms")]
     pub source_timeout_ms: u64,
@@ -245,6 +250,9 @@ impl Default for PolicySettings {
 fn default_workers() -> usize {
     2
 }
+fn default_blocking_threads() -> usize {
+    16
+}
 fn default_source_timeout_ms() -> u64 {
     2000
 }
@@ -313,6 +321,11 @@ const OVERRIDES: &[(&str, &str, Kind)] = &[
     ("SCR_SERVER_BIND", "server.bind", Kind::Text),
     ("SCR_SERVER_BASE_URL", "server.base_url", Kind::Text),
     ("SCR_SERVER_WORKERS", "server.workers", Kind::Integer),
+    (
+        "SCR_SERVER_BLOCKING_THREADS",
+        "server.blocking_threads",
+        Kind::Integer,
+    ),
     (
         "SCR_SERVER_SOURCE_TIMEOUT_MS",
         "server.source_timeout_ms",
@@ -458,6 +471,12 @@ impl Config {
         }
         if self.server.workers == 0 || self.server.workers > 64 {
             return Err(invalid("server.workers", "must be between 1 and 64"));
+        }
+        if self.server.blocking_threads == 0 || self.server.blocking_threads > 512 {
+            return Err(invalid(
+                "server.blocking_threads",
+                "must be between 1 and 512",
+            ));
         }
         if self.server.source_timeout_ms == 0 {
             return Err(invalid("server.source_timeout_ms", "must be above 0"));

@@ -81,8 +81,24 @@ pub struct PatientView {
 }
 
 pub async fn patient_view(state: &AppState, nhs: &str) -> Result<PatientView, ApiError> {
+    view(state, nhs, Wanted::Everything).await
+}
+
+/// What to fetch of a patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    Everything,
+    /// Demographics, relationships and objections: a Patient read or search.
+    Context,
+}
+
+pub async fn view(state: &AppState, nhs: &str, wanted: Wanted) -> Result<PatientView, ApiError> {
     let n = nhs.to_owned();
-    let (answers, warnings) = fan_out(state, move |s| s.patient_records(&n)).await?;
+    let (answers, warnings) = fan_out(state, move |s| match wanted {
+        Wanted::Everything => s.patient_records(&n),
+        Wanted::Context => s.patient_context(&n),
+    })
+    .await?;
     let mut records = PatientRecords::default();
     for a in answers {
         records.extend(a);

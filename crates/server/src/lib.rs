@@ -132,7 +132,8 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
             })
             .configure(routes)
     })
-    .workers(config.server.workers);
+    .workers(config.server.workers)
+    .worker_max_blocking_threads(config.server.blocking_threads);
     let server = match (
         &config.server.tls_certificate,
         &config.server.tls_private_key,

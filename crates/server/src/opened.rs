@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::access::Access;
 use crate::error::ApiError;
-use crate::gather::{merge_patient, patient_view, PatientView};
+use crate::gather::{merge_patient, view, PatientView, Wanted};
 use crate::respond::with_store;
 use crate::state::AppState;
 
@@ -112,7 +112,22 @@ pub async fn known_patient(
     ),
     ApiError,
 > {
-    let view = patient_view(state, nhs).await?;
+    known(state, nhs, Wanted::Everything).await
+}
+
+async fn known(
+    state: &AppState,
+    nhs: &str,
+    wanted: Wanted,
+) -> Result<
+    (
+        PatientView,
+        PatientContext,
+        Vec<scr_store::audit::BreakGlassClaim>,
+    ),
+    ApiError,
+> {
+    let view = view(state, nhs, wanted).await?;
     if view.records.fragments.is_empty() && view.records.records.is_empty() {
         return Err(ApiError::not_found("Patient", nhs));
     }
@@ -133,7 +148,28 @@ pub async fn open(
     nhs: &str,
     interaction: Interaction,
 ) -> Result<OpenedRecord, ApiError> {
-    let (view, context, claims) = known_patient(state, nhs).await?;
+    open_for(state, access, nhs, interaction, Wanted::Everything).await
+}
+
+/// [`open`] for a Patient read or search: the same decision, the same demographics and the
+/// same notices, without fetching the clinical records it would not return.
+pub async fn open_demographics(
+    state: &AppState,
+    access: &Access,
+    nhs: &str,
+    interaction: Interaction,
+) -> Result<OpenedRecord, ApiError> {
+    open_for(state, access, nhs, interaction, Wanted::Context).await
+}
+
+async fn open_for(
+    state: &AppState,
+    access: &Access,
+    nhs: &str,
+    interaction: Interaction,
+    wanted: Wanted,
+) -> Result<OpenedRecord, ApiError> {
+    let (view, context, claims) = known(state, nhs, wanted).await?;
     let decision = scr_policy::authorise_patient(&access.subject, nhs, &context, &state.policy);
     access.touch(nhs, &decision);
     if decision.allowed && decision.rule == "R-LR-4" {

@@ -40,14 +40,31 @@ pub struct GpSource {
     name: String,
     pool: DbPool,
     codes: GpCodes,
+    /// Objection and consent codes: the observations that speak for the record as a whole.
+    record_level_codes: Vec<String>,
+}
+
+/// Which of a patient's rows to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    All,
+    /// The registrations and the objection and consent entries only.
+    RecordLevelOnly,
 }
 
 impl GpSource {
     pub fn new(name: impl Into<String>, pool: DbPool, codes: GpCodes) -> GpSource {
+        let record_level_codes = codes
+            .objection
+            .iter()
+            .chain(&codes.consent)
+            .cloned()
+            .collect();
         GpSource {
             name: name.into(),
             pool,
             codes,
+            record_level_codes,
         }
     }
 
@@ -67,12 +84,21 @@ impl GpSource {
         conn: &mut DbConnection,
         guids: Vec<String>,
     ) -> Result<HashMap<String, OrganisationRow>, SourceError> {
-        let rows: Vec<OrganisationRow> = organisation::table
-            .filter(organisation::org_guid.eq_any(guids))
-            .select(OrganisationRow::as_select())
-            .load(conn)
-            .map_err(|e| self.unavailable(e))?;
-        Ok(rows.into_iter().map(|o| (o.org_guid.clone(), o)).collect())
+        let mut rows = HashMap::new();
+        // One query per organisation, not `IN (...)`: a fixed query text stays in the
+        // connection's prepared statement cache, a list of varying length never does.
+        for guid in guids {
+            let row: Option<OrganisationRow> = organisation::table
+                .filter(organisation::org_guid.eq(&guid))
+                .select(OrganisationRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(|e| self.unavailable(e))?;
+            if let Some(row) = row {
+                rows.insert(guid, row);
+            }
+        }
+        Ok(rows)
     }
 
     fn labels(&self, org: &OrganisationRow, snomed: &str, confidential: i32) -> Labels {
@@ -99,31 +125,57 @@ impl GpSource {
         nhs: &str,
         patients: Vec<PatientRow>,
         today: &str,
+        rows: Rows,
     ) -> Result<PatientRecords, SourceError> {
-        let guids: Vec<String> = patients.iter().map(|p| p.patient_guid.clone()).collect();
-        let observations: Vec<ObservationRow> = observation::table
-            .filter(observation::patient_guid.eq_any(&guids))
-            .filter(observation::entered_in_error.eq(0))
-            .select(ObservationRow::as_select())
-            .load(conn)
-            .map_err(|e| self.unavailable(e))?;
-        let allergies: Vec<AllergyRow> = allergy::table
-            .filter(allergy::patient_guid.eq_any(&guids))
-            .filter(allergy::status.ne("entered-in-error"))
-            .select(AllergyRow::as_select())
-            .load(conn)
-            .map_err(|e| self.unavailable(e))?;
-        let medications: Vec<MedicationRow> = medication::table
-            .filter(medication::patient_guid.eq_any(&guids))
-            .filter(medication::status.ne("entered-in-error"))
-            .select(MedicationRow::as_select())
-            .load(conn)
-            .map_err(|e| self.unavailable(e))?;
-        let alerts: Vec<AlertRow> = patient_alert::table
-            .filter(patient_alert::patient_guid.eq_any(&guids))
-            .select(AlertRow::as_select())
-            .load(conn)
-            .map_err(|e| self.unavailable(e))?;
+        // Per registration (almost always one), not `IN (...)`: fixed query texts stay in the
+        // connection's prepared statement cache.
+        let (mut observations, mut allergies, mut medications, mut alerts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for guid in patients.iter().map(|p| &p.patient_guid) {
+            if rows == Rows::RecordLevelOnly {
+                observations.extend(
+                    observation::table
+                        .filter(observation::patient_guid.eq(guid))
+                        .filter(observation::entered_in_error.eq(0))
+                        .filter(observation::snomed_concept_id.eq_any(&self.record_level_codes))
+                        .select(ObservationRow::as_select())
+                        .load::<ObservationRow>(conn)
+                        .map_err(|e| self.unavailable(e))?,
+                );
+                continue;
+            }
+            observations.extend(
+                observation::table
+                    .filter(observation::patient_guid.eq(guid))
+                    .filter(observation::entered_in_error.eq(0))
+                    .select(ObservationRow::as_select())
+                    .load::<ObservationRow>(conn)
+                    .map_err(|e| self.unavailable(e))?,
+            );
+            allergies.extend(
+                allergy::table
+                    .filter(allergy::patient_guid.eq(guid))
+                    .filter(allergy::status.ne("entered-in-error"))
+                    .select(AllergyRow::as_select())
+                    .load::<AllergyRow>(conn)
+                    .map_err(|e| self.unavailable(e))?,
+            );
+            medications.extend(
+                medication::table
+                    .filter(medication::patient_guid.eq(guid))
+                    .filter(medication::status.ne("entered-in-error"))
+                    .select(MedicationRow::as_select())
+                    .load::<MedicationRow>(conn)
+                    .map_err(|e| self.unavailable(e))?,
+            );
+            alerts.extend(
+                patient_alert::table
+                    .filter(patient_alert::patient_guid.eq(guid))
+                    .select(AlertRow::as_select())
+                    .load::<AlertRow>(conn)
+                    .map_err(|e| self.unavailable(e))?,
+            );
+        }
 
         let mut org_guids: Vec<String> = patients
             .iter()
@@ -366,7 +418,23 @@ impl Source for GpSource {
             return Ok(PatientRecords::default());
         }
         let (today, _) = scr_fhir::build::today_and_now();
-        self.translate_all(&mut conn, nhs, patients, &today)
+        self.translate_all(&mut conn, nhs, patients, &today, Rows::All)
+    }
+
+    fn patient_context(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
+        if !nhs_number::is_valid(nhs) {
+            return Ok(PatientRecords::default());
+        }
+        let mut conn = self.conn()?;
+        let patients = self.patients_by_nhs(&mut conn, nhs)?;
+        if patients.is_empty() {
+            return Ok(PatientRecords::default());
+        }
+        let (today, _) = scr_fhir::build::today_and_now();
+        let mut context =
+            self.translate_all(&mut conn, nhs, patients, &today, Rows::RecordLevelOnly)?;
+        context.records.clear();
+        Ok(context)
     }
 
     fn read(&self, resource_type: &str, key: &str) -> Result<Option<Record>, SourceError> {

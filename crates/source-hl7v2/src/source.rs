@@ -177,6 +177,7 @@ impl Hl7Source {
         &self,
         c: &mut DbConnection,
         nhs_number: &str,
+        clinical: bool,
     ) -> Result<PatientRecords, SourceError> {
         let db = |e: diesel::result::Error| self.unavailable(&e);
         let mut out = PatientRecords::default();
@@ -191,14 +192,16 @@ impl Hl7Source {
                 last_updated: p.last_updated,
             });
         }
-        for a in hl7::allergies_by_nhs(c, nhs_number).map_err(db)? {
-            out.records.push(self.allergy(&a)?);
-        }
-        for o in hl7::shown_observations_by_nhs(c, nhs_number).map_err(db)? {
-            out.records.push(self.observation(&o)?);
-        }
-        for m in hl7::shown_medications_by_nhs(c, nhs_number).map_err(db)? {
-            out.records.push(self.medication(&m)?);
+        if clinical {
+            for a in hl7::allergies_by_nhs(c, nhs_number).map_err(db)? {
+                out.records.push(self.allergy(&a)?);
+            }
+            for o in hl7::shown_observations_by_nhs(c, nhs_number).map_err(db)? {
+                out.records.push(self.observation(&o)?);
+            }
+            for m in hl7::shown_medications_by_nhs(c, nhs_number).map_err(db)? {
+                out.records.push(self.medication(&m)?);
+            }
         }
         out.relationships = hl7::visits_by_nhs(c, nhs_number)
             .map_err(db)?
@@ -244,7 +247,12 @@ impl Source for Hl7Source {
 
     fn patient_records(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
         let mut c = self.conn()?;
-        self.load_records(&mut c, nhs_number)
+        self.load_records(&mut c, nhs_number, true)
+    }
+
+    fn patient_context(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
+        let mut c = self.conn()?;
+        self.load_records(&mut c, nhs_number, false)
     }
 
     fn read(&self, resource_type: &str, native_key: &str) -> Result<Option<Record>, SourceError> {

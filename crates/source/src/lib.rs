@@ -156,6 +156,14 @@ pub trait Source: Send + Sync {
     fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError>;
     /// All this source holds about one NHS number.
     fn patient_records(&self, nhs_number: &str) -> Result<PatientRecords, SourceError>;
+    /// [`Source::patient_records`] without the clinical records: demographics, relationships
+    /// and objections, all a Patient read or search needs. Sources for which that is much
+    /// cheaper than everything override it; the default drops the records.
+    fn patient_context(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
+        let mut everything = self.patient_records(nhs_number)?;
+        everything.records.clear();
+        Ok(everything)
+    }
     /// One record by the native key (the part of the id after `{name}.`), if it exists.
     fn read(&self, resource_type: &str, native_key: &str) -> Result<Option<Record>, SourceError>;
     /// Rows the source could not match, for the start-up report.

@@ -2,10 +2,16 @@
 //!
 //! Append-only and tamper-evident: every row's `hash` is SHA-256 over the previous row's hash,
 //! its own sequence number and its AuditEvent JSON, so changing, removing or inserting a row
-//! breaks the chain at that row, and [`verify_chain`] names it. Rows are appended under a lock
-//! (in-process mutex, plus a table lock on PostgreSQL for several processes) so the chain never
-//! forks, and [`Store::append_audit`] commits before it returns: the caller sends no data
-//! until its audit is durable (R-AUD-2).
+//! breaks the chain at that row, and [`verify_chain`] names it. Rows are appended by one writer
+//! at a time (in process: [`GroupCommit`]; across processes on PostgreSQL: a table lock) so the
+//! chain never forks, and [`Store::append_audit`] commits before it returns: the caller sends
+//! no data until its audit is durable (R-AUD-2).
+//!
+//! Group commit: a durable commit costs a flush (`synchronous = FULL` on SQLite, WAL flush on
+//! PostgreSQL), a millisecond or more. Requests that want to append while another append is
+//! being committed queue up; the next one to find the writer free commits every queued event in
+//! one transaction and wakes the others. Under load one flush serves tens of requests, so the
+//! audit trail stays durable without bounding throughput at one request per flush.
 
 use diesel::prelude::*;
 use openssl::sha::Sha256;
@@ -69,15 +75,87 @@ fn lock_for_append(conn: &mut DbConnection) -> QueryResult<()> {
     }
 }
 
+/// Audit appends waiting to be committed together (see the module documentation).
+#[derive(Default)]
+pub struct GroupCommit {
+    state: std::sync::Mutex<Queue>,
+    committed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    next_ticket: u64,
+    waiting: std::collections::VecDeque<(u64, Vec<NewAuditEvent>)>,
+    writing: bool,
+    /// Results by ticket, taken by their owners.
+    done: std::collections::HashMap<u64, Result<Vec<i64>, String>>,
+}
+
+/// The most events one transaction commits; more wait for the next.
+const MAX_GROUP: usize = 1024;
+
 impl Store {
-    /// Appends `events` in order, in one transaction, and returns their sequence numbers.
+    /// Appends `events` in order, in one transaction (perhaps shared with other callers'
+    /// events), and returns their sequence numbers once that transaction has committed.
     pub fn append_audit(&self, events: &[NewAuditEvent]) -> Result<Vec<i64>, StoreError> {
-        let _guard = self
-            .audit_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut conn = self.conn()?;
-        crate::retry_busy(|| append_once(&mut conn, events))
+        let q = &self.audit_queue;
+        let lock = || {
+            q.state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        let mut state = lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back((ticket, events.to_vec()));
+        loop {
+            if let Some(result) = state.done.remove(&ticket) {
+                return result.map_err(|detail| StoreError::AuditBatch { detail });
+            }
+            if state.writing {
+                state = q
+                    .committed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            // Lead: take the queue (up to MAX_GROUP events) and commit it.
+            state.writing = true;
+            let mut group = Vec::new();
+            let mut count = 0;
+            while let Some(first) = state.waiting.front() {
+                if count > 0 && count + first.1.len() > MAX_GROUP {
+                    break;
+                }
+                count += first.1.len();
+                group.extend(state.waiting.pop_front());
+            }
+            drop(state);
+            let all: Vec<NewAuditEvent> =
+                group.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
+            let result = self
+                .conn()
+                .and_then(|mut conn| crate::retry_busy(|| append_once(&mut conn, &all)));
+            state = lock();
+            match &result {
+                Ok(seqs) => {
+                    let mut seqs = seqs.iter().copied();
+                    for (t, events) in &group {
+                        state
+                            .done
+                            .insert(*t, Ok(seqs.by_ref().take(events.len()).collect()));
+                    }
+                }
+                Err(e) => {
+                    let detail = crate::error_chain(e);
+                    for (t, _) in &group {
+                        state.done.insert(*t, Err(detail.clone()));
+                    }
+                }
+            }
+            state.writing = false;
+            q.committed.notify_all();
+        }
     }
 }
 

@@ -52,6 +52,9 @@ pub enum StoreError {
     /// A row looked up by id does not exist.
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: String },
+    /// The group commit this append was part of failed (the leader's error, as text).
+    #[error("the audit batch this event was in could not be committed: {detail}")]
+    AuditBatch { detail: String },
     /// A stored value cannot be read back (e.g. a resource column that is not JSON).
     #[error("stored {entity} {id} cannot be read: {detail}")]
     Corrupt {
@@ -124,8 +127,8 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
 #[derive(Clone)]
 pub struct Store {
     pool: DbPool,
-    /// Serialises audit appends within this process so the hash chain never forks.
-    audit_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Audit appends of this process, committed in groups so the hash chain never forks.
+    audit_queue: std::sync::Arc<audit::GroupCommit>,
 }
 
 impl Store {
@@ -143,7 +146,7 @@ impl Store {
         drop(conn);
         Ok(Store {
             pool,
-            audit_lock: Default::default(),
+            audit_queue: Default::default(),
         })
     }
 
@@ -155,6 +158,18 @@ impl Store {
     pub fn conn(&self) -> Result<PooledDb, StoreError> {
         connection(&self.pool)
     }
+}
+
+/// An error and its sources, as one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Checks a connection out of `pool`, as a [`StoreError`].

@@ -22,7 +22,7 @@ use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::find_patients;
-use crate::opened::open;
+use crate::opened::{open, open_demographics};
 use crate::respond::{
     bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order,
     require_media_type,
@@ -229,7 +229,7 @@ async fn search_patients(
     let mut out = Vec::new();
     let mut refusal = None;
     for nhs in numbers {
-        match open(state, access, &nhs, Interaction::Search).await {
+        match open_demographics(state, access, &nhs, Interaction::Search).await {
             Ok(opened) => {
                 for w in opened.warnings {
                     if !warnings.contains(&w) {
