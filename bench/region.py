@@ -149,10 +149,18 @@ def write_lines(path, rows):
     return path
 
 
+def port_is_free(port):
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
 class Server:
     """A background process, stopped on exit."""
 
-    def __init__(self, args, log_file, env=None):
+    def __init__(self, args, log_file, env=None, port=None):
+        if port and not port_is_free(port):
+            sys.exit(f"port {port} is in use: stop whatever listens there first")
         self.log = open(log_file, "w")
         self.proc = subprocess.Popen([str(a) for a in args], stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
@@ -238,7 +246,7 @@ def main():
     env = dict(os.environ, SCR_LOG="warn", SCR_SERVER_WORKERS=str(args.workers))
     servers = []
     try:
-        facade = Server([scr, "serve", "--config", data / "scr.toml"], out / f"facade-{tag}.log", env)
+        facade = Server([scr, "serve", "--config", data / "scr.toml"], out / f"facade-{tag}.log", env, FACADE_PORT)
         servers.append(facade)
         startup = wait_until_up(f"{base}/metadata", facade.proc)
         log(f"facade answered /metadata {startup * 1000:.0f} ms after start")
@@ -274,7 +282,8 @@ def main():
             "Observation?patient=&_summary=count": lambda n: f"/fhir/Observation?patient={n}&_summary=count",
         }
         results = {"limit": {}, "facade": {}, "peer": {}}
-        limit = Server([limit_bin, typical_file, LIMIT_PORT, args.workers], out / f"limit-{tag}.log")
+        limit = Server([limit_bin, typical_file, LIMIT_PORT, args.workers], out / f"limit-{tag}.log",
+                       port=LIMIT_PORT)
         servers.append(limit)
         wait_until_up(f"http://127.0.0.1:{LIMIT_PORT}/", limit.proc)
         lines = write_lines(out / "limit.paths", [("/fhir/Patient/x/$everything", "")])

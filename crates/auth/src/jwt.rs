@@ -603,6 +603,26 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_token_still_expires_and_a_tampered_one_is_not_remembered() -> TestResult {
+        let v = verifier()?;
+        let token = dev::sign(&system_claims(), "ES256", key_for("p256-1"), "p256-1")?;
+        assert_eq!(v.verify(&token, NOW)?.subject, "client-1");
+        // Second use: from the cache, same caller.
+        assert_eq!(v.verify(&token, NOW + 1)?.subject, "client-1");
+        // The cache does not outlive `exp` (plus the leeway).
+        assert!(matches!(
+            expect_err(v.verify(&token, NOW + 300 + 60)),
+            AuthError::Expired
+        ));
+        // A token differing in one signature character is a different key, fully verified.
+        let mut tampered = token.clone();
+        let last = tampered.pop().unwrap_or('A');
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(v.verify(&tampered, NOW).is_err());
+        Ok(())
+    }
+
+    #[test]
     fn expired_token_is_refused() -> TestResult {
         let token = dev::sign(&system_claims(), "ES256", key_for("p256-1"), "p256-1")?;
         let err = expect_err(verifier()?.verify(&token, NOW + 300 + 60));

@@ -142,12 +142,13 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     }
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
-    state.report_unmatched_rows();
+    let report = state.report_unmatched_rows();
     print_banner(&config)?;
     if !args.no_serve {
         crate::mllp::spawn(&config, &state.store)?;
     }
     if args.no_serve {
+        let _ = report.join();
         return Ok(());
     }
     actix_web::rt::System::new()

@@ -193,7 +193,8 @@ fn create_postgres_databases(
     })
 }
 
-fn connect(name: &str, url: &str) -> Result<scr_db::PooledDb, String> {
+/// One connection to `url` (`name` is for errors), from a pool of one.
+pub(crate) fn connect(name: &str, url: &str) -> Result<scr_db::PooledDb, String> {
     let pool = scr_db::open_pool(
         name,
         url,

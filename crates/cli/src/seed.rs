@@ -23,19 +23,7 @@ pub fn seed(config: &Config, patients: usize, seed: u64) -> Result<(), String> {
     let mut options = scr_synthetic::Options::demo(&today);
     options.patients = patients;
     options.seed = seed;
-    let open = |name: &str, url: &str| -> Result<scr_db::PooledDb, String> {
-        let pool = scr_db::open_pool(
-            name,
-            url,
-            &scr_db::PoolOptions {
-                max_size: 1,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        pool.get()
-            .map_err(|e| format!("{name}: cannot connect: {e}"))
-    };
+    let open = crate::generate::connect;
     if let Some(gp) = config.sources.gp.first() {
         let mut conn = open(&gp.name, &gp.url)?;
         let s = scr_synthetic::create_gp_replica(&mut conn, &options)

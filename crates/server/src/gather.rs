@@ -90,6 +90,8 @@ pub enum Wanted {
     Everything,
     /// Demographics, relationships and objections: a Patient read or search.
     Context,
+    /// The context and the records of one type: a search of that type.
+    OfType(&'static str),
 }
 
 pub async fn view(state: &AppState, nhs: &str, wanted: Wanted) -> Result<PatientView, ApiError> {
@@ -97,6 +99,7 @@ pub async fn view(state: &AppState, nhs: &str, wanted: Wanted) -> Result<Patient
     let (answers, warnings) = fan_out(state, move |s| match wanted {
         Wanted::Everything => s.patient_records(&n),
         Wanted::Context => s.patient_context(&n),
+        Wanted::OfType(t) => s.patient_records_of_type(&n, t),
     })
     .await?;
     let mut records = PatientRecords::default();

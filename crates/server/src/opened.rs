@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use crate::access::Access;
 use crate::error::ApiError;
-use crate::gather::{merge_patient, view, PatientView, Wanted};
+pub use crate::gather::Wanted;
+use crate::gather::{merge_patient, view, PatientView};
 use crate::respond::with_store;
 use crate::state::AppState;
 
@@ -98,35 +99,21 @@ fn labels(record: &Record) -> RecordLabels<'_> {
     }
 }
 
+/// What the sources hold, the patient's context, and the break-glass claims in force.
+pub type Known = (
+    PatientView,
+    PatientContext,
+    Vec<scr_store::audit::BreakGlassClaim>,
+);
+
 /// Everything the policy needs about a patient some source knows: what the sources hold, the
 /// patient's context, and the self-claimed relationships in force. 404 when no source knows
 /// the NHS number.
-pub async fn known_patient(
-    state: &AppState,
-    nhs: &str,
-) -> Result<
-    (
-        PatientView,
-        PatientContext,
-        Vec<scr_store::audit::BreakGlassClaim>,
-    ),
-    ApiError,
-> {
+pub async fn known_patient(state: &AppState, nhs: &str) -> Result<Known, ApiError> {
     known(state, nhs, Wanted::Everything).await
 }
 
-async fn known(
-    state: &AppState,
-    nhs: &str,
-    wanted: Wanted,
-) -> Result<
-    (
-        PatientView,
-        PatientContext,
-        Vec<scr_store::audit::BreakGlassClaim>,
-    ),
-    ApiError,
-> {
+async fn known(state: &AppState, nhs: &str, wanted: Wanted) -> Result<Known, ApiError> {
     let view = view(state, nhs, wanted).await?;
     if view.records.fragments.is_empty() && view.records.records.is_empty() {
         return Err(ApiError::not_found("Patient", nhs));
@@ -148,21 +135,13 @@ pub async fn open(
     nhs: &str,
     interaction: Interaction,
 ) -> Result<OpenedRecord, ApiError> {
-    open_for(state, access, nhs, interaction, Wanted::Everything).await
+    open_fetching(state, access, nhs, interaction, Wanted::Everything).await
 }
 
-/// [`open`] for a Patient read or search: the same decision, the same demographics and the
-/// same notices, without fetching the clinical records it would not return.
-pub async fn open_demographics(
-    state: &AppState,
-    access: &Access,
-    nhs: &str,
-    interaction: Interaction,
-) -> Result<OpenedRecord, ApiError> {
-    open_for(state, access, nhs, interaction, Wanted::Context).await
-}
-
-async fn open_for(
+/// [`open`], fetching only what `wanted` names: a Patient read or search needs the context
+/// alone (`Wanted::Context`), a search of one type only that type's records. The decision, the
+/// demographics and the notices are the same as [`open`]'s for what is fetched.
+pub async fn open_fetching(
     state: &AppState,
     access: &Access,
     nhs: &str,

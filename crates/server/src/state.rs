@@ -255,19 +255,26 @@ impl AppState {
         self.sources.iter().find(|s| s.name() == name)
     }
 
-    /// Logs, without identifiable data, how many native rows each source could not match.
-    pub fn report_unmatched_rows(&self) {
-        for s in &self.sources {
-            match s.match_report() {
-                Ok(r) if r.rows_without_valid_nhs_number > 0 => log::warn!(
-                    "source {}: {} of {} patient rows have no valid NHS number and are not matched to anyone",
-                    s.name(),
-                    r.rows_without_valid_nhs_number,
-                    r.rows_checked
-                ),
-                Ok(r) => log::info!("source {}: all {} patient rows have a valid NHS number", s.name(), r.rows_checked),
-                Err(e) => log::warn!("source {}: match report unavailable: {e}", s.name()),
-            }
+    /// Logs, without identifiable data, how many native rows each source could not match. On a
+    /// thread of its own: it reads every patient row of every source, three seconds for a
+    /// region of 909,000 people, and the server must answer within a second of starting.
+    pub fn report_unmatched_rows(&self) -> std::thread::JoinHandle<()> {
+        let sources = self.sources.clone();
+        std::thread::spawn(move || report_unmatched_rows(&sources))
+    }
+}
+
+fn report_unmatched_rows(sources: &[Arc<dyn Source>]) {
+    for s in sources {
+        match s.match_report() {
+            Ok(r) if r.rows_without_valid_nhs_number > 0 => log::warn!(
+                "source {}: {} of {} patient rows have no valid NHS number and are not matched to anyone",
+                s.name(),
+                r.rows_without_valid_nhs_number,
+                r.rows_checked
+            ),
+            Ok(r) => log::info!("source {}: all {} patient rows have a valid NHS number", s.name(), r.rows_checked),
+            Err(e) => log::warn!("source {}: match report unavailable: {e}", s.name()),
         }
     }
 }

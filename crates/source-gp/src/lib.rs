@@ -44,12 +44,38 @@ pub struct GpSource {
     record_level_codes: Vec<String>,
 }
 
-/// Which of a patient's rows to read.
+/// Which of a patient's clinical tables to read. Registrations, and the objection and consent
+/// entries, are always read: the policy needs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rows {
-    All,
-    /// The registrations and the objection and consent entries only.
-    RecordLevelOnly,
+struct Rows {
+    observations: bool,
+    allergies: bool,
+    medications: bool,
+    alerts: bool,
+}
+
+impl Rows {
+    const ALL: Rows = Rows {
+        observations: true,
+        allergies: true,
+        medications: true,
+        alerts: true,
+    };
+    const CONTEXT: Rows = Rows {
+        observations: false,
+        allergies: false,
+        medications: false,
+        alerts: false,
+    };
+
+    fn of_type(resource_type: &str) -> Rows {
+        Rows {
+            observations: resource_type == "Observation",
+            allergies: resource_type == "AllergyIntolerance",
+            medications: resource_type == "MedicationStatement",
+            alerts: resource_type == "Flag",
+        }
+    }
 }
 
 impl GpSource {
@@ -119,6 +145,20 @@ impl GpSource {
     }
 
     /// Translates every row of one patient (all registrations sharing the NHS number).
+    /// One patient's rows from the tables `rows` names, translated.
+    fn load(&self, nhs: &str, rows: Rows) -> Result<PatientRecords, SourceError> {
+        if !nhs_number::is_valid(nhs) {
+            return Ok(PatientRecords::default());
+        }
+        let mut conn = self.conn()?;
+        let patients = self.patients_by_nhs(&mut conn, nhs)?;
+        if patients.is_empty() {
+            return Ok(PatientRecords::default());
+        }
+        let (today, _) = scr_fhir::build::today_and_now();
+        self.translate_all(&mut conn, nhs, patients, &today, rows)
+    }
+
     fn translate_all(
         &self,
         conn: &mut DbConnection,
@@ -132,49 +172,52 @@ impl GpSource {
         let (mut observations, mut allergies, mut medications, mut alerts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for guid in patients.iter().map(|p| &p.patient_guid) {
-            if rows == Rows::RecordLevelOnly {
-                observations.extend(
-                    observation::table
-                        .filter(observation::patient_guid.eq(guid))
-                        .filter(observation::entered_in_error.eq(0))
-                        .filter(observation::snomed_concept_id.eq_any(&self.record_level_codes))
-                        .select(ObservationRow::as_select())
-                        .load::<ObservationRow>(conn)
-                        .map_err(|e| self.unavailable(e))?,
-                );
-                continue;
-            }
-            observations.extend(
+            let unavailable = |e| self.unavailable(e);
+            observations.extend(if rows.observations {
                 observation::table
                     .filter(observation::patient_guid.eq(guid))
                     .filter(observation::entered_in_error.eq(0))
                     .select(ObservationRow::as_select())
                     .load::<ObservationRow>(conn)
-                    .map_err(|e| self.unavailable(e))?,
-            );
-            allergies.extend(
-                allergy::table
-                    .filter(allergy::patient_guid.eq(guid))
-                    .filter(allergy::status.ne("entered-in-error"))
-                    .select(AllergyRow::as_select())
-                    .load::<AllergyRow>(conn)
-                    .map_err(|e| self.unavailable(e))?,
-            );
-            medications.extend(
-                medication::table
-                    .filter(medication::patient_guid.eq(guid))
-                    .filter(medication::status.ne("entered-in-error"))
-                    .select(MedicationRow::as_select())
-                    .load::<MedicationRow>(conn)
-                    .map_err(|e| self.unavailable(e))?,
-            );
-            alerts.extend(
-                patient_alert::table
-                    .filter(patient_alert::patient_guid.eq(guid))
-                    .select(AlertRow::as_select())
-                    .load::<AlertRow>(conn)
-                    .map_err(|e| self.unavailable(e))?,
-            );
+                    .map_err(unavailable)?
+            } else {
+                observation::table
+                    .filter(observation::patient_guid.eq(guid))
+                    .filter(observation::entered_in_error.eq(0))
+                    .filter(observation::snomed_concept_id.eq_any(&self.record_level_codes))
+                    .select(ObservationRow::as_select())
+                    .load::<ObservationRow>(conn)
+                    .map_err(unavailable)?
+            });
+            if rows.allergies {
+                allergies.extend(
+                    allergy::table
+                        .filter(allergy::patient_guid.eq(guid))
+                        .filter(allergy::status.ne("entered-in-error"))
+                        .select(AllergyRow::as_select())
+                        .load::<AllergyRow>(conn)
+                        .map_err(unavailable)?,
+                );
+            }
+            if rows.medications {
+                medications.extend(
+                    medication::table
+                        .filter(medication::patient_guid.eq(guid))
+                        .filter(medication::status.ne("entered-in-error"))
+                        .select(MedicationRow::as_select())
+                        .load::<MedicationRow>(conn)
+                        .map_err(unavailable)?,
+                );
+            }
+            if rows.alerts {
+                alerts.extend(
+                    patient_alert::table
+                        .filter(patient_alert::patient_guid.eq(guid))
+                        .select(AlertRow::as_select())
+                        .load::<AlertRow>(conn)
+                        .map_err(unavailable)?,
+                );
+            }
         }
 
         let mut org_guids: Vec<String> = patients
@@ -409,32 +452,23 @@ impl Source for GpSource {
     }
 
     fn patient_records(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
-        if !nhs_number::is_valid(nhs) {
-            return Ok(PatientRecords::default());
-        }
-        let mut conn = self.conn()?;
-        let patients = self.patients_by_nhs(&mut conn, nhs)?;
-        if patients.is_empty() {
-            return Ok(PatientRecords::default());
-        }
-        let (today, _) = scr_fhir::build::today_and_now();
-        self.translate_all(&mut conn, nhs, patients, &today, Rows::All)
+        self.load(nhs, Rows::ALL)
     }
 
     fn patient_context(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
-        if !nhs_number::is_valid(nhs) {
-            return Ok(PatientRecords::default());
-        }
-        let mut conn = self.conn()?;
-        let patients = self.patients_by_nhs(&mut conn, nhs)?;
-        if patients.is_empty() {
-            return Ok(PatientRecords::default());
-        }
-        let (today, _) = scr_fhir::build::today_and_now();
-        let mut context =
-            self.translate_all(&mut conn, nhs, patients, &today, Rows::RecordLevelOnly)?;
+        let mut context = self.load(nhs, Rows::CONTEXT)?;
         context.records.clear();
         Ok(context)
+    }
+
+    fn patient_records_of_type(
+        &self,
+        nhs: &str,
+        resource_type: &str,
+    ) -> Result<PatientRecords, SourceError> {
+        let mut some = self.load(nhs, Rows::of_type(resource_type))?;
+        some.records.retain(|r| r.resource_type == resource_type);
+        Ok(some)
     }
 
     fn read(&self, resource_type: &str, key: &str) -> Result<Option<Record>, SourceError> {

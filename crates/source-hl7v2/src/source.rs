@@ -177,7 +177,7 @@ impl Hl7Source {
         &self,
         c: &mut DbConnection,
         nhs_number: &str,
-        clinical: bool,
+        wanted: &dyn Fn(&str) -> bool,
     ) -> Result<PatientRecords, SourceError> {
         let db = |e: diesel::result::Error| self.unavailable(&e);
         let mut out = PatientRecords::default();
@@ -192,13 +192,17 @@ impl Hl7Source {
                 last_updated: p.last_updated,
             });
         }
-        if clinical {
+        if wanted("AllergyIntolerance") {
             for a in hl7::allergies_by_nhs(c, nhs_number).map_err(db)? {
                 out.records.push(self.allergy(&a)?);
             }
+        }
+        if wanted("Observation") {
             for o in hl7::shown_observations_by_nhs(c, nhs_number).map_err(db)? {
                 out.records.push(self.observation(&o)?);
             }
+        }
+        if wanted("MedicationStatement") {
             for m in hl7::shown_medications_by_nhs(c, nhs_number).map_err(db)? {
                 out.records.push(self.medication(&m)?);
             }
@@ -247,12 +251,21 @@ impl Source for Hl7Source {
 
     fn patient_records(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
         let mut c = self.conn()?;
-        self.load_records(&mut c, nhs_number, true)
+        self.load_records(&mut c, nhs_number, &|_| true)
     }
 
     fn patient_context(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
         let mut c = self.conn()?;
-        self.load_records(&mut c, nhs_number, false)
+        self.load_records(&mut c, nhs_number, &|_| false)
+    }
+
+    fn patient_records_of_type(
+        &self,
+        nhs_number: &str,
+        resource_type: &str,
+    ) -> Result<PatientRecords, SourceError> {
+        let mut c = self.conn()?;
+        self.load_records(&mut c, nhs_number, &|t| t == resource_type)
     }
 
     fn read(&self, resource_type: &str, native_key: &str) -> Result<Option<Record>, SourceError> {

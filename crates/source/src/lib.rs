@@ -164,6 +164,19 @@ pub trait Source: Send + Sync {
         everything.records.clear();
         Ok(everything)
     }
+    /// [`Source::patient_context`] plus the records of one type: a search of that type.
+    /// The default filters everything.
+    fn patient_records_of_type(
+        &self,
+        nhs_number: &str,
+        resource_type: &str,
+    ) -> Result<PatientRecords, SourceError> {
+        let mut everything = self.patient_records(nhs_number)?;
+        everything
+            .records
+            .retain(|r| r.resource_type == resource_type);
+        Ok(everything)
+    }
     /// One record by the native key (the part of the id after `{name}.`), if it exists.
     fn read(&self, resource_type: &str, native_key: &str) -> Result<Option<Record>, SourceError>;
     /// Rows the source could not match, for the start-up report.

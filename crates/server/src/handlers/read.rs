@@ -17,7 +17,7 @@ use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::read_record;
-use crate::opened::{open, open_demographics};
+use crate::opened::{open, open_fetching, Wanted};
 use crate::respond::{check_accept, fhir_json};
 use crate::state::AppState;
 
@@ -58,7 +58,7 @@ async fn read_as(
         if !nhs_number::is_valid(id) {
             return Err(ApiError::not_found(resource_type, id));
         }
-        let opened = open_demographics(state, access, id, Interaction::Read).await?;
+        let opened = open_fetching(state, access, id, Interaction::Read, Wanted::Context).await?;
         return Ok(fhir_json(StatusCode::OK, &opened.patient));
     }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use scr_auth::Interaction;
 use scr_fhir::bundle::{entry, searchset, EntryMode, Issue, Severity};
+use scr_fhir::nhs_number;
 use scr_fhir::search::{self, Criterion, SearchRequest};
 use scr_source::PatientQuery;
 
@@ -22,7 +23,7 @@ use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::gather::find_patients;
-use crate::opened::{open, open_demographics};
+use crate::opened::{open_fetching, Wanted};
 use crate::respond::{
     bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order,
     require_media_type,
@@ -157,7 +158,15 @@ async fn search_clinical(
         .patient()
         .ok_or_else(|| ApiError::invalid("patient", "a patient is required"))?
         .to_owned();
-    let opened = open(state, access, &nhs, Interaction::Search).await?;
+    let resource_type = served_type(&request.resource_type)?;
+    let opened = open_fetching(
+        state,
+        access,
+        &nhs,
+        Interaction::Search,
+        Wanted::OfType(resource_type),
+    )
+    .await?;
     warnings.extend(opened.warnings);
     let mut matches: Vec<Value> = opened
         .records
@@ -220,8 +229,18 @@ async fn search_patients(
             "a Patient search needs identifier (NHS number), _id, or family with birthdate",
         )
     })?;
-    let (mut numbers, find_warnings) = find_patients(state, query).await?;
-    warnings.extend(find_warnings);
+    let mut numbers = match query {
+        // An NHS number names at most one person: opening the record finds out whether any
+        // source knows them (a 404 is simply no match), so asking every source first is a
+        // second round trip for nothing.
+        PatientQuery::NhsNumber(nhs) if nhs_number::is_valid(&nhs) => vec![nhs],
+        PatientQuery::NhsNumber(_) => Vec::new(),
+        query => {
+            let (numbers, find_warnings) = find_patients(state, query).await?;
+            warnings.extend(find_warnings);
+            numbers
+        }
+    };
     // A patient searching finds only themself; anyone else is simply not a match.
     if let scr_policy::Subject::Patient { nhs_number, .. } = &access.subject {
         numbers.retain(|n| n == nhs_number);
@@ -229,7 +248,7 @@ async fn search_patients(
     let mut out = Vec::new();
     let mut refusal = None;
     for nhs in numbers {
-        match open_demographics(state, access, &nhs, Interaction::Search).await {
+        match open_fetching(state, access, &nhs, Interaction::Search, Wanted::Context).await {
             Ok(opened) => {
                 for w in opened.warnings {
                     if !warnings.contains(&w) {
