@@ -217,6 +217,7 @@ impl Server {
         let port = free_port();
         let mut admin =
             diesel::PgConnection::establish(admin_url).expect("connect to TEST_POSTGRES_URL");
+        drop_databases_of_finished_runs(&mut admin);
         let stem = format!("scr_blackbox_{}", std::process::id());
         let root = admin_url
             .rsplit_once('/')
@@ -510,4 +511,33 @@ pub fn system(server: &Server, org: &str, scope: &str) -> String {
         lifetime_seconds: 600,
     };
     sign(&scr_auth::dev::system_claims(&t, now()))
+}
+
+/// Tests have no teardown, so each run removes the databases of earlier runs whose process
+/// (named in the database name) no longer exists.
+fn drop_databases_of_finished_runs(admin: &mut diesel::PgConnection) {
+    use diesel::sql_types::Text;
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = Text)]
+        datname: String,
+    }
+    let names: Vec<Name> = diesel::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'scr\\_blackbox\\_%'",
+        ),
+        admin,
+    )
+    .unwrap_or_default();
+    for Name { datname } in names {
+        let pid = datname
+            .split('_')
+            .nth(2)
+            .and_then(|p| p.parse::<u32>().ok());
+        let finished = pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+        if finished {
+            let drop = format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)");
+            let _ = diesel::RunQueryDsl::execute(diesel::sql_query(drop), admin);
+        }
+    }
 }

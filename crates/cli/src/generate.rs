@@ -165,8 +165,14 @@ fn create_postgres_databases(
             "--db-prefix {prefix:?}: use lower-case letters, digits and _"
         ));
     }
-    let mut conn = connect("the PostgreSQL server", server)?;
+    let (base, _) = server
+        .rsplit_once('/')
+        .filter(|(b, _)| b.contains("://") && !b.ends_with('/'))
+        .ok_or_else(|| {
+            format!("--postgres {server:?}: expected postgres://user@host:port/database")
+        })?;
     let names = ["store", "gp", "social_care"].map(|n| format!("{prefix}_{n}"));
+    let mut conn = connect("the PostgreSQL server", server)?;
     for name in &names {
         if replace {
             conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -177,19 +183,11 @@ fn create_postgres_databases(
                 format!("creating database {name}: {e} (pass --replace to drop an earlier run's)")
             })?;
     }
-    let url_of = |name: &str| -> Result<String, String> {
-        let (base, _) = server
-            .rsplit_once('/')
-            .filter(|(b, _)| b.contains("://") && !b.ends_with('/'))
-            .ok_or_else(|| {
-                format!("--postgres {server:?}: expected postgres://user@host:port/database")
-            })?;
-        Ok(format!("{base}/{name}"))
-    };
+    let url_of = |name: &str| format!("{base}/{name}");
     Ok(DataUrls {
-        store: url_of(&names[0])?,
-        gp: url_of(&names[1])?,
-        social_care: url_of(&names[2])?,
+        store: url_of(&names[0]),
+        gp: url_of(&names[1]),
+        social_care: url_of(&names[2]),
     })
 }
 
