@@ -215,7 +215,7 @@ def export_for_peer(base, sample, tokens, out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--patients", default="10000", help="random patients, or max (909,083)")
+    ap.add_argument("--patients", default="10000", help="random patients, or max (909,000)")
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--postgres", default=os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432/test"),
                     help="PostgreSQL server for --backend postgres (a database that exists)")

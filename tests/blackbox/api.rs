@@ -522,7 +522,7 @@ fn r_sens_3_gp_confidential_entries_stay_with_the_practice() {
 }
 
 /// A Patient read and search fetch only demographics, relationships and objections
-/// (`Source::patient_context`), `$everything` fetches everything: both must show the caller
+/// (`Wanted::Context`), `$everything` fetches everything: both must show the caller
 /// the same Patient, and refuse the same callers (R-LR-1, R-OBJ-2, R-LR-5); a search of one
 /// type fetches only that type, and finds what `$everything` holds of it.
 #[test]

@@ -24,7 +24,7 @@ use crate::demo::DataUrls;
 #[derive(Args)]
 pub struct GenerateArgs {
     /// Random patients besides the fixtures: a number, or `max` for every valid NHS number of
-    /// the 999 test range (909,083).
+    /// the 999 test range (909,000).
     #[arg(long, value_parser = parse_patients)]
     pub patients: usize,
     /// Folder for `scr.toml` (and the SQLite files unless `--postgres` is given).
@@ -69,14 +69,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     let mut options = scr_synthetic::Options::demo(&today);
     options.patients = args.patients;
     options.seed = args.seed;
-    let max = scr_synthetic::max_random_patients();
-    if args.patients > max {
-        return Err(format!(
-            "{} random patients asked for, but the 999 test range holds only {max} valid NHS numbers \
-             (use --patients max); numbers outside it could belong to real people",
-            args.patients
-        ));
-    }
+    options.check().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let out =
         std::fs::canonicalize(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
@@ -309,7 +302,6 @@ fn load_hl7(
     use scr_source_hl7v2::ingest::{ingest_batch, AckCode};
     let mut batch: Vec<String> = Vec::with_capacity(HL7_BATCH);
     let mut codes = [0usize; 3];
-    let mut failure: Option<String> = None;
     let mut apply = |batch: &mut Vec<String>, codes: &mut [usize; 3]| -> std::io::Result<()> {
         let (_, now) = scr_fhir::build::today_and_now();
         let acks = ingest_batch(conn, batch, cfg, &now).map_err(std::io::Error::other)?;
@@ -330,14 +322,13 @@ fn load_hl7(
         scr_synthetic::for_each_hl7_message(options, &counters.hl7_patients, &mut |m| {
             batch.push(m.trim_end_matches('\n').to_owned());
             if batch.len() >= HL7_BATCH {
-                apply(&mut batch, &mut codes).inspect_err(|e| failure = Some(e.to_string()))?;
+                apply(&mut batch, &mut codes)?;
             }
             Ok(())
         });
-    if let Some(f) = failure {
-        return Err(format!("store: applying the HL7 backfill: {f}"));
-    }
-    generated.map_err(|e| format!("HL7 backfill: {e}"))?;
+    // A store failure inside a batch comes back as the generator's write error, with the
+    // store's error as its source.
+    generated.map_err(|e| format!("HL7 backfill: {}", scr_store::error_chain(&e)))?;
     apply(&mut batch, &mut codes).map_err(|e| format!("store: applying the HL7 backfill: {e}"))?;
     Ok(format!(
         "{} messages: {} AA, {} AE and {} AR (the fixtures' deliberately bad messages, kept in quarantine)",

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use scr_fhir::build;
 use scr_fhir::bundle::{Issue, Severity};
+pub use scr_source::Wanted;
 use scr_source::{PatientFragment, PatientQuery, PatientRecords, Source, SourceError};
 
 use crate::error::ApiError;
@@ -84,28 +85,16 @@ pub async fn patient_view(state: &AppState, nhs: &str) -> Result<PatientView, Ap
     view(state, nhs, Wanted::Everything).await
 }
 
-/// What to fetch of a patient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wanted {
-    Everything,
-    /// Demographics, relationships and objections: a Patient read or search.
-    Context,
-    /// The context and the records of one type: a search of that type.
-    OfType(&'static str),
-}
-
+/// Every source's answer for `nhs`, with only the records `wanted` includes (a source may
+/// send more; they are dropped here, so every path sees the same thing).
 pub async fn view(state: &AppState, nhs: &str, wanted: Wanted) -> Result<PatientView, ApiError> {
     let n = nhs.to_owned();
-    let (answers, warnings) = fan_out(state, move |s| match wanted {
-        Wanted::Everything => s.patient_records(&n),
-        Wanted::Context => s.patient_context(&n),
-        Wanted::OfType(t) => s.patient_records_of_type(&n, t),
-    })
-    .await?;
+    let (answers, warnings) = fan_out(state, move |s| s.patient_records(&n, wanted)).await?;
     let mut records = PatientRecords::default();
     for a in answers {
         records.extend(a);
     }
+    records.records.retain(|r| wanted.includes(r.resource_type));
     Ok(PatientView {
         nhs_number: nhs.to_owned(),
         records,

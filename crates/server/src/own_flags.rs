@@ -4,7 +4,9 @@
 use serde_json::{json, Value};
 
 use scr_fhir::build::{coding, source_meta};
-use scr_source::{Labels, MatchReport, PatientQuery, PatientRecords, Record, Source, SourceError};
+use scr_source::{
+    Labels, MatchReport, PatientQuery, PatientRecords, Record, Source, SourceError, Wanted,
+};
 use scr_store::flags::{FlagRow, FlagVersionRow};
 
 /// The source name, and so the prefix of every facade alert's id (`scr.flag-12`).
@@ -89,7 +91,12 @@ impl Source for OwnFlags {
         Ok(Vec::new())
     }
 
-    fn patient_records(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
+    /// Alerts written here are few: read whole whatever is wanted.
+    fn patient_records(
+        &self,
+        nhs_number: &str,
+        _wanted: Wanted,
+    ) -> Result<PatientRecords, SourceError> {
         let mut conn = self.store.conn().map_err(Self::unavailable)?;
         let flags = scr_store::flags::current_flags_for(&mut conn, nhs_number)
             .map_err(Self::unavailable)?;

@@ -16,7 +16,7 @@ use scr_db::{DbConnection, DbPool};
 use scr_fhir::nhs_number;
 use scr_source::{
     Labels, MatchReport, ObjectionStatement, PatientFragment, PatientQuery, PatientRecords, Record,
-    Relationship, Source, SourceError,
+    Relationship, Source, SourceError, Wanted,
 };
 
 use rows::*;
@@ -42,40 +42,6 @@ pub struct GpSource {
     codes: GpCodes,
     /// Objection and consent codes: the observations that speak for the record as a whole.
     record_level_codes: Vec<String>,
-}
-
-/// Which of a patient's clinical tables to read. Registrations, and the objection and consent
-/// entries, are always read: the policy needs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Rows {
-    observations: bool,
-    allergies: bool,
-    medications: bool,
-    alerts: bool,
-}
-
-impl Rows {
-    const ALL: Rows = Rows {
-        observations: true,
-        allergies: true,
-        medications: true,
-        alerts: true,
-    };
-    const CONTEXT: Rows = Rows {
-        observations: false,
-        allergies: false,
-        medications: false,
-        alerts: false,
-    };
-
-    fn of_type(resource_type: &str) -> Rows {
-        Rows {
-            observations: resource_type == "Observation",
-            allergies: resource_type == "AllergyIntolerance",
-            medications: resource_type == "MedicationStatement",
-            alerts: resource_type == "Flag",
-        }
-    }
 }
 
 impl GpSource {
@@ -145,27 +111,13 @@ impl GpSource {
     }
 
     /// Translates every row of one patient (all registrations sharing the NHS number).
-    /// One patient's rows from the tables `rows` names, translated.
-    fn load(&self, nhs: &str, rows: Rows) -> Result<PatientRecords, SourceError> {
-        if !nhs_number::is_valid(nhs) {
-            return Ok(PatientRecords::default());
-        }
-        let mut conn = self.conn()?;
-        let patients = self.patients_by_nhs(&mut conn, nhs)?;
-        if patients.is_empty() {
-            return Ok(PatientRecords::default());
-        }
-        let (today, _) = scr_fhir::build::today_and_now();
-        self.translate_all(&mut conn, nhs, patients, &today, rows)
-    }
-
     fn translate_all(
         &self,
         conn: &mut DbConnection,
         nhs: &str,
         patients: Vec<PatientRow>,
         today: &str,
-        rows: Rows,
+        wanted: Wanted,
     ) -> Result<PatientRecords, SourceError> {
         // Per registration (almost always one), not `IN (...)`: fixed query texts stay in the
         // connection's prepared statement cache.
@@ -173,7 +125,8 @@ impl GpSource {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for guid in patients.iter().map(|p| &p.patient_guid) {
             let unavailable = |e| self.unavailable(e);
-            observations.extend(if rows.observations {
+            // Objection and consent entries are read whatever is wanted: the policy needs them.
+            observations.extend(if wanted.includes("Observation") {
                 observation::table
                     .filter(observation::patient_guid.eq(guid))
                     .filter(observation::entered_in_error.eq(0))
@@ -189,7 +142,7 @@ impl GpSource {
                     .load::<ObservationRow>(conn)
                     .map_err(unavailable)?
             });
-            if rows.allergies {
+            if wanted.includes("AllergyIntolerance") {
                 allergies.extend(
                     allergy::table
                         .filter(allergy::patient_guid.eq(guid))
@@ -199,7 +152,7 @@ impl GpSource {
                         .map_err(unavailable)?,
                 );
             }
-            if rows.medications {
+            if wanted.includes("MedicationStatement") {
                 medications.extend(
                     medication::table
                         .filter(medication::patient_guid.eq(guid))
@@ -209,7 +162,7 @@ impl GpSource {
                         .map_err(unavailable)?,
                 );
             }
-            if rows.alerts {
+            if wanted.includes("Flag") {
                 alerts.extend(
                     patient_alert::table
                         .filter(patient_alert::patient_guid.eq(guid))
@@ -451,24 +404,17 @@ impl Source for GpSource {
         Ok(scr_source::valid_nhs_numbers(found))
     }
 
-    fn patient_records(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
-        self.load(nhs, Rows::ALL)
-    }
-
-    fn patient_context(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
-        let mut context = self.load(nhs, Rows::CONTEXT)?;
-        context.records.clear();
-        Ok(context)
-    }
-
-    fn patient_records_of_type(
-        &self,
-        nhs: &str,
-        resource_type: &str,
-    ) -> Result<PatientRecords, SourceError> {
-        let mut some = self.load(nhs, Rows::of_type(resource_type))?;
-        some.records.retain(|r| r.resource_type == resource_type);
-        Ok(some)
+    fn patient_records(&self, nhs: &str, wanted: Wanted) -> Result<PatientRecords, SourceError> {
+        if !nhs_number::is_valid(nhs) {
+            return Ok(PatientRecords::default());
+        }
+        let mut conn = self.conn()?;
+        let patients = self.patients_by_nhs(&mut conn, nhs)?;
+        if patients.is_empty() {
+            return Ok(PatientRecords::default());
+        }
+        let (today, _) = scr_fhir::build::today_and_now();
+        self.translate_all(&mut conn, nhs, patients, &today, wanted)
     }
 
     fn read(&self, resource_type: &str, key: &str) -> Result<Option<Record>, SourceError> {
@@ -487,7 +433,7 @@ impl Source for GpSource {
         };
         // One patient's rows are few: translate them all and pick the one asked for, so a read
         // and a search can never disagree about what a row looks like.
-        let records = self.patient_records(&nhs)?;
+        let records = self.patient_records(&nhs, Wanted::Everything)?;
         let wanted = scr_source::make_id(&self.name, key);
         Ok(records
             .records

@@ -8,7 +8,7 @@ use scr_db::DbPool;
 use scr_fhir::build;
 use scr_source::{
     make_id, Labels, MatchReport, PatientFragment, PatientQuery, PatientRecords, Record,
-    Relationship, Source, SourceError,
+    Relationship, Source, SourceError, Wanted,
 };
 use scr_store::hl7;
 use scr_store::{DbConnection, PooledDb};
@@ -177,7 +177,7 @@ impl Hl7Source {
         &self,
         c: &mut DbConnection,
         nhs_number: &str,
-        wanted: &dyn Fn(&str) -> bool,
+        wanted: Wanted,
     ) -> Result<PatientRecords, SourceError> {
         let db = |e: diesel::result::Error| self.unavailable(&e);
         let mut out = PatientRecords::default();
@@ -192,17 +192,17 @@ impl Hl7Source {
                 last_updated: p.last_updated,
             });
         }
-        if wanted("AllergyIntolerance") {
+        if wanted.includes("AllergyIntolerance") {
             for a in hl7::allergies_by_nhs(c, nhs_number).map_err(db)? {
                 out.records.push(self.allergy(&a)?);
             }
         }
-        if wanted("Observation") {
+        if wanted.includes("Observation") {
             for o in hl7::shown_observations_by_nhs(c, nhs_number).map_err(db)? {
                 out.records.push(self.observation(&o)?);
             }
         }
-        if wanted("MedicationStatement") {
+        if wanted.includes("MedicationStatement") {
             for m in hl7::shown_medications_by_nhs(c, nhs_number).map_err(db)? {
                 out.records.push(self.medication(&m)?);
             }
@@ -249,23 +249,13 @@ impl Source for Hl7Source {
         }
     }
 
-    fn patient_records(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
-        let mut c = self.conn()?;
-        self.load_records(&mut c, nhs_number, &|_| true)
-    }
-
-    fn patient_context(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
-        let mut c = self.conn()?;
-        self.load_records(&mut c, nhs_number, &|_| false)
-    }
-
-    fn patient_records_of_type(
+    fn patient_records(
         &self,
         nhs_number: &str,
-        resource_type: &str,
+        wanted: Wanted,
     ) -> Result<PatientRecords, SourceError> {
         let mut c = self.conn()?;
-        self.load_records(&mut c, nhs_number, &|t| t == resource_type)
+        self.load_records(&mut c, nhs_number, wanted)
     }
 
     fn read(&self, resource_type: &str, native_key: &str) -> Result<Option<Record>, SourceError> {
@@ -340,7 +330,7 @@ mod tests {
         for db in test_databases("src_records")? {
             let store = Store::open(&db.url, 2)?;
             let source = loaded(&store)?;
-            let recs = source.patient_records("9990000018")?;
+            let recs = source.patient_records("9990000018", Wanted::Everything)?;
             assert_eq!(recs.fragments.len(), 1, "{}", db.label);
             let f = &recs.fragments[0];
             assert_eq!(
@@ -381,7 +371,10 @@ mod tests {
                     ended: None
                 }]
             );
-            assert!(source.patient_records("9434765919")?.records.is_empty());
+            assert!(source
+                .patient_records("9434765919", Wanted::Everything)?
+                .records
+                .is_empty());
         }
         Ok(())
     }
@@ -391,7 +384,7 @@ mod tests {
         for db in test_databases("src_read")? {
             let store = Store::open(&db.url, 2)?;
             let source = loaded(&store)?;
-            let recs = source.patient_records("9990000018")?;
+            let recs = source.patient_records("9990000018", Wanted::Everything)?;
             for r in &recs.records {
                 let (_, key) = scr_source::split_id(&r.id).ok_or("bad id")?;
                 let read = source.read(r.resource_type, key)?.ok_or("not found")?;
@@ -411,7 +404,7 @@ mod tests {
         for db in test_databases("src_cancel")? {
             let store = Store::open(&db.url, 2)?;
             let source = loaded(&store)?;
-            let before = source.patient_records("9990000018")?;
+            let before = source.patient_records("9990000018", Wanted::Everything)?;
             let k = before
                 .records
                 .iter()
@@ -425,7 +418,10 @@ mod tests {
             let (_, key) = scr_source::split_id(&k.id).ok_or("bad id")?;
             assert!(source.read("Observation", key)?.is_none(), "{}", db.label);
             assert_eq!(
-                source.patient_records("9990000018")?.records.len(),
+                source
+                    .patient_records("9990000018", Wanted::Everything)?
+                    .records
+                    .len(),
                 before.records.len() - 1
             );
         }
@@ -477,7 +473,7 @@ mod tests {
                 NOW,
             )?;
             let source = Hl7Source::new("acute", store.pool().clone());
-            let recs = source.patient_records("9990000018")?;
+            let recs = source.patient_records("9990000018", Wanted::Everything)?;
             assert_eq!(recs.records.len(), 3, "{}", db.label);
             assert!(recs
                 .records
@@ -528,7 +524,7 @@ mod tests {
         let pool = scr_db::open_pool("broken", &db.url, &scr_db::PoolOptions::default())?;
         let source = Hl7Source::new("acute", pool);
         assert!(matches!(
-            source.patient_records("9990000018"),
+            source.patient_records("9990000018", Wanted::Everything),
             Err(SourceError::Unavailable { .. })
         ));
         assert!(matches!(

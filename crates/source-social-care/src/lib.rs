@@ -13,7 +13,7 @@ use scr_db::{DbConnection, DbPool};
 use scr_fhir::nhs_number;
 use scr_source::{
     Labels, MatchReport, PatientFragment, PatientQuery, PatientRecords, Record, Relationship,
-    Source, SourceError,
+    Source, SourceError, Wanted,
 };
 
 use rows::*;
@@ -185,7 +185,8 @@ impl Source for SocialCareSource {
         Ok(scr_source::valid_nhs_numbers(found))
     }
 
-    fn patient_records(&self, nhs: &str) -> Result<PatientRecords, SourceError> {
+    /// A person's social care record is a few rows: read whole whatever is wanted.
+    fn patient_records(&self, nhs: &str, _wanted: Wanted) -> Result<PatientRecords, SourceError> {
         if !nhs_number::is_valid(nhs) {
             return Ok(PatientRecords::default());
         }

@@ -146,6 +146,27 @@ pub struct MatchReport {
     pub rows_without_valid_nhs_number: u64,
 }
 
+/// Which clinical records a request needs of a patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// Every record: `$everything`, or a read by id.
+    Everything,
+    /// None: a Patient read or search needs only demographics, relationships and objections.
+    Context,
+    /// The records of one type: a search of that type.
+    OfType(&'static str),
+}
+
+impl Wanted {
+    pub fn includes(self, resource_type: &str) -> bool {
+        match self {
+            Wanted::Everything => true,
+            Wanted::Context => false,
+            Wanted::OfType(t) => t == resource_type,
+        }
+    }
+}
+
 /// A provider source. Calls block (diesel); the server runs them on its blocking pool.
 pub trait Source: Send + Sync {
     /// The configured name, also the prefix of every id this source issues.
@@ -154,29 +175,14 @@ pub trait Source: Send + Sync {
     fn description(&self) -> String;
     /// NHS numbers (already validated) of the people matching the query.
     fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError>;
-    /// All this source holds about one NHS number.
-    fn patient_records(&self, nhs_number: &str) -> Result<PatientRecords, SourceError>;
-    /// [`Source::patient_records`] without the clinical records: demographics, relationships
-    /// and objections, all a Patient read or search needs. Sources for which that is much
-    /// cheaper than everything override it; the default drops the records.
-    fn patient_context(&self, nhs_number: &str) -> Result<PatientRecords, SourceError> {
-        let mut everything = self.patient_records(nhs_number)?;
-        everything.records.clear();
-        Ok(everything)
-    }
-    /// [`Source::patient_context`] plus the records of one type: a search of that type.
-    /// The default filters everything.
-    fn patient_records_of_type(
+    /// What this source holds about one NHS number: demographics, relationships and objections
+    /// always, and the records `wanted` includes. A source may return other records too (the
+    /// server drops them); `wanted` lets it skip reading what nobody asked for.
+    fn patient_records(
         &self,
         nhs_number: &str,
-        resource_type: &str,
-    ) -> Result<PatientRecords, SourceError> {
-        let mut everything = self.patient_records(nhs_number)?;
-        everything
-            .records
-            .retain(|r| r.resource_type == resource_type);
-        Ok(everything)
-    }
+        wanted: Wanted,
+    ) -> Result<PatientRecords, SourceError>;
     /// One record by the native key (the part of the id after `{name}.`), if it exists.
     fn read(&self, resource_type: &str, native_key: &str) -> Result<Option<Record>, SourceError>;
     /// Rows the source could not match, for the start-up report.

@@ -121,18 +121,19 @@ impl Store {
             }
             // Lead: take the queue (up to MAX_GROUP events) and commit it.
             state.writing = true;
-            let mut group = Vec::new();
-            let mut count = 0;
-            while let Some(first) = state.waiting.front() {
-                if count > 0 && count + first.1.len() > MAX_GROUP {
+            // (ticket, how many of `all` are its events), in queue order.
+            let mut group: Vec<(u64, usize)> = Vec::new();
+            let mut all: Vec<NewAuditEvent> = Vec::new();
+            while let Some((_, first)) = state.waiting.front() {
+                if !all.is_empty() && all.len() + first.len() > MAX_GROUP {
                     break;
                 }
-                count += first.1.len();
-                group.extend(state.waiting.pop_front());
+                if let Some((t, events)) = state.waiting.pop_front() {
+                    group.push((t, events.len()));
+                    all.extend(events);
+                }
             }
             drop(state);
-            let all: Vec<NewAuditEvent> =
-                group.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
             let result = self
                 .conn()
                 .and_then(|mut conn| crate::retry_busy(|| append_once(&mut conn, &all)));
@@ -140,16 +141,14 @@ impl Store {
             match &result {
                 Ok(seqs) => {
                     let mut seqs = seqs.iter().copied();
-                    for (t, events) in &group {
-                        state
-                            .done
-                            .insert(*t, Ok(seqs.by_ref().take(events.len()).collect()));
+                    for &(t, n) in &group {
+                        state.done.insert(t, Ok(seqs.by_ref().take(n).collect()));
                     }
                 }
                 Err(e) => {
                     let detail = crate::error_chain(e);
-                    for (t, _) in &group {
-                        state.done.insert(*t, Err(detail.clone()));
+                    for &(t, _) in &group {
+                        state.done.insert(t, Err(detail.clone()));
                     }
                 }
             }

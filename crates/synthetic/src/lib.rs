@@ -73,6 +73,12 @@ pub struct Options {
 }
 
 impl Options {
+    /// Whatever would stop generation (too many patients, a bad date, no practices), found
+    /// before anything is written.
+    pub fn check(&self) -> Result<(), SynthError> {
+        people::Plan::new(self).map(|_| ())
+    }
+
     /// The demo data set: 1000 random patients, seed 2026, the three default practices.
     pub fn demo(today: &str) -> Options {
         Options {
@@ -108,7 +114,7 @@ pub struct Summary {
 pub enum SynthError {
     #[error("`today` must be a calendar date written YYYY-MM-DD, got {value:?}")]
     InvalidToday { value: String },
-    #[error("{requested} random patients asked for, but the 999 test range holds only {max} valid NHS numbers for them")]
+    #[error("{requested} random patients asked for, but the 999 test range holds only {max} valid NHS numbers for them; numbers outside it could belong to real people")]
     TooManyPatients { requested: usize, max: usize },
     #[error("random patients need at least one practice to register with")]
     NoPractices,
