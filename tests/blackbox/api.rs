@@ -473,6 +473,30 @@ fn r_sens_2_sexual_health_results_stay_with_the_trust_that_holds_them() {
 }
 
 #[test]
+fn r_sens_3_gp_confidential_entries_are_withheld_from_the_patient_too() {
+    for s in servers() {
+        let peter = "9990000050";
+        let me = patient(s, peter, "P9");
+        let own = s.all_pages(&format!("/Observation?patient={peter}"), &me).0;
+        assert!(!own.is_empty(), "Peter sees his other results");
+        assert!(
+            !own.iter()
+                .any(|o| o["id"].as_str().unwrap().ends_with("gp-obs-0005-05")),
+            "R-SENS-3: the confidential entry is shown only to the recording practice"
+        );
+        let r = s.get("/Observation/gp.gp-obs-0005-05", Some(&me));
+        assert_eq!((r.status, r.issue_code().as_str()), (404, "not-found"));
+        let b = s
+            .get(&format!("/Patient/{peter}/$everything"), Some(&me))
+            .json();
+        assert!(
+            b.to_string().contains("Some items are withheld"),
+            "R-SENS-4: the generic notice, as GP Connect gives it"
+        );
+    }
+}
+
+#[test]
 fn r_sens_3_gp_confidential_entries_stay_with_the_practice() {
     for s in servers() {
         let peter = "9990000050";

@@ -3,8 +3,9 @@
 //! `_summary=count`, `$everything`, page 2 and beyond), against the real server.
 //!
 //! The expected answer is computed here, independently of the server's policy code, from the
-//! fixtures' facts: the patient's own view is the whole record (R-OBJ-6); from it the oracle
-//! removes what the agreement withholds from each caller. A withheld record must appear in no
+//! fixtures' facts: the patient's own view (R-OBJ-6), with the entries only their recording
+//! practice sees (R-SENS-3), is the whole record; from it the oracle removes what the agreement
+//! withholds from each caller. A withheld record must appear in no
 //! answer, no count, no page, and read as 404 by id.
 
 use std::collections::BTreeSet;
@@ -232,13 +233,14 @@ fn expected_visible(c: &Caller, p: &PatientFacts, r: &Value) -> bool {
     if !c.readable.contains(&rt) {
         return false;
     }
+    let id = r["id"].as_str().unwrap_or_default();
     if c.kind == Kind::Patient {
-        return true;
+        // R-SENS-3: GP-confidential entries stay with the recording practice, patient included.
+        return !CONFIDENTIAL_IDS.contains(&id);
     }
     let holder = ods_tags(r);
     let held_here = holder.iter().any(|o| o == c.org);
     let code = r["code"]["coding"][0]["code"].as_str().unwrap_or_default();
-    let id = r["id"].as_str().unwrap_or_default();
     if SENSITIVE_CODES.contains(&code) && !held_here {
         return false;
     }
@@ -260,24 +262,40 @@ fn may_open(c: &Caller, p: &PatientFacts, own: &str) -> bool {
 fn r_sens_4_decision_table_withheld_records_leave_no_trace_in_any_interaction() {
     for s in servers() {
         let callers = callers(s);
-        // The whole record of each patient: what the patient sees of themself (R-OBJ-6).
+        // The whole record of each patient: what the patient sees of themself (R-OBJ-6), with
+        // what the practice that recorded them sees of the entries it marked confidential
+        // (R-SENS-3: shown only to the recording practice, not even to the patient).
+        let matches = |b: &Value| -> Vec<Value> {
+            b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["search"]["mode"] == "match")
+                .map(|e| e["resource"].clone())
+                .filter(|r| r["resourceType"] != "Patient")
+                .collect()
+        };
         let whole: Vec<Vec<Value>> = PATIENTS
             .iter()
             .map(|p| {
-                let b = s
+                let own = s
                     .get(
                         &format!("/Patient/{}/$everything", p.nhs),
                         Some(&patient(s, p.nhs, "P9")),
                     )
                     .json();
-                b["entry"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|e| e["search"]["mode"] == "match")
-                    .map(|e| e["resource"].clone())
-                    .filter(|r| r["resourceType"] != "Patient")
-                    .collect()
+                let mut all = matches(&own);
+                for c in callers.iter().filter(|c| c.kind == Kind::Staff) {
+                    let r = s.get(&format!("/Patient/{}/$everything", p.nhs), Some(&c.token));
+                    if r.status == 200 {
+                        for rec in matches(&r.json()) {
+                            if !all.iter().any(|a| key(a) == key(&rec)) {
+                                all.push(rec);
+                            }
+                        }
+                    }
+                }
+                all
             })
             .collect();
         assert!(

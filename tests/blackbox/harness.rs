@@ -183,6 +183,16 @@ impl Server {
 
     /// A SQLite server of its own, for a test that breaks something on purpose.
     pub fn sqlite_named(name: &'static str, patients: usize) -> Server {
+        Server::sqlite_prepared(name, patients, |_| {})
+    }
+
+    /// [`Server::sqlite_named`], with `prepare` run on the data folder after it is seeded and
+    /// before the server starts.
+    pub fn sqlite_prepared(
+        name: &'static str,
+        patients: usize,
+        prepare: impl FnOnce(&Path),
+    ) -> Server {
         let dir = scratch(name);
         let port = free_port();
         let mllp_port = free_port();
@@ -205,6 +215,7 @@ impl Server {
             "--no-serve",
         ];
         run(&args);
+        prepare(&dir);
         let config = dir.join("scr.toml");
         let store = format!("sqlite://{}/scr.db", dir.display());
         Server::start(name, dir, port, &config, store, mllp_port)
@@ -212,18 +223,30 @@ impl Server {
 
     /// Three fresh PostgreSQL databases (GP, social care, store), seeded by `scr seed`.
     fn postgres(admin_url: &str) -> Server {
+        Server::postgres_named("postgres", admin_url, &|_, url| url.to_owned())
+    }
+
+    /// A PostgreSQL server of its own, for a test that breaks something on purpose. `route`
+    /// gives the URL the server is configured with for each database (`gp`, `sc`, `store`), for
+    /// instance through a [`Proxy`]; the test's own `store_url` stays direct.
+    pub fn postgres_named(
+        name: &'static str,
+        admin_url: &str,
+        route: &dyn Fn(&str, &str) -> String,
+    ) -> Server {
         use diesel::Connection;
-        let dir = scratch("postgres");
+        let dir = scratch(name);
         let port = free_port();
         let mut admin =
             diesel::PgConnection::establish(admin_url).expect("connect to TEST_POSTGRES_URL");
         drop_databases_of_finished_runs(&mut admin);
-        let stem = format!("scr_blackbox_{}", std::process::id());
+        let stem = format!("scr_blackbox_{}_{name}", std::process::id());
         let root = admin_url
             .rsplit_once('/')
             .map(|(r, _)| r)
             .expect("a database URL");
         let mut urls = Vec::new();
+        let mut direct = Vec::new();
         for db in ["gp", "sc", "store"] {
             let name = format!("{stem}_{db}");
             // One statement per call: PostgreSQL refuses CREATE/DROP DATABASE in a transaction.
@@ -233,7 +256,8 @@ impl Server {
             let create = format!("CREATE DATABASE {name}");
             diesel::RunQueryDsl::execute(diesel::sql_query(create), &mut admin)
                 .expect("create database");
-            urls.push(format!("{root}/{name}"));
+            direct.push(format!("{root}/{name}"));
+            urls.push(route(db, &format!("{root}/{name}")));
         }
         let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles");
         let p = profiles.display();
@@ -276,7 +300,12 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
             urls[2], urls[0], urls[1]
         );
         let path = dir.join("scr.toml");
-        std::fs::write(&path, config).expect("config");
+        // Seeded directly, whatever the server is routed through.
+        let mut seeding = config.clone();
+        for (routed, d) in urls.iter().zip(&direct) {
+            seeding = seeding.replace(&format!("\"{routed}\""), &format!("\"{d}\""));
+        }
+        std::fs::write(&path, seeding).expect("config");
         run(&[
             "seed",
             "--config",
@@ -284,8 +313,9 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
             "--patients",
             "40",
         ]);
-        let store = urls[2].clone();
-        Server::start("postgres", dir, port, &path, store, mllp_port)
+        std::fs::write(&path, config).expect("config");
+        let store = direct[2].clone();
+        Server::start(name, dir, port, &path, store, mllp_port)
     }
 
     pub fn request(
@@ -540,4 +570,76 @@ fn drop_databases_of_finished_runs(admin: &mut diesel::PgConnection) {
             let _ = diesel::RunQueryDsl::execute(diesel::sql_query(drop), admin);
         }
     }
+}
+
+/// A TCP proxy on loopback in front of a database server: a test takes the database away from
+/// the server under test (every connection cut, new ones refused), as a stopped server or a
+/// network failure would, and brings it back.
+pub struct Proxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: String) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (u, o) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !u.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut list = o.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, up, open }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` (`postgres://user@host:port/db`) through this proxy, and the address it targets.
+    pub fn route(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a database URL");
+        let (user, rest) = rest.split_once('@').expect("a user in the URL");
+        let (_, db) = rest.split_once('/').expect("a database in the URL");
+        format!("{scheme}://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+/// The `host:port` a database URL names.
+pub fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.split_once('@').map(|(_, r)| r).unwrap_or(rest);
+    rest.split('/').next().unwrap_or(rest).to_owned()
 }

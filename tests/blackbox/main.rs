@@ -9,6 +9,7 @@ mod audit;
 mod crash;
 mod decision_table;
 mod errors;
+mod fail_closed;
 mod ingest;
 mod mllp;
 mod rules;

@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         what: AuditCommand,
     },
+    /// The access policy.
+    Policy {
+        #[command(subcommand)]
+        what: PolicyCommand,
+    },
     /// Mint a development token (trusted only where `auth.dev_issuer = true`).
     Token(token::TokenArgs),
     /// Check FHIR JSON files against the R4 model; prints the first problem of each.
@@ -93,6 +98,41 @@ enum QuarantineCommand {
         #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
         config: PathBuf,
         ids: Vec<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Why a caller sees what they see of a patient's record: every rule evaluated, the facts it
+    /// used, and per resource type how many records are shown and withheld under which rule.
+    /// Never clinical content.
+    Explain {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+        /// The patient's NHS number.
+        #[arg(long)]
+        patient: String,
+        /// staff, patient or system.
+        #[arg(long, default_value = "staff")]
+        kind: String,
+        /// ODS code of the caller's organisation.
+        #[arg(long)]
+        org: Option<String>,
+        /// National RBAC job role code (R8000).
+        #[arg(long)]
+        role: Option<String>,
+        /// The caller's user id (token sub); for a patient, their NHS number.
+        #[arg(long)]
+        user: String,
+        /// SMART scopes; default what the kind's profile reads.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// TREAT, ETREAT or BTG.
+        #[arg(long, default_value = "TREAT")]
+        purpose: String,
+        /// Print the FHIR Parameters resource that `$explain` answers, not text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -263,6 +303,45 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 Some(seq) => Err(format!("audit chain broken at record {seq} (AuditEvent/{seq}): it, or the record before it, was altered, removed or inserted")),
             }
+        }
+        Command::Policy {
+            what:
+                PolicyCommand::Explain {
+                    config,
+                    patient,
+                    kind,
+                    org,
+                    role,
+                    user,
+                    scope,
+                    purpose,
+                    json,
+                },
+        } => {
+            let config = load(&config)?;
+            let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
+            let described = scr_record::DescribedCaller {
+                kind: Some(kind),
+                org,
+                role_code: role,
+                user,
+                scopes: scope,
+                purpose: Some(purpose),
+            };
+            let explanation = actix_web::rt::System::new()
+                .block_on(state.records.explain(&described, &patient))
+                .map_err(|e| match e {
+                    scr_record::RecordError::NotFound { .. } => {
+                        format!("no source knows NHS number {patient}")
+                    }
+                    other => other.to_string(),
+                })?;
+            if json {
+                println!("{}", explanation.to_parameters());
+            } else {
+                print!("{}", explanation.to_text());
+            }
+            Ok(())
         }
         Command::Validate { files } => {
             let mut failed = 0;

@@ -13,7 +13,9 @@ use scr_auth::CallerKind;
 use scr_fhir::systems;
 use scr_store::audit::NewAuditEvent;
 
-use crate::access::Access;
+use scr_policy::Rule;
+use scr_record::{Access, Touched};
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -65,7 +67,7 @@ fn outcome_of(result: &Result<HttpResponse, ApiError>) -> Option<Outcome> {
         }),
         Err(ApiError::Forbidden { rule, reason }) => Some(Outcome {
             code: "4",
-            rule: Some(rule),
+            rule: Some(rule.id()),
             description: format!("refused: {reason} ({rule})"),
         }),
         Err(ApiError::Unauthenticated(e)) => Some(Outcome {
@@ -91,18 +93,43 @@ fn coding(system: &str, code: &str) -> Value {
     json!({ "system": system, "code": code })
 }
 
+/// The purpose of use of an access: the self-claimed relationship's (ETREAT or BTG) when one
+/// was in force or declared, else treatment.
+fn purpose_of(touched: Option<&Touched>) -> &str {
+    touched
+        .and_then(|t| t.claim.as_ref())
+        .map(|c| c.purpose.as_str())
+        .unwrap_or("TREAT")
+}
+
+/// What the decision about one patient adds to the patient entity (`entity.detail`): the rule
+/// that decided, how many records were withheld under which rule (never which), and, under a
+/// self-claimed relationship, its written reason (R-AUD-4).
+fn decision_details(t: &Touched) -> Vec<Value> {
+    let mut details = vec![json!({ "type": "decided-by", "valueString": t.rule.id() })];
+    for (rule, n) in &t.withheld {
+        details.push(
+            json!({ "type": format!("withheld-{}", rule.id()), "valueString": n.to_string() }),
+        );
+    }
+    if let Some(c) = &t.claim {
+        details.push(json!({ "type": "break-glass-reason", "valueString": c.reason }));
+        details.push(json!({ "type": "break-glass-expires", "valueString": c.expires_at }));
+    }
+    details
+}
+
 /// One AuditEvent (BALP RESTful activity), without `id`: the id is its sequence number.
-#[allow(clippy::too_many_arguments)]
 fn event_json(
     state: &AppState,
     req: &HttpRequest,
     access: Option<&Access>,
     subtype: Subtype,
     outcome: &Outcome,
-    patient: Option<&str>,
-    purpose: &str,
+    touched: Option<&Touched>,
     recorded: &str,
 ) -> Value {
+    let purpose = purpose_of(touched);
     let (who, role, org) = match access {
         Some(a) => {
             let role = match a.caller.kind {
@@ -145,11 +172,12 @@ fn event_json(
         }));
     }
     let mut entities = Vec::new();
-    if let Some(nhs) = patient {
+    if let Some(t) = touched {
         entities.push(json!({
-            "what": { "reference": format!("Patient/{nhs}") },
+            "what": { "reference": format!("Patient/{}", t.nhs_number) },
             "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1"),
             "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1"),
+            "detail": decision_details(t),
         }));
     }
     let query = req.query_string();
@@ -222,37 +250,29 @@ pub async fn finish(
         .unwrap_or_else(|| "unauthenticated".into());
     let agent_org = access.and_then(|a| a.caller.organisation.clone());
     let mut events = Vec::new();
-    let mut add = |patient: Option<&str>, rule: Option<&'static str>, break_glass: bool| {
-        let claimed = access.and_then(Access::break_glass_purpose);
-        let purpose = match (&claimed, break_glass) {
-            (Some(p), true) => p.as_str(),
-            (None, true) => "BTG",
-            _ => "TREAT",
-        };
-        let resource = event_json(
-            state, req, access, subtype, &outcome, patient, purpose, &recorded,
-        );
+    let mut add = |t: Option<&Touched>, rule: Option<&'static str>| {
+        let resource = event_json(state, req, access, subtype, &outcome, t, &recorded);
         events.push(NewAuditEvent {
             recorded: recorded.clone(),
-            patient_nhs: patient.map(str::to_owned),
+            patient_nhs: t.map(|t| t.nhs_number.clone()),
             agent_user: agent_user.clone(),
             agent_org: agent_org.clone(),
             outcome: outcome.code.to_owned(),
             rule: rule.map(str::to_owned),
-            break_glass,
+            break_glass: t.is_some_and(|t| t.permitted && t.rule == Rule::Lr4),
             resource: resource.to_string(),
         });
     };
     if touched.is_empty() {
-        add(None, outcome.rule, false);
+        add(None, outcome.rule);
     }
     for t in &touched {
-        let rule = if t.allowed {
-            outcome.rule.or(Some(t.rule))
+        let rule = if t.permitted {
+            outcome.rule.or(Some(t.rule.id()))
         } else {
-            Some(t.rule)
+            Some(t.rule.id())
         };
-        add(Some(&t.nhs_number), rule, t.allowed && t.rule == "R-LR-4");
+        add(Some(t), rule);
     }
     let store = state.store.clone();
     match web::block(move || store.append_audit(&events)).await {

@@ -525,12 +525,12 @@ impl Config {
                 return Err(invalid("sources", format!("source name '{n}' must be letters, digits and '-' (it prefixes resource ids)")));
             }
         }
-        if names.iter().any(|n| n == crate::own_flags::NAME) {
+        if names.iter().any(|n| n == scr_record::own_flags::NAME) {
             return Err(invalid(
                 "sources",
                 format!(
                     "the source name '{}' is the shared care record's own",
-                    crate::own_flags::NAME
+                    scr_record::own_flags::NAME
                 ),
             ));
         }

@@ -30,7 +30,10 @@ pub enum ApiError {
     #[error("authentication failed: {0}")]
     Unauthenticated(#[from] scr_auth::AuthError),
     #[error("refused by {rule}: {reason}")]
-    Forbidden { rule: &'static str, reason: String },
+    Forbidden {
+        rule: scr_policy::Rule,
+        reason: String,
+    },
     #[error("{resource_type}/{id} not found")]
     NotFound { resource_type: String, id: String },
     #[error("no such resource type or endpoint: {what}")]
@@ -58,13 +61,6 @@ impl ApiError {
         ApiError::Invalid(vec![
             Issue::new(Severity::Error, "invalid", message).at(param.to_owned())
         ])
-    }
-
-    pub fn forbidden(decision: &scr_policy::Decision) -> ApiError {
-        ApiError::Forbidden {
-            rule: decision.rule,
-            reason: decision.reason.clone(),
-        }
     }
 
     pub fn not_found(resource_type: &str, id: &str) -> ApiError {
@@ -140,6 +136,27 @@ impl ApiError {
                 "exception",
                 "an internal error occurred; it has been logged",
             )],
+        }
+    }
+}
+
+/// Opening a record: each of its errors is one of ours. A store failure is a 503 (its cause is
+/// logged where it is turned into the response), never a missing record.
+impl From<scr_record::RecordError> for ApiError {
+    fn from(e: scr_record::RecordError) -> ApiError {
+        use scr_record::RecordError as E;
+        match e {
+            E::NotFound { resource_type, id } => ApiError::NotFound { resource_type, id },
+            E::Refused { rule, reason } => ApiError::Forbidden { rule, reason },
+            E::Invalid { element, message } => ApiError::invalid(&element, message),
+            E::Unavailable { detail } => ApiError::Unavailable { detail },
+            E::Timeout { detail } => ApiError::Timeout { detail },
+            E::Store(e) => ApiError::Unavailable {
+                detail: scr_store::error_chain(&e),
+            },
+            other => ApiError::Internal {
+                detail: other.to_string(),
+            },
         }
     }
 }

@@ -1,14 +1,12 @@
-//! The FHIR REST server: routes, the request path (authenticate, authorise, gather from the
-//! sources, filter through the policy, answer), the single error mapping, and start-up.
+//! The FHIR REST server, HTTP only: routes, one handler per interaction (parse, ask the record
+//! service and the policy, format), the single error mapping, the audit of every request, and
+//! start-up. Opening a record is `scr_record`; every access rule is `scr_policy`.
 
 pub mod access;
 pub mod audit;
 pub mod config;
 pub mod error;
-pub mod gather;
 pub mod handlers;
-pub mod opened;
-pub mod own_flags;
 pub mod respond;
 pub mod state;
 
@@ -19,8 +17,8 @@ use actix_web::{web, App, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
-    audit_events, break_glass, capabilities, consent, everything, fallback, flag_write, read,
-    search, smart, token,
+    audit_events, break_glass, capabilities, consent, everything, explain, fallback, flag_write,
+    read, search, smart, token,
 };
 pub use state::AppState;
 
@@ -47,6 +45,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/Patient/{id}/$break-glass")
                     .route(web::post().to(break_glass::break_glass))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/Patient/{id}/$explain")
+                    .route(web::post().to(explain::explain))
                     .default_service(not_allowed()),
             )
             .service(

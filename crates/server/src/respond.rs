@@ -171,22 +171,3 @@ pub fn require_media_type(req: &HttpRequest, accepted: &[&str]) -> Result<(), Ap
         }))
     }
 }
-
-/// Runs blocking store work on the blocking pool with a connection from the store's pool. A
-/// store that cannot answer is a 503, never a missing record.
-pub async fn with_store<T, F>(state: &crate::state::AppState, work: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut scr_store::DbConnection) -> Result<T, scr_store::StoreError> + Send + 'static,
-{
-    let store = state.store.clone();
-    actix_web::web::block(move || {
-        let mut conn = store.conn()?;
-        work(&mut conn)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::Unavailable {
-        detail: e.to_string(),
-    })
-}

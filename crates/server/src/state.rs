@@ -10,10 +10,9 @@ use crate::config::Config;
 
 pub struct AppState {
     pub base_url: String,
-    pub sources: Vec<Arc<dyn Source>>,
+    /// Opening records: the sources, the policy, the facts.
+    pub records: scr_record::Records,
     pub verifier: Verifier,
-    pub policy: scr_policy::PolicyConfig,
-    pub source_timeout: Duration,
     pub store: scr_store::Store,
     /// The SMART Backend Services token endpoint, when a signing key is configured.
     pub token_service: Option<scr_auth::token_endpoint::TokenService>,
@@ -66,6 +65,20 @@ pub fn policy_codes(config: &Config) -> Result<PolicyCodes, StartupError> {
             p,
             &format!("policy.sensitive_valuesets[{i}]"),
         )?);
+    }
+    // Fail closed: without the sensitive value sets, R-SENS-1 could not tell a sensitive record
+    // from any other, so the server does not start rather than let them leave.
+    if sensitive.is_empty() {
+        return Err(config_error(
+            "policy.sensitive_valuesets",
+            "no sensitive codes are loaded: R-SENS-1 cannot be enforced without them",
+        ));
+    }
+    if config.hl7.sensitive_services.is_empty() {
+        return Err(config_error(
+            "hl7.sensitive_services",
+            "no sensitive services are listed: R-SENS-2 cannot be enforced without them",
+        ));
     }
     let objection = valueset_codes(
         &config.policy.objection_valueset,
@@ -215,7 +228,6 @@ impl AppState {
                 codes,
             )));
         }
-        sources.push(Arc::new(crate::own_flags::OwnFlags::new(store.clone())));
         sources.push(Arc::new(scr_source_hl7v2::Hl7Source::new(
             config.sources.hl7_name.clone(),
             store.pool().clone(),
@@ -242,24 +254,23 @@ impl AppState {
         let token_service = token_service(config)?;
         Ok(AppState {
             base_url: config.server.base_url.clone(),
-            sources,
+            records: scr_record::Records::new(
+                sources,
+                store.clone(),
+                config.policy_config(),
+                Duration::from_millis(config.server.source_timeout_ms),
+            ),
             verifier: verifier(config, token_service.as_ref())?,
-            policy: config.policy_config(),
-            source_timeout: Duration::from_millis(config.server.source_timeout_ms),
             store,
             token_service,
         })
-    }
-
-    pub fn source(&self, name: &str) -> Option<&Arc<dyn Source>> {
-        self.sources.iter().find(|s| s.name() == name)
     }
 
     /// Logs, without identifiable data, how many native rows each source could not match. On a
     /// thread of its own: it reads every patient row of every source, three seconds for a
     /// region of 909,000 people, and the server must answer within a second of starting.
     pub fn report_unmatched_rows(&self) -> std::thread::JoinHandle<()> {
-        let sources = self.sources.clone();
+        let sources = self.records.sources().to_vec();
         std::thread::spawn(move || report_unmatched_rows(&sources))
     }
 }

@@ -15,8 +15,8 @@ use diesel::prelude::*;
 use scr_db::{DbConnection, DbPool};
 use scr_fhir::nhs_number;
 use scr_source::{
-    Labels, MatchReport, ObjectionStatement, PatientFragment, PatientQuery, PatientRecords, Record,
-    Relationship, Source, SourceError, Wanted,
+    Feeds, Labels, MatchReport, ObjectionStatement, PatientFragment, PatientQuery, PatientRecords,
+    Record, Relationship, Source, SourceError, Wanted,
 };
 
 use rows::*;
@@ -380,6 +380,13 @@ impl Source for GpSource {
 
     fn description(&self) -> String {
         format!("GP replica {}", self.name)
+    }
+
+    fn feeds(&self) -> Feeds {
+        Feeds {
+            relationships: true,
+            objections: true,
+        }
     }
 
     fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError> {

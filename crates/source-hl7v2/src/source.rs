@@ -7,7 +7,7 @@ use serde_json::Value;
 use scr_db::DbPool;
 use scr_fhir::build;
 use scr_source::{
-    make_id, Labels, MatchReport, PatientFragment, PatientQuery, PatientRecords, Record,
+    make_id, Feeds, Labels, MatchReport, PatientFragment, PatientQuery, PatientRecords, Record,
     Relationship, Source, SourceError, Wanted,
 };
 use scr_store::hl7;
@@ -227,6 +227,13 @@ impl Source for Hl7Source {
 
     fn description(&self) -> String {
         format!("HL7 v2 feed {}", self.name)
+    }
+
+    fn feeds(&self) -> Feeds {
+        Feeds {
+            relationships: true,
+            objections: false,
+        }
     }
 
     fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError> {

@@ -12,8 +12,8 @@ use diesel::prelude::*;
 use scr_db::{DbConnection, DbPool};
 use scr_fhir::nhs_number;
 use scr_source::{
-    Labels, MatchReport, PatientFragment, PatientQuery, PatientRecords, Record, Relationship,
-    Source, SourceError, Wanted,
+    Feeds, Labels, MatchReport, PatientFragment, PatientQuery, PatientRecords, Record,
+    Relationship, Source, SourceError, Wanted,
 };
 
 use rows::*;
@@ -161,6 +161,13 @@ impl Source for SocialCareSource {
 
     fn description(&self) -> String {
         format!("social care replica {} ({})", self.name, self.council)
+    }
+
+    fn feeds(&self) -> Feeds {
+        Feeds {
+            relationships: true,
+            objections: false,
+        }
     }
 
     fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError> {

@@ -167,12 +167,24 @@ impl Wanted {
     }
 }
 
+/// The kinds of patient fact a source holds. When the source does not answer, these facts are
+/// unknown, and the access rules that need them fail closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Feeds {
+    /// Registrations, visits or allocations (R-LR-1..3).
+    pub relationships: bool,
+    /// Objection statements (R-OBJ-1).
+    pub objections: bool,
+}
+
 /// A provider source. Calls block (diesel); the server runs them on its blocking pool.
 pub trait Source: Send + Sync {
     /// The configured name, also the prefix of every id this source issues.
     fn name(&self) -> &str;
     /// A human label for warnings: e.g. "GP replica gp-main".
     fn description(&self) -> String;
+    /// Which patient facts it holds: required, so no source can be forgotten when it is down.
+    fn feeds(&self) -> Feeds;
     /// NHS numbers (already validated) of the people matching the query.
     fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError>;
     /// What this source holds about one NHS number: demographics, relationships and objections

@@ -14,18 +14,15 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use scr_auth::Interaction;
 use scr_fhir::bundle::{entry, searchset, EntryMode, Issue, Severity};
 use scr_fhir::search::{parse_date, parse_patient_reference, Prefix, DEFAULT_COUNT, MAX_COUNT};
-use scr_policy::{Decision, Subject};
+use scr_policy::{Action, Ask, Subject};
 use scr_store::audit::{search_audit, AuditFilter};
 
 use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::respond::{
-    bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, with_store,
-};
+use crate::respond::{bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs};
 use crate::state::AppState;
 
 pub async fn search(
@@ -54,7 +51,9 @@ async fn search_as(
     req: &HttpRequest,
     access: &Access,
 ) -> Result<HttpResponse, ApiError> {
-    access.require(state, "AuditEvent", Interaction::Search)?;
+    state
+        .records
+        .require(access, "AuditEvent", Action::Search)?;
     let pairs = query_pairs(req.query_string())?;
     let mut filter = AuditFilter::default();
     let (mut count, mut offset) = (DEFAULT_COUNT as i64, 0);
@@ -90,29 +89,15 @@ async fn search_as(
     }
     let patient_caller = matches!(access.subject, Subject::Patient { .. });
     if let Subject::Patient { nhs_number, .. } = &access.subject {
-        if filter.patient_nhs.as_ref().is_some_and(|p| p != nhs_number) {
-            return Err(ApiError::Forbidden {
-                rule: "R-AUD-5",
-                reason: "a patient may see only the accesses to their own record".into(),
-            });
-        }
-        filter.patient_nhs = Some(nhs_number.clone());
+        filter.patient_nhs.get_or_insert_with(|| nhs_number.clone());
     }
-    let rule = if patient_caller { "R-AUD-5" } else { "R-AUD-4" };
-    if let Some(nhs) = &filter.patient_nhs {
-        access.touch(
-            nhs,
-            &Decision {
-                allowed: true,
-                rule,
-                reason: String::new(),
-            },
-        );
-    }
-    let (rows, total) = with_store(state, move |conn| {
-        search_audit(conn, &filter, offset, count)
-    })
-    .await?;
+    state
+        .records
+        .permit(access, Ask::AuditTrail, filter.patient_nhs.as_deref())?;
+    let (rows, total) = state
+        .records
+        .with_store(move |conn| search_audit(conn, &filter, offset, count))
+        .await?;
 
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
@@ -135,8 +120,10 @@ async fn search_as(
     ))
 }
 
-/// What a patient is shown of who accessed their record: organisation, role, when and why, not
-/// the staff member's personal identifier or address.
+/// What a patient is shown of who accessed their record: organisation, role, when and why (the
+/// purpose of use), not the staff member's personal identifier or address, nor what the
+/// decision withheld (that would reveal entries kept from the patient, R-SENS-5) or a
+/// break-glass reason written for the privacy officer.
 fn redact_people(event: &mut Value) {
     for agent in event["agent"].as_array_mut().into_iter().flatten() {
         if agent["requestor"] == true {
@@ -144,6 +131,11 @@ fn redact_people(event: &mut Value) {
             if let Some(a) = agent.as_object_mut() {
                 a.remove("network");
             }
+        }
+    }
+    for entity in event["entity"].as_array_mut().into_iter().flatten() {
+        if let Some(e) = entity.as_object_mut() {
+            e.remove("detail");
         }
     }
 }

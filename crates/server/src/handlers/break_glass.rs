@@ -17,15 +17,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use scr_fhir::bundle::{operation_outcome, Issue, Severity};
-use scr_fhir::nhs_number;
-use scr_policy::{Decision, Profile};
 use scr_store::audit::NewBreakGlass;
 
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::gather::patient_view;
-use crate::respond::{fhir_json, require_media_type, with_store};
+use crate::respond::{fhir_json, require_media_type};
 use crate::state::AppState;
 
 /// The two purposes of use a self-claim may give.
@@ -92,7 +89,7 @@ pub async fn break_glass(
         Err(e) => return audit::finish(&state, &req, None, Subtype::Operation, Err(e)).await,
     };
     let result = claim_as(&state, &access, &id, &claim).await;
-    let Ok((response, expires_at)) = result else {
+    let Ok((response, claimed)) = result else {
         return audit::finish(
             &state,
             &req,
@@ -111,24 +108,22 @@ pub async fn break_glass(
         Ok(response),
     )
     .await?;
-    let (user, org) = (
-        access.caller.subject.clone(),
-        access.caller.organisation.clone().unwrap_or_default(),
-    );
     let (_, now) = scr_fhir::build::today_and_now();
-    with_store(&state, move |conn| {
-        let new = NewBreakGlass {
-            user_id: &user,
-            org: &org,
-            nhs_number: &id,
-            purpose: &claim.purpose,
-            reason: &claim.reason,
-            claimed_at: &now,
-            expires_at: &expires_at,
-        };
-        scr_store::audit::insert_break_glass(conn, &new)
-    })
-    .await?;
+    state
+        .records
+        .with_store(move |conn| {
+            let new = NewBreakGlass {
+                user_id: &claimed.user,
+                org: &claimed.org,
+                nhs_number: &id,
+                purpose: &claimed.purpose,
+                reason: &claimed.reason,
+                claimed_at: &now,
+                expires_at: &claimed.expires_at,
+            };
+            scr_store::audit::insert_break_glass(conn, &new)
+        })
+        .await?;
     Ok(response)
 }
 
@@ -137,36 +132,15 @@ async fn claim_as(
     access: &Access,
     id: &str,
     claim: &Claim,
-) -> Result<(HttpResponse, String), ApiError> {
-    if scr_policy::profile_of(&access.subject, &state.policy) != Some(Profile::Clinical) {
-        return Err(ApiError::Forbidden {
-            rule: "R-LR-4",
-            reason: "only clinical profiles may self-claim a relationship".into(),
-        });
-    }
-    if !nhs_number::is_valid(id) {
-        return Err(ApiError::not_found("Patient", id));
-    }
-    let view = patient_view(state, id).await?;
-    if view.records.fragments.is_empty() && view.records.records.is_empty() {
-        return Err(ApiError::not_found("Patient", id));
-    }
-    access.touch(
-        id,
-        &Decision {
-            allowed: true,
-            rule: "R-LR-4",
-            reason: String::new(),
-        },
-    );
-    access.set_break_glass_purpose(&claim.purpose);
-    let expires_at = scr_fhir::build::instant_from_unix(
-        scr_fhir::build::unix_now() + state.policy.break_glass_hours * 3600,
-    );
+) -> Result<(HttpResponse, scr_policy::Claim), ApiError> {
+    let claimed = state
+        .records
+        .self_claim(access, id, &claim.purpose, &claim.reason)
+        .await?;
     let message = format!(
-        "Self-claimed relationship recorded (R-LR-4, purpose {}): it lasts until {expires_at}. Every access under it is audited and reviewed by the privacy officer, and shown to the patient.",
-        claim.purpose
+        "Self-claimed relationship recorded (R-LR-4, purpose {}): it lasts until {}. Every access under it is audited and reviewed by the privacy officer, and shown to the patient.",
+        claimed.purpose, claimed.expires_at
     );
     let body = operation_outcome(&[Issue::new(Severity::Information, "informational", message)]);
-    Ok((fhir_json(StatusCode::OK, &body), expires_at))
+    Ok((fhir_json(StatusCode::OK, &body), claimed))
 }

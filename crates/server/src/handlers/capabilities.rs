@@ -53,6 +53,7 @@ pub fn capability_statement(base_url: &str) -> Value {
                 r["operation"] = json!([
                     { "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" },
                     { "name": "break-glass", "definition": "https://scr.example.nhs.uk/OperationDefinition/break-glass" },
+                    { "name": "explain", "definition": "https://scr.example.nhs.uk/OperationDefinition/explain" },
                 ]);
             }
             r

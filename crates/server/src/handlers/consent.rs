@@ -12,19 +12,15 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use scr_auth::Interaction;
 use scr_fhir::bundle::{entry, searchset, EntryMode};
 use scr_fhir::search::parse_patient_reference;
-use scr_policy::Subject;
+use scr_policy::{Action, Ask, Subject};
 use scr_store::consent::{ConsentRow, NewConsent};
 
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::opened::known_patient;
-use crate::respond::{
-    bundle_id, check_accept, fhir_json, query_pairs, require_media_type, with_store,
-};
+use crate::respond::{bundle_id, check_accept, fhir_json, query_pairs, require_media_type};
 use crate::state::AppState;
 
 /// The stored statement as served: its row id, and who registered it.
@@ -77,21 +73,23 @@ pub async fn create(
         access.caller.organisation.clone().unwrap_or_default(),
         access.caller.subject.clone(),
     );
-    let row = with_store(&state, move |conn| {
-        let new = NewConsent {
-            nhs_number: &statement.nhs_number,
-            objects: statement.objects,
-            effective: &effective,
-            recorded_at: &now,
-            org: &org,
-            user_id: &user,
-            resource: &text,
-        };
-        let id = scr_store::consent::insert_consent(conn, &new)?;
-        scr_store::consent::consent_by_id(conn, id)
-    })
-    .await?
-    .ok_or_else(|| ApiError::internal("a stored consent statement could not be read back"))?;
+    let row = state
+        .records
+        .with_store(move |conn| {
+            let new = NewConsent {
+                nhs_number: &statement.nhs_number,
+                objects: statement.objects,
+                effective: &effective,
+                recorded_at: &now,
+                org: &org,
+                user_id: &user,
+                resource: &text,
+            };
+            let id = scr_store::consent::insert_consent(conn, &new)?;
+            scr_store::consent::consent_by_id(conn, id)
+        })
+        .await?
+        .ok_or_else(|| ApiError::internal("a stored consent statement could not be read back"))?;
     let body = served(&row)?;
     Ok(HttpResponse::build(StatusCode::CREATED)
         .insert_header((
@@ -103,33 +101,18 @@ pub async fn create(
 }
 
 async fn authorise_create(state: &AppState, access: &Access, nhs: &str) -> Result<(), ApiError> {
-    if !access.scopes_allow("Consent", Interaction::Create) {
-        return Err(ApiError::Forbidden {
-            rule: "R-ROLE-1",
-            reason: "the token's scopes do not grant creating Consent".into(),
-        });
-    }
-    let (_, context, _) = known_patient(state, nhs).await?;
-    let decision = scr_policy::authorise_objection_write(&access.subject, &context, &state.policy);
-    access.touch(nhs, &decision);
-    if decision.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(&decision))
-    }
+    state
+        .records
+        .authorise(access, nhs, Ask::WriteObjection)
+        .await?;
+    Ok(())
 }
 
-/// The patient whose statements the caller may see: a patient only themself.
-fn patient_in_scope(access: &Access, asked: Option<String>) -> Result<Option<String>, ApiError> {
+/// The patient whose statements are asked for: a patient's own when they name none.
+fn patient_asked(access: &Access, asked: Option<String>) -> Option<String> {
     match &access.subject {
-        Subject::Patient { nhs_number, .. } => match asked {
-            Some(a) if &a != nhs_number => Err(ApiError::Forbidden {
-                rule: "R-OBJ-6",
-                reason: "a patient may see only their own consent statements".into(),
-            }),
-            _ => Ok(Some(nhs_number.clone())),
-        },
-        _ => Ok(asked),
+        Subject::Patient { nhs_number, .. } => asked.or_else(|| Some(nhs_number.clone())),
+        _ => asked,
     }
 }
 
@@ -149,7 +132,7 @@ async fn search_as(
     req: &HttpRequest,
     access: &Access,
 ) -> Result<HttpResponse, ApiError> {
-    access.require(state, "Consent", Interaction::Search)?;
+    state.records.require(access, "Consent", Action::Search)?;
     let mut asked = None;
     for (key, value) in query_pairs(req.query_string())? {
         match key.as_str() {
@@ -166,25 +149,24 @@ async fn search_as(
             }
         }
     }
-    let nhs = patient_in_scope(access, asked)?.ok_or_else(|| {
+    let nhs = patient_asked(access, asked).ok_or_else(|| {
         ApiError::invalid(
             "patient",
             "a Consent search needs patient=Patient/{NHS number}",
         )
     })?;
-    access.touch(
-        &nhs,
-        &scr_policy::Decision {
-            allowed: true,
-            rule: "R-OBJ-6",
-            reason: String::new(),
+    state.records.permit(
+        access,
+        Ask::Consents {
+            action: Action::Search,
         },
-    );
+        Some(&nhs),
+    )?;
     let key = nhs.clone();
-    let rows = with_store(state, move |conn| {
-        scr_store::consent::consents_for(conn, &key)
-    })
-    .await?;
+    let rows = state
+        .records
+        .with_store(move |conn| scr_store::consent::consents_for(conn, &key))
+        .await?;
     let mut entries = Vec::new();
     for row in rows.iter().rev() {
         entries.push(entry(&state.base_url, served(row)?, EntryMode::Match));
@@ -211,26 +193,23 @@ pub async fn read(
 }
 
 async fn read_as(state: &AppState, access: &Access, id: &str) -> Result<HttpResponse, ApiError> {
-    access.require(state, "Consent", Interaction::Read)?;
+    let records = &state.records;
+    records.require(access, "Consent", Action::Read)?;
     let Ok(row_id) = id.parse::<i64>() else {
         return Err(ApiError::not_found("Consent", id));
     };
-    let row = with_store(state, move |conn| {
-        scr_store::consent::consent_by_id(conn, row_id)
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found("Consent", id))?;
+    let row = records
+        .with_store(move |conn| scr_store::consent::consent_by_id(conn, row_id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Consent", id))?;
     // Someone else's statement reads exactly as an id that does not exist.
-    if patient_in_scope(access, Some(row.nhs_number.clone())).is_err() {
+    let ask = Ask::Consents {
+        action: Action::Read,
+    };
+    let decision = records.decide(access, ask, Some(&row.nhs_number), None, &[]);
+    if !decision.permitted {
         return Err(ApiError::not_found("Consent", id));
     }
-    access.touch(
-        &row.nhs_number,
-        &scr_policy::Decision {
-            allowed: true,
-            rule: "R-OBJ-6",
-            reason: String::new(),
-        },
-    );
+    access.touch(&row.nhs_number, &decision);
     Ok(fhir_json(StatusCode::OK, &served(&row)?))
 }

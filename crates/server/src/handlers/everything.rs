@@ -8,14 +8,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use scr_auth::Interaction;
 use scr_fhir::bundle::{entry, searchset, EntryMode};
 use scr_fhir::nhs_number;
+use scr_policy::Action;
+use scr_record::Wanted;
 
 use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::opened::open;
 use crate::respond::{bundle_id, check_accept, fhir_json, outcome_entry, record_order};
 use crate::state::AppState;
 
@@ -37,17 +37,16 @@ async fn everything_as(
     access: &Access,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    access.require(state, "Patient", Interaction::Read)?;
+    state.records.require(access, "Patient", Action::Read)?;
     if !nhs_number::is_valid(id) {
         return Err(ApiError::not_found("Patient", id));
     }
-    let opened = open(state, access, id, Interaction::Search).await?;
-    let mut records: Vec<Value> = opened
+    // Records of types the caller may not read are withheld by the policy (R-ROLE-1/3).
+    let opened = state
         .records
-        .into_iter()
-        .filter(|r| access.may(state, r.resource_type, Interaction::Search))
-        .map(|r| r.resource)
-        .collect();
+        .open(access, id, Action::Search, Wanted::Everything)
+        .await?;
+    let mut records: Vec<Value> = opened.records.into_iter().map(|r| r.resource).collect();
     records.sort_by(record_order);
     let total = records.len() + 1;
     let mut entries = vec![entry(&state.base_url, opened.patient, EntryMode::Match)];

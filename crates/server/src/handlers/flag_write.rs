@@ -11,17 +11,17 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use scr_auth::{CallerKind, Interaction};
+use scr_auth::CallerKind;
 use scr_fhir::bundle::searchset;
+use scr_policy::{Action, Ask, ExistingAlert};
 use scr_store::flags::{Author, FlagWriteError};
 
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::{ApiError, FHIR_JSON};
-use crate::opened::{known_patient, open};
-use crate::own_flags::{self, parse_flag_id, served, storable, PATIENT_AUTHORED_ORG};
-use crate::respond::{bundle_id, fhir_json, require_media_type, with_store};
+use crate::respond::{bundle_id, fhir_json, require_media_type};
 use crate::state::AppState;
+use scr_record::own_flags::{self, parse_flag_id, served, storable, PATIENT_AUTHORED_ORG};
 
 fn only_flags(type_name: &str, method: &str) -> Result<(), ApiError> {
     if type_name == "Flag" {
@@ -60,36 +60,20 @@ fn author_org(access: &Access) -> String {
     }
 }
 
-/// Refuses the write unless scopes and the write rules allow it.
+/// Refuses the write unless the policy allows it: scopes, profile, category, relationship, and
+/// for an update who wrote the alert and what it is now (R-WRITE-1/2, R-ROLE-1/2).
 async fn authorise(
     state: &AppState,
     access: &Access,
     nhs: &str,
     category: &str,
-    existing_author: Option<&str>,
-    interaction: Interaction,
+    existing: Option<ExistingAlert<'_>>,
 ) -> Result<(), ApiError> {
-    if !access.scopes_allow("Flag", interaction) {
-        return Err(ApiError::Forbidden {
-            rule: "R-ROLE-1",
-            reason: "the token's scopes do not grant writing Flag".into(),
-        });
-    }
-    let (_, context, _) = known_patient(state, nhs).await?;
-    let decision = scr_policy::authorise_alert_write(
-        &access.subject,
-        nhs,
-        &context,
-        category,
-        existing_author,
-        &state.policy,
-    );
-    access.touch(nhs, &decision);
-    if decision.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(&decision))
-    }
+    state
+        .records
+        .authorise(access, nhs, Ask::WriteAlert { category, existing })
+        .await?;
+    Ok(())
 }
 
 fn written(status: StatusCode, base_url: &str, resource: &Value) -> HttpResponse {
@@ -124,7 +108,6 @@ pub async fn create(
         &statement.nhs_number,
         statement.category.code(),
         None,
-        Interaction::Create,
     )
     .await;
     // Audited first, stored second: an alert never exists unaudited.
@@ -144,28 +127,30 @@ pub async fn create(
     let (_, now) = scr_fhir::build::today_and_now();
     let text = storable(flag);
     let nhs = statement.nhs_number.clone();
-    let resource = with_store(&state, move |conn| {
-        let author = Author {
-            kind,
-            user: &user,
-            org: &org,
-        };
-        let id = scr_store::flags::create_flag(conn, &nhs, &author, &now, &text)?;
-        let row =
-            scr_store::flags::flag_by_id(conn, id)?.ok_or(scr_store::StoreError::NotFound {
-                entity: "flag",
-                id: id.to_string(),
-            })?;
-        let version = scr_store::flags::current_version(conn, id)?.ok_or(
-            scr_store::StoreError::NotFound {
-                entity: "flag version",
-                id: id.to_string(),
-            },
-        )?;
-        Ok(served(&row, &version))
-    })
-    .await?
-    .map_err(ApiError::internal)?;
+    let resource = state
+        .records
+        .with_store(move |conn| {
+            let author = Author {
+                kind,
+                user: &user,
+                org: &org,
+            };
+            let id = scr_store::flags::create_flag(conn, &nhs, &author, &now, &text)?;
+            let row =
+                scr_store::flags::flag_by_id(conn, id)?.ok_or(scr_store::StoreError::NotFound {
+                    entity: "flag",
+                    id: id.to_string(),
+                })?;
+            let version = scr_store::flags::current_version(conn, id)?.ok_or(
+                scr_store::StoreError::NotFound {
+                    entity: "flag version",
+                    id: id.to_string(),
+                },
+            )?;
+            Ok(served(&row, &version))
+        })
+        .await?
+        .map_err(ApiError::internal)?;
     Ok(written(StatusCode::CREATED, &state.base_url, &resource))
 }
 
@@ -217,24 +202,37 @@ pub async fn update(
         Ok(a) => a,
         Err(e) => return audit::finish(&state, &req, None, Subtype::Update, Err(e)).await,
     };
-    let existing = with_store(&state, move |conn| {
-        scr_store::flags::flag_by_id(conn, flag_id)
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found("Flag", &id))?;
+    let (existing, current) = state
+        .records
+        .with_store(move |conn| {
+            let row = scr_store::flags::flag_by_id(conn, flag_id)?;
+            let version = scr_store::flags::current_version(conn, flag_id)?;
+            Ok(row.zip(version))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("Flag", &id))?;
+    // The stored alert's category decides as much as the new one: an update may not take an
+    // alert out of the writer's categories any more than into them.
+    let current: Value = serde_json::from_str(&current.resource).map_err(ApiError::internal)?;
+    let current_category = scr_fhir::alerts::check_alert(&current)
+        .map(|s| s.category.code())
+        .map_err(|_| ApiError::internal("a stored alert does not fit the alert profile"))?;
     let decided = if existing.nhs_number != statement.nhs_number {
         Err(ApiError::invalid(
             "Flag.subject",
             "an alert cannot move to another patient",
         ))
     } else {
+        let stored = ExistingAlert {
+            author_kind: &existing.author_kind,
+            category: current_category,
+        };
         authorise(
             &state,
             &access,
             &existing.nhs_number,
             statement.category.code(),
-            Some(&existing.author_kind),
-            Interaction::Update,
+            Some(stored),
         )
         .await
     };
@@ -292,20 +290,10 @@ pub async fn update(
 
 async fn readable_flag(state: &AppState, access: &Access, id: &str) -> Result<i64, ApiError> {
     let flag_id = parse_flag_id(id).ok_or_else(|| ApiError::not_found("Flag", id))?;
-    access.require(state, "Flag", Interaction::Read)?;
-    let row = with_store(state, move |conn| {
-        scr_store::flags::flag_by_id(conn, flag_id)
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found("Flag", id))?;
-    // The history is shown only to whoever may see the alert now, through the same policy.
-    match open(state, access, &row.nhs_number, Interaction::Read).await {
-        Ok(opened) if opened.records.iter().any(|r| r.id == id) => Ok(flag_id),
-        Ok(_) | Err(ApiError::Forbidden { .. }) | Err(ApiError::NotFound { .. }) => {
-            Err(ApiError::not_found("Flag", id))
-        }
-        Err(e) => Err(e),
-    }
+    // The history is shown only to whoever may read the alert now, through the same policy.
+    state.records.require(access, "Flag", Action::Read)?;
+    state.records.read(access, "Flag", id).await?;
+    Ok(flag_id)
 }
 
 /// `GET /Flag/{id}/_history`: every version, newest first, as a `history` Bundle.
@@ -322,7 +310,7 @@ pub async fn history(
     }
     audit::audited(&state, &req, Subtype::Read, async |access| {
         let flag_id = readable_flag(&state, access, &id).await?;
-        let (row, versions) = with_store(&state, move |conn| {
+        let (row, versions) = state.records.with_store(move |conn| {
             let row = scr_store::flags::flag_by_id(conn, flag_id)?.ok_or(scr_store::StoreError::NotFound { entity: "flag", id: flag_id.to_string() })?;
             Ok((row, scr_store::flags::history(conn, flag_id)?))
         })
@@ -364,16 +352,18 @@ pub async fn vread(
         let wanted: i32 = version
             .parse()
             .map_err(|_| ApiError::not_found("Flag", &format!("{id}/_history/{version}")))?;
-        let (row, versions) = with_store(&state, move |conn| {
-            let row = scr_store::flags::flag_by_id(conn, flag_id)?.ok_or(
-                scr_store::StoreError::NotFound {
-                    entity: "flag",
-                    id: flag_id.to_string(),
-                },
-            )?;
-            Ok((row, scr_store::flags::history(conn, flag_id)?))
-        })
-        .await?;
+        let (row, versions) = state
+            .records
+            .with_store(move |conn| {
+                let row = scr_store::flags::flag_by_id(conn, flag_id)?.ok_or(
+                    scr_store::StoreError::NotFound {
+                        entity: "flag",
+                        id: flag_id.to_string(),
+                    },
+                )?;
+                Ok((row, scr_store::flags::history(conn, flag_id)?))
+            })
+            .await?;
         let v = versions
             .iter()
             .find(|v| v.version == wanted)

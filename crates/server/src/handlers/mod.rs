@@ -6,6 +6,7 @@ pub mod break_glass;
 pub mod capabilities;
 pub mod consent;
 pub mod everything;
+pub mod explain;
 pub mod fallback;
 pub mod flag_write;
 pub mod read;

@@ -9,15 +9,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use scr_auth::Interaction;
 use scr_fhir::nhs_number;
+use scr_policy::Action;
+use scr_record::Wanted;
 
 use super::served_type;
 use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::gather::read_record;
-use crate::opened::{open, open_fetching, Wanted};
 use crate::respond::{check_accept, fhir_json};
 use crate::state::AppState;
 
@@ -53,36 +52,20 @@ async fn read_as(
     resource_type: &'static str,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    access.require(state, resource_type, Interaction::Read)?;
+    let records = &state.records;
+    records.require(access, resource_type, Action::Read)?;
     if resource_type == "Patient" {
         if !nhs_number::is_valid(id) {
             return Err(ApiError::not_found(resource_type, id));
         }
-        let opened = open_fetching(state, access, id, Interaction::Read, Wanted::Context).await?;
+        let opened = records
+            .open(access, id, Action::Read, Wanted::Context)
+            .await?;
         return Ok(fhir_json(StatusCode::OK, &opened.patient));
     }
-
-    let (source_name, key) =
-        scr_source::split_id(id).ok_or_else(|| ApiError::not_found(resource_type, id))?;
-    let source = state
-        .source(source_name)
-        .ok_or_else(|| ApiError::not_found(resource_type, id))?;
-    let record = read_record(state, source, resource_type, key.to_owned())
-        .await?
-        .ok_or_else(|| ApiError::not_found(resource_type, id))?;
-    // The record is shown only as part of its patient's record opened for this caller. A record
-    // of a patient the caller may not open, or one the policy withholds, is answered exactly as
-    // an id that does not exist: ids of some sources are sequential and must not be probed.
-    match open(state, access, &record.nhs_number, Interaction::Read).await {
-        Ok(opened) => opened
-            .records
-            .into_iter()
-            .find(|r| r.resource_type == resource_type && r.id == record.id)
-            .map(|r| with_etag(fhir_json(StatusCode::OK, &r.resource), &r.resource))
-            .ok_or_else(|| ApiError::not_found(resource_type, id)),
-        Err(ApiError::Forbidden { .. } | ApiError::NotFound { .. }) => {
-            Err(ApiError::not_found(resource_type, id))
-        }
-        Err(other) => Err(other),
-    }
+    let record = records.read(access, resource_type, id).await?;
+    Ok(with_etag(
+        fhir_json(StatusCode::OK, &record.resource),
+        &record.resource,
+    ))
 }

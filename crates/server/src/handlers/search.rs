@@ -12,18 +12,17 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use scr_auth::Interaction;
 use scr_fhir::bundle::{entry, searchset, EntryMode, Issue, Severity};
 use scr_fhir::nhs_number;
 use scr_fhir::search::{self, Criterion, SearchRequest};
+use scr_policy::Action;
+use scr_record::Wanted;
 use scr_source::PatientQuery;
 
 use super::served_type;
 use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::gather::find_patients;
-use crate::opened::{open_fetching, Wanted};
 use crate::respond::{
     bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order,
     require_media_type,
@@ -74,7 +73,9 @@ async fn search_as(
     resource_type: &'static str,
     pairs: &[(String, String)],
 ) -> Result<HttpResponse, ApiError> {
-    access.require(state, resource_type, Interaction::Search)?;
+    state
+        .records
+        .require(access, resource_type, Action::Search)?;
     let request = search::parse(resource_type, pairs, lenient(req)).map_err(ApiError::Invalid)?;
     let mut warnings: Vec<Issue> = request
         .ignored
@@ -159,14 +160,10 @@ async fn search_clinical(
         .ok_or_else(|| ApiError::invalid("patient", "a patient is required"))?
         .to_owned();
     let resource_type = served_type(&request.resource_type)?;
-    let opened = open_fetching(
-        state,
-        access,
-        &nhs,
-        Interaction::Search,
-        Wanted::OfType(resource_type),
-    )
-    .await?;
+    let opened = state
+        .records
+        .open(access, &nhs, Action::Search, Wanted::OfType(resource_type))
+        .await?;
     warnings.extend(opened.warnings);
     let mut matches: Vec<Value> = opened
         .records
@@ -176,7 +173,7 @@ async fn search_clinical(
         .collect();
     matches.sort_by(record_order);
     let mut included = Vec::new();
-    if request.include_patient && access.may(state, "Patient", Interaction::Read) {
+    if request.include_patient && state.records.may(access, "Patient", Action::Read) {
         included.push(opened.patient);
     }
     Ok((matches, included))
@@ -236,7 +233,7 @@ async fn search_patients(
         PatientQuery::NhsNumber(nhs) if nhs_number::is_valid(&nhs) => vec![nhs],
         PatientQuery::NhsNumber(_) => Vec::new(),
         query => {
-            let (numbers, find_warnings) = find_patients(state, query).await?;
+            let (numbers, find_warnings) = state.records.find_patients(query).await?;
             warnings.extend(find_warnings);
             numbers
         }
@@ -248,7 +245,12 @@ async fn search_patients(
     let mut out = Vec::new();
     let mut refusal = None;
     for nhs in numbers {
-        match open_fetching(state, access, &nhs, Interaction::Search, Wanted::Context).await {
+        match state
+            .records
+            .open(access, &nhs, Action::Search, Wanted::Context)
+            .await
+            .map_err(ApiError::from)
+        {
             Ok(opened) => {
                 for w in opened.warnings {
                     if !warnings.contains(&w) {

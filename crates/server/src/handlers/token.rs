@@ -16,7 +16,7 @@ use serde_json::json;
 use scr_auth::token_endpoint::TokenError;
 
 use crate::error::ApiError;
-use crate::respond::{query_pairs, require_media_type, with_store};
+use crate::respond::{query_pairs, require_media_type};
 use crate::state::AppState;
 
 fn oauth_error(e: &TokenError) -> HttpResponse {
@@ -53,10 +53,10 @@ pub async fn token(
         accepted.jti.clone(),
         accepted.expires_at,
     );
-    let first_use = with_store(&state, move |conn| {
-        scr_store::audit::remember_assertion(conn, &client, &jti, exp)
-    })
-    .await?;
+    let first_use = state
+        .records
+        .with_store(move |conn| scr_store::audit::remember_assertion(conn, &client, &jti, exp))
+        .await?;
     if !first_use {
         return Ok(oauth_error(&TokenError::InvalidGrant(
             "this client assertion was used before",

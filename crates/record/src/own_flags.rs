@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use scr_fhir::build::{coding, source_meta};
 use scr_source::{
-    Labels, MatchReport, PatientQuery, PatientRecords, Record, Source, SourceError, Wanted,
+    Feeds, Labels, MatchReport, PatientQuery, PatientRecords, Record, Source, SourceError, Wanted,
 };
 use scr_store::flags::{FlagRow, FlagVersionRow};
 
@@ -85,6 +85,10 @@ impl Source for OwnFlags {
 
     fn description(&self) -> String {
         "alerts written in the shared care record".into()
+    }
+
+    fn feeds(&self) -> Feeds {
+        Feeds::default()
     }
 
     fn find_patients(&self, _query: &PatientQuery) -> Result<Vec<String>, SourceError> {

@@ -1,31 +1,37 @@
 //! Fan-out to every source, concurrently, each bounded by the source timeout. A source that is
-//! down or slow does not fail the request: it is named in the answer's warnings. Only when every
-//! source fails is the request itself unavailable.
+//! down or slow does not fail the request: it is named in the answer's warnings, and the kinds
+//! of fact it holds become unknown to the policy. Only when every source fails is the request
+//! itself unavailable.
 
 use std::sync::Arc;
 
-use actix_web::web;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use scr_fhir::build;
 use scr_fhir::bundle::{Issue, Severity};
+use scr_policy::{Sourced, Unanswered};
 pub use scr_source::Wanted;
-use scr_source::{PatientFragment, PatientQuery, PatientRecords, Source, SourceError};
+use scr_source::{
+    ObjectionStatement, PatientFragment, PatientQuery, PatientRecords, Relationship, Source,
+    SourceError,
+};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::{RecordError, Records};
 
 /// Runs one blocking source call on the blocking pool, bounded by the source timeout.
-async fn call<T, F>(state: &AppState, source: &Arc<dyn Source>, f: F) -> Result<T, SourceError>
+async fn call<T, F>(records: &Records, source: &Arc<dyn Source>, f: F) -> Result<T, SourceError>
 where
     T: Send + 'static,
     F: FnOnce(&dyn Source) -> Result<T, SourceError> + Send + 'static,
 {
     let s = Arc::clone(source);
     let name = source.name().to_owned();
-    match actix_web::rt::time::timeout(state.source_timeout, web::block(move || f(s.as_ref())))
-        .await
+    match actix_rt::time::timeout(
+        records.source_timeout,
+        actix_rt::task::spawn_blocking(move || f(s.as_ref())),
+    )
+    .await
     {
         Ok(Ok(result)) => result,
         Ok(Err(blocking)) => Err(SourceError::Unavailable {
@@ -36,22 +42,40 @@ where
     }
 }
 
+/// What a fan-out brought back: the answers, a warning per failed source, and what each failed
+/// source would have told the policy.
+struct FannedOut<T> {
+    /// Each answering source's name and answer.
+    answers: Vec<(String, T)>,
+    warnings: Vec<Issue>,
+    unanswered: Vec<Unanswered>,
+}
+
 /// Calls every source; returns the successful answers and a warning per failed source.
-async fn fan_out<T, F>(state: &AppState, f: F) -> Result<(Vec<T>, Vec<Issue>), ApiError>
+async fn fan_out<T, F>(records: &Records, f: F) -> Result<FannedOut<T>, RecordError>
 where
     T: Send + 'static,
     F: Fn(&dyn Source) -> Result<T, SourceError> + Send + Sync + Clone + 'static,
 {
-    let calls = state.sources.iter().map(|s| {
+    let calls = records.sources.iter().map(|s| {
         let f = f.clone();
-        async move { (s.description(), call(state, s, move |src| f(src)).await) }
+        async move { (s, call(records, s, move |src| f(src)).await) }
     });
     let mut answers = Vec::new();
     let mut warnings = Vec::new();
-    for (description, result) in join_all(calls).await {
+    let mut unanswered = Vec::new();
+    for (source, result) in join_all(calls).await {
+        let description = source.description();
         match result {
-            Ok(v) => answers.push(v),
+            Ok(v) => answers.push((source.name().to_owned(), v)),
             Err(e) => {
+                let feeds = source.feeds();
+                unanswered.push(Unanswered {
+                    source: source.name().to_owned(),
+                    description: description.clone(),
+                    relationships: feeds.relationships,
+                    objections: feeds.objections,
+                });
                 log::warn!("{e}");
                 let why = match e {
                     SourceError::Timeout { .. } => "did not answer in time",
@@ -65,12 +89,16 @@ where
             }
         }
     }
-    if answers.is_empty() && !state.sources.is_empty() {
-        return Err(ApiError::Unavailable {
+    if answers.is_empty() && !records.sources.is_empty() {
+        return Err(RecordError::Unavailable {
             detail: "every source failed".into(),
         });
     }
-    Ok((answers, warnings))
+    Ok(FannedOut {
+        answers,
+        warnings,
+        unanswered,
+    })
 }
 
 /// Everything visible-or-not the sources hold about one patient, before the policy.
@@ -79,57 +107,78 @@ pub struct PatientView {
     pub records: PatientRecords,
     /// One warning per source that did not answer.
     pub warnings: Vec<Issue>,
-}
-
-pub async fn patient_view(state: &AppState, nhs: &str) -> Result<PatientView, ApiError> {
-    view(state, nhs, Wanted::Everything).await
+    /// Relationships, each with the source that gave it.
+    pub relationships: Vec<Sourced<Relationship>>,
+    /// Objection statements, each with the source that gave it.
+    pub objections: Vec<Sourced<ObjectionStatement>>,
+    /// The sources that did not answer, and the kinds of fact they hold.
+    pub unanswered: Vec<Unanswered>,
 }
 
 /// Every source's answer for `nhs`, with only the records `wanted` includes (a source may
 /// send more; they are dropped here, so every path sees the same thing).
-pub async fn view(state: &AppState, nhs: &str, wanted: Wanted) -> Result<PatientView, ApiError> {
+pub(crate) async fn view(
+    records: &Records,
+    nhs: &str,
+    wanted: Wanted,
+) -> Result<PatientView, RecordError> {
     let n = nhs.to_owned();
-    let (answers, warnings) = fan_out(state, move |s| s.patient_records(&n, wanted)).await?;
-    let mut records = PatientRecords::default();
-    for a in answers {
-        records.extend(a);
+    let out = fan_out(records, move |s| s.patient_records(&n, wanted)).await?;
+    let mut all = PatientRecords::default();
+    let mut relationships = Vec::new();
+    let mut objections = Vec::new();
+    for (source, mut a) in out.answers {
+        relationships.extend(
+            a.relationships
+                .drain(..)
+                .map(|r| Sourced::new(source.clone(), r)),
+        );
+        objections.extend(
+            a.objections
+                .drain(..)
+                .map(|o| Sourced::new(source.clone(), o)),
+        );
+        all.extend(a);
     }
-    records.records.retain(|r| wanted.includes(r.resource_type));
+    all.records.retain(|r| wanted.includes(r.resource_type));
     Ok(PatientView {
         nhs_number: nhs.to_owned(),
-        records,
-        warnings,
+        records: all,
+        warnings: out.warnings,
+        relationships,
+        objections,
+        unanswered: out.unanswered,
     })
 }
 
 /// NHS numbers matching a Patient query, across every source.
-pub async fn find_patients(
-    state: &AppState,
+pub(crate) async fn find_patients(
+    records: &Records,
     query: PatientQuery,
-) -> Result<(Vec<String>, Vec<Issue>), ApiError> {
-    let (answers, warnings) = fan_out(state, move |s| s.find_patients(&query)).await?;
-    let mut all: Vec<String> = answers.into_iter().flatten().collect();
+) -> Result<(Vec<String>, Vec<Issue>), RecordError> {
+    let out = fan_out(records, move |s| s.find_patients(&query)).await?;
+    let mut all: Vec<String> = out.answers.into_iter().flat_map(|(_, a)| a).collect();
     all.sort();
     all.dedup();
-    Ok((all, warnings))
+    Ok((all, out.warnings))
 }
 
 /// Reads one record from the source its id names.
-pub async fn read_record(
-    state: &AppState,
+pub(crate) async fn read_record(
+    records: &Records,
     source: &Arc<dyn Source>,
     resource_type: &'static str,
     key: String,
-) -> Result<Option<scr_source::Record>, ApiError> {
-    call(state, source, move |s| s.read(resource_type, &key))
+) -> Result<Option<scr_source::Record>, RecordError> {
+    call(records, source, move |s| s.read(resource_type, &key))
         .await
         .map_err(|e| {
             log::warn!("{e}");
             match e {
-                SourceError::Timeout { .. } => ApiError::Timeout {
+                SourceError::Timeout { .. } => RecordError::Timeout {
                     detail: e.to_string(),
                 },
-                _ => ApiError::Unavailable {
+                _ => RecordError::Unavailable {
                     detail: e.to_string(),
                 },
             }

@@ -1,0 +1,936 @@
+//! The one decision entry point, [`decide`]: who is asking ([`Subject`] and their [`Grants`]),
+//! what they ask ([`Ask`]), what is known of the patient ([`PatientFacts`]) and of each record
+//! ([`RecordFacts`]) in; a [`Decision`] out: permit or refuse with the [`Rule`] that decided and
+//! why, a [`Verdict`] per record (show, or withhold under a rule), the notices the response must
+//! carry, and a trace of every rule evaluated with the facts it used (for `$explain`).
+//!
+//! Unknown facts fail closed: an objection status that could not be checked restricts as an
+//! objection does (R-OBJ-2) and says why; a relationship is never assumed from a source that
+//! did not answer, and the refusal names it; a record whose sensitivity is unknown is treated
+//! as sensitive.
+
+use std::collections::BTreeMap;
+
+use crate::facts::{CareLink, Claim, PatientFacts, RecordFacts, Sensitivity, Sourced, Statement};
+use crate::{profile_of, PolicyConfig, Profile, Rule, Subject};
+
+/// The RESTful action asked for, as the SMART scopes and the role table name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Search,
+    Create,
+    Update,
+}
+
+/// What the token's SMART scopes grant, in the caller's own context (`patient/`, `user/`,
+/// `system/`). Implemented over the verified token by whoever holds it.
+pub trait Grants {
+    fn allows(&self, resource_type: &str, action: Action) -> bool;
+}
+
+/// Grants everything: for explaining what a profile allows, scopes aside, and for tests.
+pub struct AllGrants;
+
+impl Grants for AllGrants {
+    fn allows(&self, _: &str, _: Action) -> bool {
+        true
+    }
+}
+
+/// The alert an update would change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExistingAlert<'a> {
+    /// `staff`, `patient` or `system`.
+    pub author_kind: &'a str,
+    pub category: &'a str,
+}
+
+/// What the caller asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask<'a> {
+    /// Read or search a resource type at all, before any patient is considered.
+    Type {
+        resource_type: &'a str,
+        action: Action,
+    },
+    /// Open the patient's record to read or search it: the patient decision, then each record.
+    Open { action: Action },
+    /// Create or update an alert (R-WRITE-1/2).
+    WriteAlert {
+        category: &'a str,
+        existing: Option<ExistingAlert<'a>>,
+    },
+    /// Register or withdraw an objection as a Consent (R-OBJ-1).
+    WriteObjection,
+    /// Self-claim a relationship (R-LR-4).
+    SelfClaim,
+    /// Search the audit trail, about `patient` if given (R-AUD-4, R-AUD-5).
+    AuditTrail,
+    /// Read or search Consent statements (R-OBJ-6, privacy officers).
+    Consents { action: Action },
+    /// Explain the policy's decision for another caller on this patient (`$explain`): privacy
+    /// officers only (R-AUD-4), with a token that lets them read the audit trail.
+    Explain,
+}
+
+/// One question to the policy.
+pub struct Request<'a> {
+    pub subject: &'a Subject,
+    pub grants: &'a dyn Grants,
+    pub ask: Ask<'a>,
+    /// The NHS number of the patient asked about, if any.
+    pub patient: Option<&'a str>,
+    /// What is known of that patient, where the question needs it.
+    pub facts: Option<&'a PatientFacts>,
+    /// The records (and demographics fragments) that might leave, for [`Ask::Open`].
+    pub records: &'a [RecordFacts<'a>],
+}
+
+/// Whether one record may leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Show,
+    Withhold(Rule),
+}
+
+/// What a response must tell the caller about what it does not show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// R-OBJ-3: an objection limits the record to the caller's own organisation's data.
+    ObjectionRestricts,
+    /// R-OBJ-6: told to the patient themself.
+    ObjectionToldToPatient,
+    /// The objection status could not be checked: these sources did not answer.
+    ObjectionUnknown { sources: Vec<String> },
+    /// R-SENS-3 / R-SENS-4: a generic notice that some items are withheld.
+    SomeWithheld,
+}
+
+impl Notice {
+    /// The text the Bundle's OperationOutcome carries.
+    pub fn text(&self) -> String {
+        match self {
+            Notice::ObjectionRestricts => "The patient has objected to sharing: only records held by your own organisation are shown, so this record is not complete (R-OBJ-3)".into(),
+            Notice::ObjectionToldToPatient => "An objection to sharing your record through the shared care record is recorded: professionals see only what their own organisation holds (R-OBJ-6)".into(),
+            Notice::ObjectionUnknown { sources } => format!(
+                "The patient's objection status could not be checked because {} did not answer: only records held by your own organisation are shown, so this record is not complete (R-OBJ-2)",
+                sources.join(", ")
+            ),
+            Notice::SomeWithheld => "Some items are withheld from this record".into(),
+        }
+    }
+}
+
+/// How one rule came out in a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepResult {
+    /// It allowed what was asked.
+    Permit,
+    /// It refused what was asked.
+    Refuse,
+    /// It held, and narrowed what may be shown.
+    Restrict,
+    /// It did not hold, or did not apply.
+    NotApplicable,
+    /// A fact it needs is unknown; it failed closed.
+    Unknown,
+}
+
+impl StepResult {
+    pub fn code(self) -> &'static str {
+        match self {
+            StepResult::Permit => "permit",
+            StepResult::Refuse => "refuse",
+            StepResult::Restrict => "restrict",
+            StepResult::NotApplicable => "not-applicable",
+            StepResult::Unknown => "unknown",
+        }
+    }
+}
+
+/// One rule evaluated, its result and the facts it used (never clinical content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub rule: Rule,
+    pub result: StepResult,
+    pub detail: String,
+    pub facts: Vec<String>,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub permitted: bool,
+    /// The rule that permitted or refused.
+    pub rule: Rule,
+    /// Why, for a refusal's OperationOutcome.
+    pub reason: String,
+    /// One per record of the request, in order.
+    pub verdicts: Vec<Verdict>,
+    pub notices: Vec<Notice>,
+    /// Every rule evaluated, in order.
+    pub trace: Vec<Step>,
+    /// The self-claimed relationship in force, when R-LR-4 permitted the access.
+    pub claim: Option<Claim>,
+}
+
+impl Decision {
+    /// How many records were withheld, by the rule that withheld them.
+    pub fn withheld(&self) -> BTreeMap<Rule, usize> {
+        let mut counts = BTreeMap::new();
+        for v in &self.verdicts {
+            if let Verdict::Withhold(rule) = v {
+                *counts.entry(*rule).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Per resource type: records shown, and records withheld by rule.
+    pub fn counts_by_type(
+        &self,
+        records: &[RecordFacts<'_>],
+    ) -> BTreeMap<String, (usize, BTreeMap<Rule, usize>)> {
+        let mut out: BTreeMap<String, (usize, BTreeMap<Rule, usize>)> = BTreeMap::new();
+        for (r, v) in records.iter().zip(&self.verdicts) {
+            let e = out.entry(r.resource_type.to_owned()).or_default();
+            match v {
+                Verdict::Show => e.0 += 1,
+                Verdict::Withhold(rule) => *e.1.entry(*rule).or_insert(0) += 1,
+            }
+        }
+        out
+    }
+}
+
+/// Builds a decision while the rules run, recording each step.
+struct Trace {
+    steps: Vec<Step>,
+}
+
+impl Trace {
+    fn step(
+        &mut self,
+        rule: Rule,
+        result: StepResult,
+        detail: impl Into<String>,
+        facts: Vec<String>,
+    ) {
+        self.steps.push(Step {
+            rule,
+            result,
+            detail: detail.into(),
+            facts,
+        });
+    }
+
+    fn refuse(mut self, rule: Rule, reason: impl Into<String>, facts: Vec<String>) -> Decision {
+        let reason = reason.into();
+        self.step(rule, StepResult::Refuse, reason.clone(), facts);
+        Decision {
+            permitted: false,
+            rule,
+            reason,
+            verdicts: Vec::new(),
+            notices: Vec::new(),
+            trace: self.steps,
+            claim: None,
+        }
+    }
+
+    fn permit(mut self, rule: Rule, detail: impl Into<String>, facts: Vec<String>) -> Decision {
+        self.step(rule, StepResult::Permit, detail, facts);
+        Decision {
+            permitted: true,
+            rule,
+            reason: String::new(),
+            verdicts: Vec::new(),
+            notices: Vec::new(),
+            trace: self.steps,
+            claim: None,
+        }
+    }
+}
+
+/// The organisation whose own records an objection still lets the subject see (R-OBJ-2).
+pub fn own_org(subject: &Subject) -> Option<&str> {
+    match subject {
+        Subject::Staff { org, .. } => Some(org),
+        Subject::System { org, .. } => org.as_deref(),
+        Subject::Patient { .. } => None,
+    }
+}
+
+/// The objection status the facts give (R-OBJ-1): the latest statement wins, by effective date
+/// then recording time; without a standing objection, a source that may hold one and did not
+/// answer makes the status unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectionStatus<'a> {
+    /// No statement, or the latest withdraws an objection, and every source answered.
+    Clear(Option<&'a Sourced<Statement>>),
+    Stands(&'a Sourced<Statement>),
+    /// The sources named did not answer.
+    Unknown {
+        sources: Vec<String>,
+        latest: Option<&'a Sourced<Statement>>,
+    },
+}
+
+impl ObjectionStatus<'_> {
+    /// Whether R-OBJ-2 restricts what others see.
+    pub fn restricts(&self) -> bool {
+        !matches!(self, ObjectionStatus::Clear(_))
+    }
+}
+
+pub fn objection_status(facts: &PatientFacts) -> ObjectionStatus<'_> {
+    let latest = facts.statements.iter().max_by(|a, b| {
+        a.fact
+            .effective
+            .cmp(&b.fact.effective)
+            .then_with(|| a.fact.recorded_at.cmp(&b.fact.recorded_at))
+    });
+    if let Some(s) = latest.filter(|s| s.fact.objects) {
+        return ObjectionStatus::Stands(s);
+    }
+    let sources: Vec<String> = facts
+        .unanswered
+        .iter()
+        .filter(|u| u.objections)
+        .map(|u| u.description.clone())
+        .collect();
+    if sources.is_empty() {
+        ObjectionStatus::Clear(latest)
+    } else {
+        ObjectionStatus::Unknown { sources, latest }
+    }
+}
+
+fn described<T: std::fmt::Display>(s: &Sourced<T>) -> String {
+    format!("{} (source {})", s.fact, s.source)
+}
+
+/// The relationship that lets a staff member open the record, if any (R-LR-1..4).
+fn relationship<'f>(
+    subject: &Subject,
+    facts: &'f PatientFacts,
+    config: &PolicyConfig,
+) -> Option<(Rule, String, Option<&'f Claim>)> {
+    let Subject::Staff { user, org, .. } = subject else {
+        return None;
+    };
+    for link in &facts.links {
+        let rule = match &link.fact {
+            CareLink::Registration {
+                org: o,
+                current: true,
+            } if o == org => Rule::Lr1,
+            CareLink::Visit { org: o, ended_day }
+                if o == org
+                    && ended_day.is_none_or(|d| facts.today - d <= config.visit_window_days) =>
+            {
+                Rule::Lr2
+            }
+            CareLink::Allocation {
+                worker,
+                team_members,
+                open: true,
+                ..
+            } if worker.as_deref() == Some(user) || team_members.contains(user) => Rule::Lr3,
+            _ => continue,
+        };
+        return Some((rule, described(link), None));
+    }
+    if profile_of(subject, config) == Some(Profile::Clinical) {
+        if let Some(c) = facts
+            .claims
+            .iter()
+            .find(|c| &c.fact.user == user && &c.fact.org == org)
+        {
+            return Some((Rule::Lr4, described(c), Some(&c.fact)));
+        }
+    }
+    None
+}
+
+/// Alert categories, as the write rules name them (the same codes as `scr_fhir::alerts`).
+pub const PATIENT_ALERT_CATEGORIES: [&str; 2] = ["communication-support", "end-of-life-wishes"];
+pub const SOCIAL_CARE_ALERT_CATEGORIES: [&str; 3] = [
+    "safeguarding",
+    "communication-support",
+    "end-of-life-wishes",
+];
+
+/// The one entry point: decides `request` under `config`.
+pub fn decide(request: &Request<'_>, config: &PolicyConfig) -> Decision {
+    let mut trace = Trace { steps: Vec::new() };
+    let subject = request.subject;
+    let Some(profile) = profile_of(subject, config) else {
+        return trace.refuse(
+            Rule::Role1,
+            "the caller's role is not mapped to an access profile",
+            vec![role_fact(subject)],
+        );
+    };
+    trace.step(
+        Rule::Role1,
+        StepResult::NotApplicable,
+        format!("the caller acts under the {} profile", profile.as_str()),
+        vec![role_fact(subject)],
+    );
+    if let Subject::Patient { proofing_level, .. } = subject {
+        if proofing_level.as_deref() != Some("P9") {
+            return trace.refuse(
+                Rule::Role1,
+                "only fully verified (P9) NHS login users may see their record",
+                vec![format!(
+                    "identity proofing level {}",
+                    proofing_level.as_deref().unwrap_or("none")
+                )],
+            );
+        }
+    }
+    match request.ask {
+        Ask::Type {
+            resource_type,
+            action,
+        } => match type_allowed(profile, request.grants, resource_type, action) {
+            Ok(()) => trace.permit(
+                Rule::Role1,
+                format!(
+                    "the {} profile and the token's scopes allow {resource_type}",
+                    profile.as_str()
+                ),
+                vec![],
+            ),
+            Err((rule, reason)) => trace.refuse(rule, reason, vec![]),
+        },
+        Ask::Open { action } => open(request, config, profile, action, trace),
+        Ask::WriteAlert { category, existing } => {
+            write_alert(request, config, profile, category, existing, trace)
+        }
+        Ask::WriteObjection => write_objection(request, config, profile, trace),
+        Ask::SelfClaim => {
+            if profile == Profile::Clinical {
+                trace.permit(
+                    Rule::Lr4,
+                    "clinical profiles may self-claim a relationship",
+                    vec![],
+                )
+            } else {
+                trace.refuse(
+                    Rule::Lr4,
+                    "only clinical profiles may self-claim a relationship",
+                    vec![],
+                )
+            }
+        }
+        Ask::Explain => {
+            if profile != Profile::PrivacyOfficer {
+                trace.refuse(
+                    Rule::Role1,
+                    "only privacy officers and Caldicott guardians may ask why a caller sees what they see",
+                    vec![],
+                )
+            } else if !request.grants.allows("AuditEvent", Action::Read) {
+                trace.refuse(
+                    Rule::Role1,
+                    "the token's scopes do not grant reading AuditEvent",
+                    vec![],
+                )
+            } else {
+                trace.permit(
+                    Rule::Aud4,
+                    "privacy officers review who may see what",
+                    vec![],
+                )
+            }
+        }
+        Ask::AuditTrail => own_or_officer(
+            request,
+            profile,
+            ("AuditEvent", Action::Search),
+            (Rule::Aud5, Rule::Aud4),
+            "a patient may see only the accesses to their own record",
+            trace,
+        ),
+        Ask::Consents { action } => own_or_officer(
+            request,
+            profile,
+            ("Consent", action),
+            (Rule::Obj6, Rule::Role1),
+            "a patient may see only their own consent statements",
+            trace,
+        ),
+    }
+}
+
+fn role_fact(subject: &Subject) -> String {
+    match subject {
+        Subject::Staff {
+            org,
+            role_code,
+            user,
+        } => {
+            format!("staff user {user}, role {role_code} at {org}")
+        }
+        Subject::Patient { .. } => "a patient (NHS login)".into(),
+        Subject::System { client_id, org } => format!(
+            "backend service {client_id}{}",
+            org.as_deref()
+                .map(|o| format!(" of {o}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// R-ROLE-1 and R-ROLE-3 for one resource type and action.
+fn type_allowed(
+    profile: Profile,
+    grants: &dyn Grants,
+    resource_type: &str,
+    action: Action,
+) -> Result<(), (Rule, String)> {
+    if !profile.readable().contains(&resource_type) {
+        let rule = if profile == Profile::SocialCare {
+            Rule::Role3
+        } else {
+            Rule::Role1
+        };
+        return Err((
+            rule,
+            format!(
+                "the {} profile may not read {resource_type}",
+                profile.as_str()
+            ),
+        ));
+    }
+    if !grants.allows(resource_type, action) {
+        return Err((
+            Rule::Role1,
+            format!(
+                "the token's scopes do not grant {} of {resource_type}",
+                action_word(action)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn action_word(action: Action) -> &'static str {
+    match action {
+        Action::Read => "reading",
+        Action::Search => "searching",
+        Action::Create => "creating",
+        Action::Update => "updating",
+    }
+}
+
+/// The patient decision: a patient their own record; staff a relationship; systems by scope.
+fn patient_decision(
+    request: &Request<'_>,
+    config: &PolicyConfig,
+    facts: &PatientFacts,
+    trace: Trace,
+) -> Result<(Trace, Rule, Option<Claim>), Box<Decision>> {
+    let nhs = request.patient.unwrap_or_default();
+    let mut trace = trace;
+    match request.subject {
+        Subject::Patient { nhs_number, .. } => {
+            if nhs_number != nhs {
+                return Err(Box::new(trace.refuse(
+                    Rule::Role1,
+                    "a patient may see only their own record",
+                    vec![],
+                )));
+            }
+            trace.step(
+                Rule::Role1,
+                StepResult::Permit,
+                "the patient's own record",
+                vec![],
+            );
+            Ok((trace, Rule::Role1, None))
+        }
+        Subject::System { .. } => {
+            trace.step(
+                Rule::Role1,
+                StepResult::Permit,
+                "backend services are bound by their scopes, R-OBJ and R-SENS, not by relationships",
+                vec![],
+            );
+            Ok((trace, Rule::Role1, None))
+        }
+        Subject::Staff { .. } => match relationship(request.subject, facts, config) {
+            Some((rule, fact, claim)) => {
+                trace.step(
+                    rule,
+                    StepResult::Permit,
+                    "a legitimate relationship holds",
+                    vec![fact],
+                );
+                Ok((trace, rule, claim.cloned()))
+            }
+            None => {
+                let considered: Vec<String> = facts.links.iter().map(described).collect();
+                let unanswered: Vec<&str> = facts
+                    .unanswered
+                    .iter()
+                    .filter(|u| u.relationships)
+                    .map(|u| u.description.as_str())
+                    .collect();
+                let how = if profile_of(request.subject, config) == Some(Profile::Clinical) {
+                    "; a clinician directly involved in this patient's care may self-claim one with POST Patient/{id}/$break-glass, giving a purpose of use (ETREAT or BTG) and a reason, which is audited"
+                } else {
+                    "; this role cannot self-claim one"
+                };
+                if unanswered.is_empty() {
+                    Err(Box::new(trace.refuse(
+                        Rule::Lr5,
+                        format!("a legitimate relationship with this patient is required{how}"),
+                        considered,
+                    )))
+                } else {
+                    trace.step(
+                        Rule::Lr5,
+                        StepResult::Unknown,
+                        format!("{} did not answer: a relationship it may hold is unknown, so none is assumed", unanswered.join(", ")),
+                        vec![],
+                    );
+                    Err(Box::new(trace.refuse(
+                        Rule::Lr5,
+                        format!(
+                            "a legitimate relationship with this patient is required, and it could not be checked because {} did not answer{how}",
+                            unanswered.join(", ")
+                        ),
+                        considered,
+                    )))
+                }
+            }
+        },
+    }
+}
+
+fn open(
+    request: &Request<'_>,
+    config: &PolicyConfig,
+    profile: Profile,
+    action: Action,
+    trace: Trace,
+) -> Decision {
+    let empty = PatientFacts::default();
+    let facts = request.facts.unwrap_or(&empty);
+    let (mut trace, rule, claim) = match patient_decision(request, config, facts, trace) {
+        Ok(t) => t,
+        Err(refused) => return *refused,
+    };
+    let subject = request.subject;
+    let is_patient = matches!(subject, Subject::Patient { .. });
+    let status = objection_status(facts);
+    let mut notices = Vec::new();
+    match &status {
+        ObjectionStatus::Clear(latest) => trace.step(
+            Rule::Obj2,
+            StepResult::NotApplicable,
+            "no objection stands",
+            latest.map(described).into_iter().collect(),
+        ),
+        ObjectionStatus::Stands(s) => {
+            trace.step(
+                if is_patient { Rule::Obj6 } else { Rule::Obj2 },
+                if is_patient {
+                    StepResult::NotApplicable
+                } else {
+                    StepResult::Restrict
+                },
+                if is_patient {
+                    "an objection stands; the patient still sees their own record"
+                } else {
+                    "an objection stands: only the caller's own organisation's records are shown"
+                },
+                vec![described(s)],
+            );
+            notices.push(if is_patient {
+                Notice::ObjectionToldToPatient
+            } else {
+                Notice::ObjectionRestricts
+            });
+        }
+        ObjectionStatus::Unknown { sources, latest } => {
+            trace.step(
+                Rule::Obj2,
+                if is_patient {
+                    StepResult::NotApplicable
+                } else {
+                    StepResult::Unknown
+                },
+                format!(
+                    "the objection status is unknown because {} did not answer{}",
+                    sources.join(", "),
+                    if is_patient {
+                        "; the patient still sees their own record"
+                    } else {
+                        ": only the caller's own organisation's records are shown"
+                    }
+                ),
+                latest.map(described).into_iter().collect(),
+            );
+            if !is_patient {
+                notices.push(Notice::ObjectionUnknown {
+                    sources: sources.clone(),
+                });
+            }
+        }
+    }
+    let restricted = status.restricts() && !is_patient;
+    let own = own_org(subject);
+    let mut verdicts = Vec::with_capacity(request.records.len());
+    for r in request.records {
+        verdicts.push(record_verdict(request, profile, action, r, restricted, own));
+    }
+    let mut decision = Decision {
+        permitted: true,
+        rule,
+        reason: String::new(),
+        verdicts,
+        notices,
+        trace: Vec::new(),
+        claim,
+    };
+    let withheld = decision.withheld();
+    for (rule, n) in &withheld {
+        trace.step(
+            *rule,
+            StepResult::Restrict,
+            format!("{n} record(s) withheld"),
+            vec![],
+        );
+    }
+    if withheld.contains_key(&Rule::Sens3) {
+        decision.notices.push(Notice::SomeWithheld);
+    }
+    decision.trace = trace.steps;
+    decision
+}
+
+/// One record's fate, once the patient decision permits: the type and the scopes (R-ROLE-1/3),
+/// then for others than the patient sensitivity (R-SENS-1/2), confidentiality (R-SENS-3) and
+/// objection (R-OBJ-2); for the patient, what the GP kept from them (R-SENS-5) and
+/// confidentiality (R-SENS-3).
+fn record_verdict(
+    request: &Request<'_>,
+    profile: Profile,
+    action: Action,
+    r: &RecordFacts<'_>,
+    restricted: bool,
+    own: Option<&str>,
+) -> Verdict {
+    let labels = &r.labels;
+    let holder = own == Some(labels.source_org);
+    if r.resource_type == "Patient" {
+        // Demographics: the type is decided with the request; only the objection narrows them.
+        return if restricted && !holder {
+            Verdict::Withhold(Rule::Obj2)
+        } else {
+            Verdict::Show
+        };
+    }
+    if let Err((rule, _)) = type_allowed(profile, request.grants, r.resource_type, action) {
+        return Verdict::Withhold(rule);
+    }
+    if !r.within_scope_constraints {
+        return Verdict::Withhold(Rule::Role1);
+    }
+    if let Subject::Patient { .. } = request.subject {
+        if labels.hidden_from_patient {
+            return Verdict::Withhold(Rule::Sens5);
+        }
+        if labels.confidential {
+            return Verdict::Withhold(Rule::Sens3);
+        }
+        return Verdict::Show;
+    }
+    if labels.sensitivity != Sensitivity::NotSensitive && !holder {
+        return Verdict::Withhold(Rule::Sens1);
+    }
+    if labels.confidential && !holder {
+        return Verdict::Withhold(Rule::Sens3);
+    }
+    if restricted && !holder {
+        return Verdict::Withhold(Rule::Obj2);
+    }
+    Verdict::Show
+}
+
+fn write_alert(
+    request: &Request<'_>,
+    config: &PolicyConfig,
+    profile: Profile,
+    category: &str,
+    existing: Option<ExistingAlert<'_>>,
+    trace: Trace,
+) -> Decision {
+    let action = if existing.is_some() {
+        Action::Update
+    } else {
+        Action::Create
+    };
+    if !request.grants.allows("Flag", action) {
+        return trace.refuse(
+            Rule::Role1,
+            "the token's scopes do not grant writing Flag",
+            vec![],
+        );
+    }
+    let nhs = request.patient.unwrap_or_default();
+    let empty = PatientFacts::default();
+    let facts = request.facts.unwrap_or(&empty);
+    let categories = |c: &str| format!("alert category {c}");
+    match request.subject {
+        Subject::Patient { nhs_number, .. } => {
+            if nhs_number != nhs {
+                return trace.refuse(
+                    Rule::Write2,
+                    "a patient may write only on their own record",
+                    vec![],
+                );
+            }
+            if existing.is_some_and(|e| e.author_kind != "patient") {
+                return trace.refuse(
+                    Rule::Write2,
+                    "a patient cannot change or end an alert a professional set",
+                    vec![],
+                );
+            }
+            if !PATIENT_ALERT_CATEGORIES.contains(&category) {
+                return trace.refuse(Rule::Write2, "patients record their communication needs and wishes (communication-support, end-of-life-wishes)", vec![categories(category)]);
+            }
+            trace.permit(
+                Rule::Write2,
+                "a patient writes their own communication needs and wishes",
+                vec![categories(category)],
+            )
+        }
+        Subject::System { .. } => trace.permit(
+            Rule::Write1,
+            "the backend service's scopes grant writing alerts",
+            vec![],
+        ),
+        Subject::Staff { org, .. } => {
+            if config.view_only_orgs.contains(org) {
+                return trace.refuse(
+                    Rule::Role2,
+                    "this organisation is view-only: it never writes",
+                    vec![format!("{org} is view-only")],
+                );
+            }
+            match profile {
+                Profile::Clinical => {}
+                Profile::SocialCare => {
+                    let outside = |c: &str| !SOCIAL_CARE_ALERT_CATEGORIES.contains(&c);
+                    if outside(category) || existing.is_some_and(|e| outside(e.category)) {
+                        return trace.refuse(Rule::Write1, "social care writes safeguarding, communication-support and end-of-life-wishes alerts only", vec![categories(category)]);
+                    }
+                }
+                _ => return trace.refuse(Rule::Write1, "this role may not write alerts", vec![]),
+            }
+            match patient_decision(request, config, facts, trace) {
+                Ok((trace, _, _)) => trace.permit(
+                    Rule::Write1,
+                    "the writer's profile and relationship allow this alert",
+                    vec![categories(category)],
+                ),
+                Err(refused) => Decision {
+                    reason: refused.reason.replace(
+                        "a legitimate relationship with this patient is required",
+                        "a legitimate relationship with this patient is required to write an alert",
+                    ),
+                    ..*refused
+                },
+            }
+        }
+    }
+}
+
+fn write_objection(
+    request: &Request<'_>,
+    config: &PolicyConfig,
+    profile: Profile,
+    trace: Trace,
+) -> Decision {
+    if !request.grants.allows("Consent", Action::Create) {
+        return trace.refuse(
+            Rule::Role1,
+            "the token's scopes do not grant creating Consent",
+            vec![],
+        );
+    }
+    let Subject::Staff { org, .. } = request.subject else {
+        return trace.refuse(
+            Rule::Obj1,
+            "objections are registered by the patient's GP practice",
+            vec![],
+        );
+    };
+    if config.view_only_orgs.contains(org) {
+        return trace.refuse(
+            Rule::Role2,
+            "this organisation is view-only: it never writes",
+            vec![format!("{org} is view-only")],
+        );
+    }
+    if !matches!(profile, Profile::Clinical | Profile::ClinicalSupport) {
+        return trace.refuse(Rule::Obj1, "this role may not register objections", vec![]);
+    }
+    let empty = PatientFacts::default();
+    let facts = request.facts.unwrap_or(&empty);
+    let registration = facts
+        .links
+        .iter()
+        .find(|l| matches!(&l.fact, CareLink::Registration { org: o, current: true } if o == org));
+    if let Some(r) = registration {
+        return trace.permit(
+            Rule::Obj1,
+            "a user of the patient's registered practice",
+            vec![described(r)],
+        );
+    }
+    let unanswered: Vec<&str> = facts
+        .unanswered
+        .iter()
+        .filter(|u| u.relationships)
+        .map(|u| u.description.as_str())
+        .collect();
+    if unanswered.is_empty() {
+        trace.refuse(Rule::Obj1, "only a user of the patient's registered practice may register or withdraw an objection", vec![])
+    } else {
+        trace.refuse(Rule::Obj1, format!("only a user of the patient's registered practice may register or withdraw an objection, and the registration could not be checked because {} did not answer", unanswered.join(", ")), vec![])
+    }
+}
+
+/// The audit trail and Consent: a patient about themself only; privacy officers (and any
+/// profile the table lets read the type) about anyone.
+fn own_or_officer(
+    request: &Request<'_>,
+    profile: Profile,
+    (resource_type, action): (&str, Action),
+    (own_rule, officer_rule): (Rule, Rule),
+    own_reason: &str,
+    trace: Trace,
+) -> Decision {
+    if let Err((rule, reason)) = type_allowed(profile, request.grants, resource_type, action) {
+        return trace.refuse(rule, reason, vec![]);
+    }
+    match request.subject {
+        Subject::Patient { nhs_number, .. } => match request.patient {
+            Some(p) if p != nhs_number => trace.refuse(own_rule, own_reason, vec![]),
+            _ => trace.permit(own_rule, "the patient's own record", vec![]),
+        },
+        _ => trace.permit(
+            officer_rule,
+            format!("the {} profile reads {resource_type}", profile.as_str()),
+            vec![],
+        ),
+    }
+}

@@ -1,0 +1,606 @@
+//! Decision tables for every rule family, through the one entry point, including unknown facts.
+
+use super::*;
+
+fn staff(org: &str, role: &str, user: &str) -> Subject {
+    Subject::Staff {
+        user: user.into(),
+        org: org.into(),
+        role_code: role.into(),
+    }
+}
+
+fn me(nhs: &str) -> Subject {
+    Subject::Patient {
+        nhs_number: nhs.into(),
+        proofing_level: Some("P9".into()),
+    }
+}
+
+fn facts(links: Vec<CareLink>) -> PatientFacts {
+    PatientFacts {
+        links: links.into_iter().map(|l| Sourced::new("src", l)).collect(),
+        today: 20_000,
+        ..Default::default()
+    }
+}
+
+fn registered(org: &str) -> CareLink {
+    CareLink::Registration {
+        org: org.into(),
+        current: true,
+    }
+}
+
+fn statement(objects: bool, effective: &str) -> Sourced<Statement> {
+    Sourced::new(
+        "gp",
+        Statement {
+            objects,
+            effective: effective.into(),
+            recorded_at: effective.into(),
+            org: "M85001".into(),
+        },
+    )
+}
+
+fn gp_down() -> Unanswered {
+    Unanswered {
+        source: "gp".into(),
+        description: "GP replica gp".into(),
+        relationships: true,
+        objections: true,
+    }
+}
+
+fn record<'a>(rt: &'a str, org: &'a str) -> RecordFacts<'a> {
+    RecordFacts {
+        resource_type: rt,
+        labels: RecordLabels {
+            source_org: org,
+            sensitivity: Sensitivity::NotSensitive,
+            confidential: false,
+            hidden_from_patient: false,
+        },
+        within_scope_constraints: true,
+    }
+}
+
+/// Scopes that grant only what is listed.
+struct Only(&'static [&'static str]);
+
+impl Grants for Only {
+    fn allows(&self, resource_type: &str, _: Action) -> bool {
+        self.0.contains(&resource_type)
+    }
+}
+
+fn ask(subject: &Subject, ask: Ask<'_>) -> Decision {
+    decide(
+        &Request {
+            subject,
+            grants: &AllGrants,
+            ask,
+            patient: Some("p"),
+            facts: None,
+            records: &[],
+        },
+        &PolicyConfig::default(),
+    )
+}
+
+fn open_with(subject: &Subject, f: &PatientFacts, records: &[RecordFacts<'_>]) -> Decision {
+    decide(
+        &Request {
+            subject,
+            grants: &AllGrants,
+            ask: Ask::Open {
+                action: Action::Search,
+            },
+            patient: Some("p"),
+            facts: Some(f),
+            records,
+        },
+        &PolicyConfig::default(),
+    )
+}
+
+fn read_type(subject: &Subject, rt: &str, grants: &dyn Grants) -> Decision {
+    decide(
+        &Request {
+            subject,
+            grants,
+            ask: Ask::Type {
+                resource_type: rt,
+                action: Action::Read,
+            },
+            patient: None,
+            facts: None,
+            records: &[],
+        },
+        &PolicyConfig::default(),
+    )
+}
+
+#[test]
+fn r_role_1_unknown_role_gets_nothing() {
+    let d = read_type(&staff("M85001", "R9999", "u"), "Patient", &AllGrants);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Role1));
+}
+
+#[test]
+fn r_role_1_profile_and_scopes_intersect() {
+    let gp = staff("M85001", "R8000", "u");
+    assert!(read_type(&gp, "Observation", &AllGrants).permitted);
+    assert!(!read_type(&gp, "Observation", &Only(&["Patient"])).permitted);
+    assert!(!read_type(&staff("M85001", "R8008", "u"), "Observation", &AllGrants).permitted);
+}
+
+#[test]
+fn r_role_3_social_care_sees_no_medications() {
+    let sw = staff("LA-DUD", "R8014", "sw");
+    let d = read_type(&sw, "MedicationStatement", &AllGrants);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Role3));
+    assert!(read_type(&sw, "Flag", &AllGrants).permitted);
+    // In an opened record too: the medication is withheld under R-ROLE-3.
+    let f = facts(vec![CareLink::Allocation {
+        org: "LA-DUD".into(),
+        worker: Some("sw".into()),
+        team_members: vec![],
+        open: true,
+    }]);
+    let d = open_with(
+        &sw,
+        &f,
+        &[record("MedicationStatement", "RXK"), record("Flag", "RXK")],
+    );
+    assert_eq!(
+        d.verdicts,
+        vec![Verdict::Withhold(Rule::Role3), Verdict::Show]
+    );
+}
+
+#[test]
+fn r_role_1_patients_see_only_their_own_record_and_only_at_p9() {
+    let f = facts(vec![]);
+    assert!(open_with(&me("p"), &f, &[]).permitted);
+    assert!(!open_with(&me("q"), &f, &[]).permitted);
+    let p5 = Subject::Patient {
+        nhs_number: "p".into(),
+        proofing_level: Some("P5".into()),
+    };
+    assert!(!read_type(&p5, "Patient", &AllGrants).permitted);
+}
+
+#[test]
+fn r_lr_1_current_registration_only() {
+    let gp = staff("M85001", "R8000", "u");
+    assert_eq!(
+        open_with(&gp, &facts(vec![registered("M85001")]), &[]).rule,
+        Rule::Lr1
+    );
+    let left = facts(vec![CareLink::Registration {
+        org: "M85001".into(),
+        current: false,
+    }]);
+    assert_eq!(open_with(&gp, &left, &[]).rule, Rule::Lr5);
+}
+
+#[test]
+fn r_lr_2_visit_window_is_configuration() {
+    let trust = staff("RXK", "R8000", "u");
+    let visit = |ended_day| {
+        facts(vec![CareLink::Visit {
+            org: "RXK".into(),
+            ended_day,
+        }])
+    };
+    assert!(open_with(&trust, &visit(Some(20_000 - 90)), &[]).permitted);
+    assert!(!open_with(&trust, &visit(Some(20_000 - 91)), &[]).permitted);
+    assert_eq!(open_with(&trust, &visit(None), &[]).rule, Rule::Lr2);
+}
+
+#[test]
+fn r_lr_3_allocation_to_worker_or_team() {
+    let f = facts(vec![CareLink::Allocation {
+        org: "LA-DUD".into(),
+        worker: Some("sw1".into()),
+        team_members: vec!["sw2".into()],
+        open: true,
+    }]);
+    assert_eq!(
+        open_with(&staff("LA-DUD", "R8014", "sw1"), &f, &[]).rule,
+        Rule::Lr3
+    );
+    assert!(open_with(&staff("LA-DUD", "R8014", "sw2"), &f, &[]).permitted);
+    assert!(!open_with(&staff("LA-DUD", "R8014", "sw3"), &f, &[]).permitted);
+}
+
+#[test]
+fn r_lr_4_break_glass_only_for_clinical_profiles_at_the_claiming_org() {
+    let mut f = facts(vec![]);
+    f.claims.push(Sourced::new(
+        "scr",
+        Claim {
+            user: "u".into(),
+            org: "RYA".into(),
+            purpose: "ETREAT".into(),
+            reason: "collapsed at home".into(),
+            expires_at: "2026-12-03T20:00:00Z".into(),
+        },
+    ));
+    let d = open_with(&staff("RYA", "R8000", "u"), &f, &[]);
+    assert_eq!(d.rule, Rule::Lr4);
+    assert_eq!(d.claim.as_ref().map(|c| c.purpose.as_str()), Some("ETREAT"));
+    assert!(!open_with(&staff("RYA", "R8008", "u"), &f, &[]).permitted);
+    assert!(!open_with(&staff("RYA", "R8000", "other"), &f, &[]).permitted);
+    assert!(
+        !open_with(&staff("RXK", "R8000", "u"), &f, &[]).permitted,
+        "a claim made at one organisation is not carried to another"
+    );
+    assert!(ask(&staff("RYA", "R8000", "u"), Ask::SelfClaim).permitted);
+    let d = ask(&staff("LA-DUD", "R8014", "u"), Ask::SelfClaim);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Lr4));
+}
+
+#[test]
+fn r_lr_5_refusal_says_how_to_self_claim() {
+    let d = open_with(&staff("RXK", "R8000", "u"), &facts(vec![]), &[]);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Lr5));
+    assert!(d.reason.contains("$break-glass"), "{}", d.reason);
+}
+
+#[test]
+fn r_lr_5_relationship_unknown_is_never_assumed_and_names_the_source() {
+    let mut f = facts(vec![]);
+    f.unanswered.push(gp_down());
+    let d = open_with(&staff("M85001", "R8000", "u"), &f, &[]);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Lr5));
+    assert!(
+        d.reason.contains("GP replica gp did not answer"),
+        "{}",
+        d.reason
+    );
+    assert!(d.trace.iter().any(|s| s.result == StepResult::Unknown));
+    // A relationship from a source that did answer still holds.
+    let mut f = facts(vec![CareLink::Visit {
+        org: "RXK".into(),
+        ended_day: None,
+    }]);
+    f.unanswered.push(gp_down());
+    assert_eq!(
+        open_with(&staff("RXK", "R8000", "u"), &f, &[]).rule,
+        Rule::Lr2
+    );
+}
+
+#[test]
+fn r_obj_1_only_the_registered_practice_registers_objections() {
+    let f = facts(vec![registered("M85001")]);
+    let write = |s: &Subject, f: &PatientFacts| {
+        decide(
+            &Request {
+                subject: s,
+                grants: &AllGrants,
+                ask: Ask::WriteObjection,
+                patient: Some("p"),
+                facts: Some(f),
+                records: &[],
+            },
+            &PolicyConfig::default(),
+        )
+    };
+    assert!(write(&staff("M85001", "R8008", "u"), &f).permitted);
+    assert_eq!(write(&staff("RXK", "R8000", "u"), &f).rule, Rule::Obj1);
+    assert_eq!(write(&staff("RYA", "R8000", "u"), &f).rule, Rule::Role2);
+    assert!(!write(&staff("M85001", "R8014", "u"), &f).permitted);
+    let mut down = facts(vec![]);
+    down.unanswered.push(gp_down());
+    let d = write(&staff("M85001", "R8000", "u"), &down);
+    assert!(
+        !d.permitted && d.reason.contains("could not be checked"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn r_obj_1_latest_statement_wins() {
+    let mut f = facts(vec![]);
+    f.statements = vec![
+        statement(true, "2026-01-01"),
+        statement(false, "2026-02-01"),
+    ];
+    assert!(matches!(
+        objection_status(&f),
+        ObjectionStatus::Clear(Some(_))
+    ));
+    f.statements.push(statement(true, "2026-03-01"));
+    assert!(matches!(objection_status(&f), ObjectionStatus::Stands(_)));
+}
+
+#[test]
+fn r_obj_2_objection_shows_only_own_org_data_and_r_obj_6_the_patient_sees_all() {
+    let mut f = facts(vec![registered("M85001")]);
+    f.statements.push(statement(true, "2026-01-01"));
+    let records = [
+        record("Patient", "M85001"),
+        record("Patient", "LA-DUD"),
+        record("Observation", "M85001"),
+        record("Observation", "RXK"),
+    ];
+    let d = open_with(&staff("M85001", "R8000", "u"), &f, &records);
+    assert_eq!(
+        d.verdicts,
+        vec![
+            Verdict::Show,
+            Verdict::Withhold(Rule::Obj2),
+            Verdict::Show,
+            Verdict::Withhold(Rule::Obj2)
+        ]
+    );
+    assert_eq!(d.notices, vec![Notice::ObjectionRestricts]);
+    let d = open_with(&me("p"), &f, &records);
+    assert!(d.verdicts.iter().all(|v| *v == Verdict::Show));
+    assert_eq!(d.notices, vec![Notice::ObjectionToldToPatient]);
+    // R-OBJ-5: a later withdrawal restores sharing at once.
+    f.statements.push(statement(false, "2026-02-01"));
+    let d = open_with(&staff("M85001", "R8000", "u"), &f, &records);
+    assert!(d.verdicts.iter().all(|v| *v == Verdict::Show));
+    assert!(d.notices.is_empty());
+}
+
+#[test]
+fn r_obj_2_objection_unknown_restricts_as_an_objection_and_names_the_source() {
+    let mut f = facts(vec![CareLink::Visit {
+        org: "RXK".into(),
+        ended_day: None,
+    }]);
+    f.unanswered.push(gp_down());
+    let records = [
+        record("Patient", "RXK"),
+        record("Patient", "LA-DUD"),
+        record("Observation", "RXK"),
+        record("Flag", "LA-DUD"),
+    ];
+    let d = open_with(&staff("RXK", "R8000", "u"), &f, &records);
+    assert!(d.permitted);
+    assert_eq!(
+        d.verdicts,
+        vec![
+            Verdict::Show,
+            Verdict::Withhold(Rule::Obj2),
+            Verdict::Show,
+            Verdict::Withhold(Rule::Obj2)
+        ]
+    );
+    assert_eq!(
+        d.notices,
+        vec![Notice::ObjectionUnknown {
+            sources: vec!["GP replica gp".into()]
+        }]
+    );
+    assert!(d.notices[0].text().contains("GP replica gp"));
+    // A withdrawal known from the store does not clear an unknown GP record.
+    f.statements.push(statement(false, "2026-02-01"));
+    assert!(objection_status(&f).restricts());
+    // The patient still sees their own record.
+    let d = open_with(&me("p"), &f, &records);
+    assert!(d.verdicts.iter().all(|v| *v == Verdict::Show));
+    // A source that holds no objections being down changes nothing.
+    let mut g = facts(vec![]);
+    g.unanswered.push(Unanswered {
+        objections: false,
+        ..gp_down()
+    });
+    assert!(!objection_status(&g).restricts());
+}
+
+#[test]
+fn r_sens_1_and_3_keep_records_inside_the_holder() {
+    let f = facts(vec![
+        registered("M85001"),
+        CareLink::Visit {
+            org: "RXK".into(),
+            ended_day: None,
+        },
+    ]);
+    let mut sensitive = record("Observation", "RXK");
+    sensitive.labels.sensitivity = Sensitivity::Sensitive;
+    let mut unknown = record("Observation", "RXK");
+    unknown.labels.sensitivity = Sensitivity::Unknown;
+    let mut confidential = record("Observation", "M85001");
+    confidential.labels.confidential = true;
+    let records = [sensitive, unknown, confidential];
+    let d = open_with(&staff("M85001", "R8000", "u"), &f, &records);
+    assert_eq!(
+        d.verdicts,
+        vec![
+            Verdict::Withhold(Rule::Sens1),
+            Verdict::Withhold(Rule::Sens1),
+            Verdict::Show
+        ]
+    );
+    assert!(d.notices.is_empty(), "no trace of R-SENS-1 withholding");
+    let d = open_with(&staff("RXK", "R8000", "u"), &f, &records);
+    assert_eq!(
+        d.verdicts,
+        vec![Verdict::Show, Verdict::Show, Verdict::Withhold(Rule::Sens3)]
+    );
+    assert_eq!(d.notices, vec![Notice::SomeWithheld]);
+    assert_eq!(d.withheld().get(&Rule::Sens3), Some(&1));
+}
+
+#[test]
+fn r_sens_3_confidential_entries_are_withheld_from_the_patient_too() {
+    let mut confidential = record("Observation", "M85001");
+    confidential.labels.confidential = true;
+    let d = open_with(&me("p"), &facts(vec![]), &[confidential]);
+    assert_eq!(d.verdicts, vec![Verdict::Withhold(Rule::Sens3)]);
+    assert_eq!(d.notices, vec![Notice::SomeWithheld]);
+}
+
+#[test]
+fn r_sens_5_a_patient_does_not_see_entries_the_gp_kept_from_them() {
+    let mut hidden = record("Observation", "M85001");
+    hidden.labels.hidden_from_patient = true;
+    let mut sensitive = record("Observation", "RXK");
+    sensitive.labels.sensitivity = Sensitivity::Sensitive;
+    let d = open_with(&me("p"), &facts(vec![]), &[hidden, sensitive]);
+    assert_eq!(
+        d.verdicts,
+        vec![Verdict::Withhold(Rule::Sens5), Verdict::Show]
+    );
+}
+
+#[test]
+fn r_role_1_scope_constraints_withhold_records_outside_them() {
+    let mut outside = record("Observation", "M85001");
+    outside.within_scope_constraints = false;
+    let d = open_with(&me("p"), &facts(vec![]), &[outside]);
+    assert_eq!(d.verdicts, vec![Verdict::Withhold(Rule::Role1)]);
+}
+
+fn write(
+    s: &Subject,
+    f: &PatientFacts,
+    category: &str,
+    existing: Option<ExistingAlert<'_>>,
+) -> Decision {
+    decide(
+        &Request {
+            subject: s,
+            grants: &AllGrants,
+            ask: Ask::WriteAlert { category, existing },
+            patient: Some("p"),
+            facts: Some(f),
+            records: &[],
+        },
+        &PolicyConfig::default(),
+    )
+}
+
+#[test]
+fn r_write_1_and_2_who_writes_which_alerts() {
+    let f = facts(vec![
+        registered("M85001"),
+        CareLink::Allocation {
+            org: "LA-DUD".into(),
+            worker: Some("sw".into()),
+            team_members: vec![],
+            open: true,
+        },
+    ]);
+    assert!(write(&staff("M85001", "R8000", "u"), &f, "safeguarding", None).permitted);
+    assert_eq!(
+        write(&staff("RXK", "R8000", "u"), &f, "other", None).rule,
+        Rule::Lr5
+    );
+    assert_eq!(
+        write(&staff("RYA", "R8000", "u"), &f, "other", None).rule,
+        Rule::Role2
+    );
+    let sw = staff("LA-DUD", "R8014", "sw");
+    assert!(write(&sw, &f, "safeguarding", None).permitted);
+    assert!(!write(&sw, &f, "severe-allergy-condition", None).permitted);
+    let clinicians = ExistingAlert {
+        author_kind: "staff",
+        category: "severe-allergy-condition",
+    };
+    assert!(
+        !write(&sw, &f, "safeguarding", Some(clinicians)).permitted,
+        "social care cannot turn a clinician's alert into one of its own"
+    );
+    assert!(write(&me("p"), &f, "end-of-life-wishes", None).permitted);
+    assert!(!write(&me("p"), &f, "safeguarding", None).permitted);
+    let professional = ExistingAlert {
+        author_kind: "staff",
+        category: "communication-support",
+    };
+    assert!(!write(&me("p"), &f, "communication-support", Some(professional)).permitted);
+    assert!(!write(&me("q"), &f, "communication-support", None).permitted);
+}
+
+#[test]
+fn r_write_1_scopes_must_grant_the_write() {
+    let f = facts(vec![registered("M85001")]);
+    let d = decide(
+        &Request {
+            subject: &staff("M85001", "R8000", "u"),
+            grants: &Only(&["Patient"]),
+            ask: Ask::WriteAlert {
+                category: "other",
+                existing: None,
+            },
+            patient: Some("p"),
+            facts: Some(&f),
+            records: &[],
+        },
+        &PolicyConfig::default(),
+    );
+    assert_eq!((d.permitted, d.rule), (false, Rule::Role1));
+}
+
+#[test]
+fn r_aud_4_and_5_who_reads_the_audit_trail() {
+    let officer = staff("M85001", "R0001", "po");
+    assert_eq!(ask(&officer, Ask::AuditTrail).rule, Rule::Aud4);
+    assert_eq!(ask(&me("p"), Ask::AuditTrail).rule, Rule::Aud5);
+    let d = ask(&me("q"), Ask::AuditTrail);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Aud5));
+    assert!(!ask(&staff("M85001", "R8000", "u"), Ask::AuditTrail).permitted);
+    assert!(
+        !ask(
+            &me("q"),
+            Ask::Consents {
+                action: Action::Read
+            }
+        )
+        .permitted
+    );
+    assert!(
+        ask(
+            &officer,
+            Ask::Consents {
+                action: Action::Search
+            }
+        )
+        .permitted
+    );
+}
+
+#[test]
+fn every_decision_traces_the_rule_that_decided() {
+    let mut f = facts(vec![registered("M85001")]);
+    f.unanswered.push(Unanswered {
+        source: "sc".into(),
+        description: "social care replica sc".into(),
+        relationships: true,
+        objections: false,
+    });
+    let d = open_with(
+        &staff("M85001", "R8000", "u"),
+        &f,
+        &[record("Observation", "M85001")],
+    );
+    assert!(d.trace.iter().any(|s| s.rule == Rule::Lr1
+        && s.result == StepResult::Permit
+        && s.facts[0].contains("M85001")));
+    assert!(d.trace.iter().any(|s| s.rule == Rule::Obj2));
+    let counts = d.counts_by_type(&[record("Observation", "M85001")]);
+    assert_eq!(counts["Observation"].0, 1);
+}
+
+#[test]
+fn r_aud_4_only_privacy_officers_ask_for_an_explanation() {
+    assert_eq!(
+        ask(&staff("M85001", "R0001", "po"), Ask::Explain).rule,
+        Rule::Aud4
+    );
+    assert_eq!(
+        ask(&staff("M85001", "R5105", "cg"), Ask::Explain).rule,
+        Rule::Aud4
+    );
+    assert!(!ask(&staff("M85001", "R8000", "u"), Ask::Explain).permitted);
+    assert!(!ask(&me("p"), Ask::Explain).permitted);
+}

@@ -1,0 +1,146 @@
+//! The verified caller of a request, what their token grants, and every decision the policy made
+//! about a patient during the request, kept for the audit (R-AUD-1: one AuditEvent per patient
+//! touched, naming the rule that permitted or refused and what was withheld under which rule).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use scr_auth::{Caller, CallerKind, Interaction, ScopeContext};
+use scr_policy::{Action, Claim, Decision, Grants, Rule, Subject};
+use scr_source::Record;
+
+/// A verified caller and the decisions made for them so far.
+pub struct Access {
+    pub caller: Caller,
+    pub subject: Subject,
+    touched: Mutex<Vec<Touched>>,
+}
+
+/// One patient a request asked about, and the policy's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub nhs_number: String,
+    pub rule: Rule,
+    pub permitted: bool,
+    /// Records withheld from the response, by the rule that withheld them (never what).
+    pub withheld: BTreeMap<Rule, usize>,
+    /// The self-claimed relationship the access was made under, or that it declared.
+    pub claim: Option<Claim>,
+}
+
+/// The policy's RESTful action for a SMART interaction.
+pub fn action_of(interaction: Interaction) -> Action {
+    match interaction {
+        Interaction::Read => Action::Read,
+        Interaction::Search => Action::Search,
+        Interaction::Create => Action::Create,
+        Interaction::Update | Interaction::Delete => Action::Update,
+    }
+}
+
+fn interaction_of(action: Action) -> Interaction {
+    match action {
+        Action::Read => Interaction::Read,
+        Action::Search => Interaction::Search,
+        Action::Create => Interaction::Create,
+        Action::Update => Interaction::Update,
+    }
+}
+
+impl Access {
+    pub fn new(caller: Caller) -> Access {
+        let subject = match caller.kind {
+            CallerKind::Staff => Subject::Staff {
+                user: caller.subject.clone(),
+                org: caller.organisation.clone().unwrap_or_default(),
+                role_code: caller.role_code.clone().unwrap_or_default(),
+            },
+            CallerKind::Patient => Subject::Patient {
+                nhs_number: caller.nhs_number.clone().unwrap_or_default(),
+                proofing_level: caller.identity_proofing_level.clone(),
+            },
+            CallerKind::System => Subject::System {
+                client_id: caller.subject.clone(),
+                org: caller.organisation.clone(),
+            },
+        };
+        Access {
+            caller,
+            subject,
+            touched: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps the decision about `nhs_number` for the audit; the first decision about a patient
+    /// stands, later withheld counts are added to it.
+    pub fn touch(&self, nhs_number: &str, decision: &Decision) {
+        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        let withheld = decision.withheld();
+        if let Some(t) = touched.iter_mut().find(|t| t.nhs_number == nhs_number) {
+            for (rule, n) in withheld {
+                *t.withheld.entry(rule).or_insert(0) += n;
+            }
+            return;
+        }
+        touched.push(Touched {
+            nhs_number: nhs_number.to_owned(),
+            rule: decision.rule,
+            permitted: decision.permitted,
+            withheld,
+            claim: decision.claim.clone(),
+        });
+    }
+
+    pub fn touched(&self) -> Vec<Touched> {
+        self.touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Scopes count only in the caller's own context: `patient/` for patients, `user/` for
+    /// staff, `system/` for backend services.
+    fn context(&self) -> ScopeContext {
+        match self.caller.kind {
+            CallerKind::Staff => ScopeContext::User,
+            CallerKind::Patient => ScopeContext::Patient,
+            CallerKind::System => ScopeContext::System,
+        }
+    }
+
+    /// The token's SMART v2 search constraints (`patient/Observation.rs?category=laboratory`)
+    /// for one record: a fact about the record that the policy decides on.
+    pub fn within_scope_constraints(&self, record: &Record, action: Action) -> bool {
+        let ctx = self.context();
+        let interaction = interaction_of(action);
+        let allowing: Vec<_> = self
+            .caller
+            .scopes
+            .iter()
+            .filter(|s| s.context == ctx && s.covers(record.resource_type, interaction))
+            .collect();
+        if allowing.iter().any(|s| s.constraints.is_empty()) {
+            return true;
+        }
+        allowing.iter().any(|s| {
+            let mut pairs = s.constraints.clone();
+            if record.resource_type != "Patient" {
+                pairs.push(("patient".into(), record.nhs_number.clone()));
+            }
+            // A constraint the facade cannot evaluate allows nothing.
+            scr_fhir::search::parse(record.resource_type, &pairs, false)
+                .is_ok_and(|req| req.matches(&record.resource))
+        })
+    }
+}
+
+impl Grants for Access {
+    fn allows(&self, resource_type: &str, action: Action) -> bool {
+        let ctx = self.context();
+        let interaction = interaction_of(action);
+        self.caller
+            .scopes
+            .iter()
+            .any(|s| s.context == ctx && s.covers(resource_type, interaction))
+    }
+}
