@@ -259,6 +259,30 @@ fn r_obj_2_objection_status_unknown_while_the_gp_replica_is_down_shows_only_own_
             );
             assert_eq!((r.status, r.issue_code().as_str()), (404, "not-found"));
         });
+        // $explain says the same, with the unknown fact and the source that did not answer.
+        with_down(&b, Part::Gp, |s| {
+            let officer = staff(s, "M85001", "R0001", "user/AuditEvent.rs");
+            let describe = [("organization", "RXK"), ("role", "R8000"), ("user", "u")];
+            let p = crate::explain::explain(s, &officer, JANE, &describe).json();
+            assert!(
+                crate::explain::evaluations(&p)
+                    .iter()
+                    .any(|(r, res, d)| r == "R-OBJ-2"
+                        && res == "unknown"
+                        && d.contains("GP replica gp")),
+                "{p}"
+            );
+            assert_eq!(
+                crate::explain::param(&p, "unanswered"),
+                Some("GP replica gp")
+            );
+            assert!(crate::explain::withheld(&p, "Flag", "R-OBJ-2") > 0, "{p}");
+            let describe = [("organization", "M85001"), ("role", "R8000"), ("user", "u")];
+            let p = crate::explain::explain(s, &officer, JANE, &describe).json();
+            assert!(crate::explain::evaluations(&p)
+                .iter()
+                .any(|(r, res, _)| r == "R-LR-5" && res == "unknown"));
+        });
         // R-OBJ-5-like: once the GP answers again, sharing is restored at once.
         let after = everything(s, JANE, &clinician(s, "RXK")).json();
         assert_eq!(holders(&after), all);

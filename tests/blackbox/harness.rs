@@ -143,6 +143,27 @@ impl Server {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return server;
             }
+            let exited = server._child.lock().unwrap().try_wait().ok().flatten();
+            if exited.is_some() && server.log().contains("Address already in use") {
+                // A port chosen free was taken meanwhile (loopback clients use the same
+                // ephemeral range): move the server to other ports and start it again.
+                let text = std::fs::read_to_string(config).expect("config");
+                let (new_port, new_mllp) = (free_port(), free_port());
+                let mut text = text.replace(
+                    &format!("127.0.0.1:{port}"),
+                    &format!("127.0.0.1:{new_port}"),
+                );
+                if mllp_port != 0 {
+                    text = text.replace(
+                        &format!("127.0.0.1:{mllp_port}\""),
+                        &format!("127.0.0.1:{new_mllp}\""),
+                    );
+                }
+                std::fs::write(config, text).expect("config");
+                let mllp = if mllp_port == 0 { 0 } else { new_mllp };
+                let Server { dir, store_url, .. } = server;
+                return Server::start(name, dir, new_port, config, store_url, mllp);
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(

@@ -9,6 +9,7 @@ mod audit;
 mod crash;
 mod decision_table;
 mod errors;
+mod explain;
 mod fail_closed;
 mod ingest;
 mod mllp;

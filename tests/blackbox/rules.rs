@@ -265,10 +265,25 @@ fn r_lr_4_a_clinician_self_claims_a_relationship_which_is_audited_as_break_glass
         assert!(events
             .iter()
             .all(|e| e["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"));
-        let mine = s.get("/AuditEvent?_count=500", Some(&patient(s, JANE, "P9")));
+        // R-AUD-4: the privacy officer's review carries the written reason, in both events.
         assert!(
-            String::from_utf8_lossy(&mine.body).contains("ETREAT"),
+            events.iter().all(|e| e["entity"][0]["detail"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["type"] == "break-glass-reason"
+                    && d["valueString"] == "Unconscious at roadside, need allergies")),
+            "{review}"
+        );
+        let mine = s.get("/AuditEvent?_count=500", Some(&patient(s, JANE, "P9")));
+        let mine = String::from_utf8_lossy(&mine.body);
+        assert!(
+            mine.contains("ETREAT"),
             "the patient sees the break-glass access"
+        );
+        assert!(
+            !mine.contains("Unconscious at roadside"),
+            "the reason is written for the privacy officer, not shown in the patient's log"
         );
     }
 }

@@ -319,7 +319,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
         } => {
             let config = load(&config)?;
-            let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
+            let (records, _) = scr_server::state::records(&config).map_err(|e| e.to_string())?;
             let described = scr_record::DescribedCaller {
                 kind: Some(kind),
                 org,
@@ -329,7 +329,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 purpose: Some(purpose),
             };
             let explanation = actix_web::rt::System::new()
-                .block_on(state.records.explain(&described, &patient))
+                .block_on(records.explain(&described, &patient))
                 .map_err(|e| match e {
                     scr_record::RecordError::NotFound { .. } => {
                         format!("no source knows NHS number {patient}")

@@ -262,6 +262,17 @@ pub fn own_org(subject: &Subject) -> Option<&str> {
     }
 }
 
+/// R-ROLE-1 for patients: the one record a patient's token ever reaches (their own), which is
+/// also what their searches of Patient, Consent and AuditEvent are about when they name none;
+/// `None` for every other caller. What a patient is shown of the audit trail (R-AUD-5) is
+/// narrowed by it too.
+pub fn patient_scope(subject: &Subject) -> Option<&str> {
+    match subject {
+        Subject::Patient { nhs_number, .. } => Some(nhs_number),
+        _ => None,
+    }
+}
+
 /// The objection status the facts give (R-OBJ-1): the latest statement wins, by effective date
 /// then recording time; without a standing objection, a source that may hold one and did not
 /// answer makes the status unknown.

@@ -48,7 +48,7 @@ impl fmt::Display for CareLink {
             ),
             CareLink::Visit { org, ended_day } => match ended_day {
                 None => write!(f, "open visit at {org}"),
-                Some(d) => write!(f, "visit at {org} ended on day {d}"),
+                Some(d) => write!(f, "visit at {org} ended on {}", civil_date(*d)),
             },
             CareLink::Allocation {
                 org,
@@ -68,6 +68,20 @@ impl fmt::Display for CareLink {
             ),
         }
     }
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01 (proleptic Gregorian calendar).
+pub fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// A statement of the patient's objection to sharing, or its withdrawal (R-OBJ-1), from the GP

@@ -17,9 +17,9 @@ pub mod facts;
 pub mod rule;
 
 pub use decide::{
-    decide, objection_status, own_org, Action, AllGrants, Ask, Decision, ExistingAlert, Grants,
-    Notice, ObjectionStatus, Request, Step, StepResult, Verdict, PATIENT_ALERT_CATEGORIES,
-    SOCIAL_CARE_ALERT_CATEGORIES,
+    decide, objection_status, own_org, patient_scope, Action, AllGrants, Ask, Decision,
+    ExistingAlert, Grants, Notice, ObjectionStatus, Request, Step, StepResult, Verdict,
+    PATIENT_ALERT_CATEGORIES, SOCIAL_CARE_ALERT_CATEGORIES,
 };
 pub use facts::{
     CareLink, Claim, PatientFacts, RecordFacts, RecordLabels, Sensitivity, Sourced, Statement,

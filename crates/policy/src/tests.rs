@@ -604,3 +604,15 @@ fn r_aud_4_only_privacy_officers_ask_for_an_explanation() {
     assert!(!ask(&staff("M85001", "R8000", "u"), Ask::Explain).permitted);
     assert!(!ask(&me("p"), Ask::Explain).permitted);
 }
+
+#[test]
+fn visit_dates_read_as_dates_in_explanations() {
+    assert_eq!(facts::civil_date(0), "1970-01-01");
+    assert_eq!(facts::civil_date(20_425), "2025-12-03");
+    assert_eq!(facts::civil_date(11_016), "2000-02-29");
+    let link = CareLink::Visit {
+        org: "RXK".into(),
+        ended_day: Some(20_425),
+    };
+    assert_eq!(link.to_string(), "visit at RXK ended on 2025-12-03");
+}

@@ -197,75 +197,87 @@ pub fn verifier(
 
 impl AppState {
     pub fn build(config: &Config) -> Result<AppState, StartupError> {
-        let PolicyCodes {
-            sensitive,
-            objection,
-            consent,
-        } = policy_codes(config)?;
-        let store = scr_store::Store::open(&config.store.url, config.store.pool_size)
-            .map_err(|source| StartupError::Store { source })?;
-        let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-        for g in &config.sources.gp {
-            let options = scr_db::PoolOptions {
-                max_size: g.pool_size,
-                read_only: true,
-                ..Default::default()
-            };
-            let pool = scr_db::open_pool(&g.name, &g.url, &options).map_err(|source| {
-                StartupError::Source {
-                    name: g.name.clone(),
-                    source,
-                }
-            })?;
-            let codes = scr_source_gp::GpCodes {
-                objection: objection.clone(),
-                consent: consent.clone(),
-                sensitive: sensitive.clone(),
-            };
-            sources.push(Arc::new(scr_source_gp::GpSource::new(
-                g.name.clone(),
-                pool,
-                codes,
-            )));
-        }
-        sources.push(Arc::new(scr_source_hl7v2::Hl7Source::new(
-            config.sources.hl7_name.clone(),
-            store.pool().clone(),
-        )));
-        for s in &config.sources.social_care {
-            let options = scr_db::PoolOptions {
-                max_size: s.pool_size,
-                read_only: true,
-                ..Default::default()
-            };
-            let pool = scr_db::open_pool(&s.name, &s.url, &options).map_err(|source| {
-                StartupError::Source {
-                    name: s.name.clone(),
-                    source,
-                }
-            })?;
-            sources.push(Arc::new(scr_source_social_care::SocialCareSource::new(
-                s.name.clone(),
-                s.council.clone(),
-                s.council_name.clone(),
-                pool,
-            )));
-        }
+        let (records, store) = records(config)?;
         let token_service = token_service(config)?;
         Ok(AppState {
             base_url: config.server.base_url.clone(),
-            records: scr_record::Records::new(
-                sources,
-                store.clone(),
-                config.policy_config(),
-                Duration::from_millis(config.server.source_timeout_ms),
-            ),
+            records,
             verifier: verifier(config, token_service.as_ref())?,
             store,
             token_service,
         })
     }
+}
 
+/// The record service (sources, store, policy) from the configuration: all that opening a
+/// record needs, without the token machinery (for `scr policy explain`).
+pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store), StartupError> {
+    let PolicyCodes {
+        sensitive,
+        objection,
+        consent,
+    } = policy_codes(config)?;
+    let store = scr_store::Store::open(&config.store.url, config.store.pool_size)
+        .map_err(|source| StartupError::Store { source })?;
+    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    for g in &config.sources.gp {
+        let options = scr_db::PoolOptions {
+            max_size: g.pool_size,
+            read_only: true,
+            ..Default::default()
+        };
+        let pool = scr_db::open_pool(&g.name, &g.url, &options).map_err(|source| {
+            StartupError::Source {
+                name: g.name.clone(),
+                source,
+            }
+        })?;
+        let codes = scr_source_gp::GpCodes {
+            objection: objection.clone(),
+            consent: consent.clone(),
+            sensitive: sensitive.clone(),
+        };
+        sources.push(Arc::new(scr_source_gp::GpSource::new(
+            g.name.clone(),
+            pool,
+            codes,
+        )));
+    }
+    sources.push(Arc::new(scr_source_hl7v2::Hl7Source::new(
+        config.sources.hl7_name.clone(),
+        store.pool().clone(),
+    )));
+    for s in &config.sources.social_care {
+        let options = scr_db::PoolOptions {
+            max_size: s.pool_size,
+            read_only: true,
+            ..Default::default()
+        };
+        let pool = scr_db::open_pool(&s.name, &s.url, &options).map_err(|source| {
+            StartupError::Source {
+                name: s.name.clone(),
+                source,
+            }
+        })?;
+        sources.push(Arc::new(scr_source_social_care::SocialCareSource::new(
+            s.name.clone(),
+            s.council.clone(),
+            s.council_name.clone(),
+            pool,
+        )));
+    }
+    Ok((
+        scr_record::Records::new(
+            sources,
+            store.clone(),
+            config.policy_config(),
+            Duration::from_millis(config.server.source_timeout_ms),
+        ),
+        store,
+    ))
+}
+
+impl AppState {
     /// Logs, without identifiable data, how many native rows each source could not match. On a
     /// thread of its own: it reads every patient row of every source, three seconds for a
     /// region of 909,000 people, and the server must answer within a second of starting.
@@ -287,5 +299,66 @@ fn report_unmatched_rows(sources: &[Arc<dyn Source>]) {
             Ok(r) => log::info!("source {}: all {} patient rows have a valid NHS number", s.name(), r.rows_checked),
             Err(e) => log::warn!("source {}: match report unavailable: {e}", s.name()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            r#"
+[server]
+bind = "127.0.0.1:8080"
+base_url = "http://127.0.0.1:8080/fhir"
+[store]
+url = "sqlite://scr.db"
+[auth]
+dev_issuer = true
+{extra}
+"#
+        );
+        Config::from_toml(&text, &[]).expect("config")
+    }
+
+    fn error_of(c: &Config) -> String {
+        match policy_codes(c) {
+            Err(e) => e.to_string(),
+            Ok(_) => String::new(),
+        }
+    }
+
+    #[test]
+    fn r_sens_1_without_sensitive_codes_the_server_does_not_start() {
+        let dir = std::env::temp_dir().join(format!("scr-vs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let empty = dir.join("empty.json");
+        std::fs::write(
+            &empty,
+            r#"{"resourceType":"ValueSet","status":"active","compose":{"include":[{"system":"http://snomed.info/sct","concept":[]}]}}"#,
+        )
+        .expect("write");
+        let c = config(&format!(
+            "[policy]\nsensitive_valuesets = [\"{}\"]\n",
+            empty.display()
+        ));
+        let err = error_of(&c);
+        assert!(err.starts_with("policy.sensitive_valuesets"), "{err}");
+        let c = config("[policy]\nsensitive_valuesets = []\n");
+        assert!(error_of(&c).starts_with("policy.sensitive_valuesets"));
+    }
+
+    #[test]
+    fn r_sens_2_without_sensitive_services_the_server_does_not_start() {
+        let vs = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fhir-profiles/ValueSet-scr-sensitive-codes.json"
+        );
+        let c = config(&format!(
+            "[hl7]\nsensitive_services = []\n[policy]\nsensitive_valuesets = [\"{vs}\"]\n"
+        ));
+        let err = error_of(&c);
+        assert!(err.starts_with("hl7.sensitive_services"), "{err}");
     }
 }

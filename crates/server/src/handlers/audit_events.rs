@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use scr_fhir::bundle::{entry, searchset, EntryMode, Issue, Severity};
 use scr_fhir::search::{parse_date, parse_patient_reference, Prefix, DEFAULT_COUNT, MAX_COUNT};
-use scr_policy::{Action, Ask, Subject};
+use scr_policy::{Action, Ask};
 use scr_store::audit::{search_audit, AuditFilter};
 
 use crate::access::Access;
@@ -87,9 +87,10 @@ async fn search_as(
             }
         }
     }
-    let patient_caller = matches!(access.subject, Subject::Patient { .. });
-    if let Subject::Patient { nhs_number, .. } = &access.subject {
-        filter.patient_nhs.get_or_insert_with(|| nhs_number.clone());
+    let own = scr_policy::patient_scope(&access.subject);
+    let patient_caller = own.is_some();
+    if let Some(own) = own {
+        filter.patient_nhs.get_or_insert_with(|| own.to_owned());
     }
     state
         .records

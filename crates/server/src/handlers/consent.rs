@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use scr_fhir::bundle::{entry, searchset, EntryMode};
 use scr_fhir::search::parse_patient_reference;
-use scr_policy::{Action, Ask, Subject};
+use scr_policy::{Action, Ask};
 use scr_store::consent::{ConsentRow, NewConsent};
 
 use crate::access::{authenticate, Access};
@@ -110,10 +110,7 @@ async fn authorise_create(state: &AppState, access: &Access, nhs: &str) -> Resul
 
 /// The patient whose statements are asked for: a patient's own when they name none.
 fn patient_asked(access: &Access, asked: Option<String>) -> Option<String> {
-    match &access.subject {
-        Subject::Patient { nhs_number, .. } => asked.or_else(|| Some(nhs_number.clone())),
-        _ => asked,
-    }
+    asked.or_else(|| scr_policy::patient_scope(&access.subject).map(str::to_owned))
 }
 
 pub async fn search(

@@ -239,8 +239,8 @@ async fn search_patients(
         }
     };
     // A patient searching finds only themself; anyone else is simply not a match.
-    if let scr_policy::Subject::Patient { nhs_number, .. } = &access.subject {
-        numbers.retain(|n| n == nhs_number);
+    if let Some(own) = scr_policy::patient_scope(&access.subject) {
+        numbers.retain(|n| n == own);
     }
     let mut out = Vec::new();
     let mut refusal = None;
