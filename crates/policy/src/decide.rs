@@ -306,10 +306,9 @@ pub fn objection_status(facts: &PatientFacts) -> ObjectionStatus<'_> {
         return ObjectionStatus::Stands(s);
     }
     let sources: Vec<String> = facts
-        .unanswered
-        .iter()
-        .filter(|u| u.objections)
-        .map(|u| u.description.clone())
+        .objections_unknown_from()
+        .into_iter()
+        .map(str::to_owned)
         .collect();
     if sources.is_empty() {
         ObjectionStatus::Clear(latest)
@@ -585,12 +584,7 @@ fn patient_decision(
             }
             None => {
                 let considered: Vec<String> = facts.links.iter().map(described).collect();
-                let unanswered: Vec<&str> = facts
-                    .unanswered
-                    .iter()
-                    .filter(|u| u.relationships)
-                    .map(|u| u.description.as_str())
-                    .collect();
+                let unanswered = facts.relationships_unknown_from();
                 let how = if profile_of(request.subject, config) == Some(Profile::Clinical) {
                     "; a clinician directly involved in this patient's care may self-claim one with POST Patient/{id}/$break-glass, giving a purpose of use (ETREAT or BTG) and a reason, which is audited"
                 } else {
@@ -907,12 +901,7 @@ fn write_objection(
             vec![described(r)],
         );
     }
-    let unanswered: Vec<&str> = facts
-        .unanswered
-        .iter()
-        .filter(|u| u.relationships)
-        .map(|u| u.description.as_str())
-        .collect();
+    let unanswered = facts.relationships_unknown_from();
     if unanswered.is_empty() {
         trace.refuse(Rule::Obj1, "only a user of the patient's registered practice may register or withdraw an objection", vec![])
     } else {

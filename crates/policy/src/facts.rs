@@ -157,6 +157,26 @@ pub struct PatientFacts {
     pub today: i64,
 }
 
+impl PatientFacts {
+    /// The sources that hold relationships and did not answer.
+    pub fn relationships_unknown_from(&self) -> Vec<&str> {
+        self.unanswered_where(|u| u.relationships)
+    }
+
+    /// The sources that hold objection statements and did not answer.
+    pub fn objections_unknown_from(&self) -> Vec<&str> {
+        self.unanswered_where(|u| u.objections)
+    }
+
+    fn unanswered_where(&self, holds: impl Fn(&Unanswered) -> bool) -> Vec<&str> {
+        self.unanswered
+            .iter()
+            .filter(|u| holds(u))
+            .map(|u| u.description.as_str())
+            .collect()
+    }
+}
+
 /// Whether a record is coded in a sensitive value set or came from a sensitive service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sensitivity {

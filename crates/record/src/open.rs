@@ -135,6 +135,15 @@ fn patient_facts(
     }
 }
 
+/// A decision as a result: the refusal as an error.
+fn permitted(d: Decision) -> Result<Decision, RecordError> {
+    if d.permitted {
+        Ok(d)
+    } else {
+        Err(RecordError::refused(&d))
+    }
+}
+
 /// The policy's notices as Bundle warnings.
 fn notices(decision: &Decision) -> impl Iterator<Item = Issue> + '_ {
     decision
@@ -225,17 +234,11 @@ impl Records {
 
     /// May the caller read or search this type at all? (R-ROLE-1, R-ROLE-3)
     pub fn may(&self, access: &Access, resource_type: &str, action: Action) -> bool {
-        self.decide(
-            access,
-            Ask::Type {
-                resource_type,
-                action,
-            },
-            None,
-            None,
-            &[],
-        )
-        .permitted
+        let ask = Ask::Type {
+            resource_type,
+            action,
+        };
+        self.decide(access, ask, None, None, &[]).permitted
     }
 
     /// Refuses the request unless the caller may read or search this type.
@@ -245,21 +248,11 @@ impl Records {
         resource_type: &str,
         action: Action,
     ) -> Result<(), RecordError> {
-        let d = self.decide(
-            access,
-            Ask::Type {
-                resource_type,
-                action,
-            },
-            None,
-            None,
-            &[],
-        );
-        if d.permitted {
-            Ok(())
-        } else {
-            Err(RecordError::refused(&d))
-        }
+        let ask = Ask::Type {
+            resource_type,
+            action,
+        };
+        permitted(self.decide(access, ask, None, None, &[])).map(drop)
     }
 
     /// A question that needs no facts about the patient (the audit trail, Consent statements):
@@ -274,11 +267,7 @@ impl Records {
         if let Some(nhs) = patient {
             access.touch(nhs, &d);
         }
-        if d.permitted {
-            Ok(d)
-        } else {
-            Err(RecordError::refused(&d))
-        }
+        permitted(d)
     }
 
     /// A write about a patient (an alert, an objection): the patient's facts are gathered, the
@@ -292,11 +281,7 @@ impl Records {
         let (_, facts) = self.known(nhs, Wanted::Context).await?;
         let d = self.decide(access, ask, Some(nhs), Some(&facts), &[]);
         access.touch(nhs, &d);
-        if d.permitted {
-            Ok(d)
-        } else {
-            Err(RecordError::refused(&d))
-        }
+        permitted(d)
     }
 
     /// A self-claimed relationship (R-LR-4): the policy decides whether this caller may claim

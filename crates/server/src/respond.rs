@@ -171,3 +171,18 @@ pub fn require_media_type(req: &HttpRequest, accepted: &[&str]) -> Result<(), Ap
         }))
     }
 }
+
+/// The body of an operation: a FHIR `Parameters` resource in JSON. 415 for another media type,
+/// 400 for anything else.
+pub fn parameters_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
+    require_media_type(req, &["application/fhir+json", "application/json"])?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("Parameters", format!("the body is not JSON: {e}")))?;
+    if v["resourceType"] != "Parameters" {
+        return Err(ApiError::invalid(
+            "Parameters",
+            "the body must be a FHIR Parameters resource",
+        ));
+    }
+    Ok(v)
+}

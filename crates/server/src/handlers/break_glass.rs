@@ -14,7 +14,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::Value;
 
 use scr_fhir::bundle::{operation_outcome, Issue, Severity};
 use scr_store::audit::NewBreakGlass;
@@ -22,7 +21,7 @@ use scr_store::audit::NewBreakGlass;
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::respond::{fhir_json, require_media_type};
+use crate::respond::{fhir_json, parameters_body};
 use crate::state::AppState;
 
 /// The two purposes of use a self-claim may give.
@@ -35,15 +34,7 @@ struct Claim {
 
 /// Reads and checks the `Parameters` body, naming the parameter that is wrong.
 fn parse_claim(req: &HttpRequest, body: &[u8]) -> Result<Claim, ApiError> {
-    require_media_type(req, &["application/fhir+json", "application/json"])?;
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid("Parameters", format!("the body is not JSON: {e}")))?;
-    if v["resourceType"] != "Parameters" {
-        return Err(ApiError::invalid(
-            "Parameters",
-            "the body must be a FHIR Parameters resource",
-        ));
-    }
+    let v = parameters_body(req, body)?;
     let param = |name: &str, value_key: &str| -> Option<String> {
         v["parameter"]
             .as_array()?

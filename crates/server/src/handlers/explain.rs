@@ -17,7 +17,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::Value;
 
 use scr_fhir::nhs_number;
 use scr_policy::Ask;
@@ -25,22 +24,14 @@ use scr_record::DescribedCaller;
 
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::respond::{check_accept, fhir_json, require_media_type};
+use crate::respond::{check_accept, fhir_json, parameters_body};
 use crate::state::AppState;
 
 const PARAMETERS: [&str; 6] = ["organization", "role", "user", "kind", "scope", "purpose"];
 
 /// Reads the described caller from the `Parameters` body, naming the parameter that is wrong.
 fn parse_caller(req: &HttpRequest, body: &[u8]) -> Result<DescribedCaller, ApiError> {
-    require_media_type(req, &["application/fhir+json", "application/json"])?;
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid("Parameters", format!("the body is not JSON: {e}")))?;
-    if v["resourceType"] != "Parameters" {
-        return Err(ApiError::invalid(
-            "Parameters",
-            "the body must be a FHIR Parameters resource",
-        ));
-    }
+    let v = parameters_body(req, body)?;
     let mut described = DescribedCaller::default();
     for p in v["parameter"].as_array().into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or_default();
