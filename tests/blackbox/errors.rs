@@ -132,3 +132,68 @@ fn clinical_search_without_a_patient_is_400_required() {
         assert_eq!((r.status, r.issue_code().as_str()), (400, "required"));
     }
 }
+
+/// Issue 11, item 5: input that used to panic a worker (the connection was dropped) is answered.
+#[test]
+fn hostile_input_a_multibyte_period_start_or_a_huge_offset_is_answered_not_a_dropped_connection() {
+    for s in servers() {
+        let flag = r#"{"resourceType":"Flag","status":"active","category":[{"coding":[{"system":"https://scr.example.nhs.uk/CodeSystem/alert-category","code":"communication-support"}]}],"code":{"text":"x"},"subject":{"reference":"Patient/9990000018"},"period":{"start":"2026-11-2éT10:00:00Z"}}"#;
+        let t = staff(s, "M85001", "R8000", "user/*.rs user/Flag.cu");
+        let auth = format!("Bearer {t}");
+        for headers in [
+            vec![("Content-Type", "application/fhir+json")],
+            vec![
+                ("Content-Type", "application/fhir+json"),
+                ("Authorization", auth.as_str()),
+            ],
+        ] {
+            let r = s.request("POST", "/Flag", &headers, flag.as_bytes());
+            assert_eq!((r.status, r.issue_code().as_str()), (400, "invalid"));
+            assert!(String::from_utf8_lossy(&r.body).contains("period"));
+        }
+        let r = s.get(
+            "/Observation?patient=9990000018&_offset=18446744073709551615",
+            Some(&clinician(s, "M85001")),
+        );
+        assert_eq!(r.status, 200);
+        let b = r.json();
+        assert!(b["entry"].as_array().is_none_or(|e| e
+            .iter()
+            .all(|e| e["search"]["mode"] != "match")));
+        assert!(!b["link"].to_string().contains("\"next\""));
+    }
+}
+
+/// Issue 11, item 11: an impossible date is a 400, and `_count=0` gives no `next` (or
+/// `previous`) link equal to `self`, which would make a client loop for ever.
+#[test]
+fn bad_input_impossible_dates_and_count_zero_paging() {
+    for s in servers() {
+        let t = clinician(s, "M85001");
+        for date in ["2026-02-30", "2025-02-29", "2026-04-31"] {
+            let r = s.get(
+                &format!("/Observation?patient=9990000018&date={date}"),
+                Some(&t),
+            );
+            assert_eq!((r.status, r.issue_code().as_str()), (400, "invalid"), "{date}");
+        }
+        let leap = s.get("/Observation?patient=9990000018&date=2024-02-29", Some(&t));
+        assert_eq!(leap.status, 200);
+        for offset in ["0", "3"] {
+            let b = s
+                .get(
+                    &format!("/Observation?patient=9990000018&_count=0&_offset={offset}"),
+                    Some(&t),
+                )
+                .json();
+            assert!(b["total"].as_u64().unwrap() > 0);
+            let links: Vec<&str> = b["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["relation"].as_str().unwrap())
+                .collect();
+            assert_eq!(links, ["self"], "offset {offset}");
+        }
+    }
+}

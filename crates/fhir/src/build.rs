@@ -81,10 +81,14 @@ pub fn date_time(native: &str) -> Option<String> {
     if is_date(s) {
         return Some(s.to_owned());
     }
-    if s.len() >= 19 && is_date(&s[..10]) && s.as_bytes()[10] == b'T' {
-        let rest = &s[19..];
+    // `get`, not indexing: a byte offset inside a multibyte character is not a date, and must
+    // not panic (any client can send one in an alert's `period.start`).
+    let (Some(day), Some(time), Some(rest)) = (s.get(..10), s.get(..19), s.get(19..)) else {
+        return None;
+    };
+    if is_date(day) && s.as_bytes()[10] == b'T' {
         return Some(if rest.is_empty() {
-            format!("{}Z", &s[..19])
+            format!("{time}Z")
         } else {
             s.to_owned()
         });
@@ -107,9 +111,30 @@ pub fn is_date(s: &str) -> bool {
                 && digits(8..10)
                 && in_range(&b[5..7], b"01", b"12")
                 && in_range(&b[8..10], b"01", b"31")
+                && day_exists(s)
         }
         _ => false,
     }
+}
+
+/// Whether `YYYY-MM-DD` (already checked for shape) names a day of the calendar: no 30 February,
+/// no 31 April.
+fn day_exists(s: &str) -> bool {
+    let (Ok(y), Ok(m), Ok(d)) = (
+        s[..4].parse::<i64>(),
+        s[5..7].parse::<u32>(),
+        s[8..10].parse::<u32>(),
+    ) else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    d <= days
 }
 
 fn in_range(two: &[u8], lo: &[u8], hi: &[u8]) -> bool {
@@ -303,6 +328,29 @@ pub fn days_of(iso: &str) -> Option<i64> {
 #[cfg(test)]
 mod calendar_tests {
     use super::*;
+
+    #[test]
+    fn impossible_dates_are_not_dates() {
+        assert!(!is_date("2026-02-30"));
+        assert!(!is_date("2026-04-31"));
+        assert!(!is_date("2025-02-29"));
+        assert!(is_date("2024-02-29"));
+        assert!(is_date("2000-02-29"));
+        assert!(!is_date("1900-02-29"));
+        assert!(is_date("2026-12-31"));
+    }
+
+    #[test]
+    fn multibyte_characters_in_a_date_time_are_refused_not_a_panic() {
+        assert_eq!(date_time("2026-11-2\u{e9}T10:00:00Z"), None);
+        assert_eq!(date_time("2026-11-25T10:00:0\u{e9}"), None);
+        assert_eq!(date_time("2026-11-25\u{e9}10:00:00"), None);
+        assert_eq!(instant("\u{1f600}\u{1f600}\u{1f600}\u{1f600}\u{1f600}"), None);
+        assert_eq!(
+            date_time("2026-11-25T10:00:00").as_deref(),
+            Some("2026-11-25T10:00:00Z")
+        );
+    }
 
     #[test]
     fn calendar_round_trips() {

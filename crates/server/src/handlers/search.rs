@@ -117,10 +117,14 @@ async fn search_as(
             .skip(request.offset)
             .take(request.count)
             .collect();
-        if request.offset + request.count < total {
-            links.push(("next", link(request.offset + request.count)));
+        // Saturating: `_offset` is the client's, and may be near the largest number there is.
+        let next = request.offset.saturating_add(request.count);
+        // `_count=0` asks for no entries: a `next` link would equal `self`, and a client that
+        // follows links would loop for ever.
+        if request.count > 0 && next < total {
+            links.push(("next", link(next)));
         }
-        if request.offset > 0 {
+        if request.count > 0 && request.offset > 0 {
             links.push((
                 "previous",
                 link(request.offset.saturating_sub(request.count)),
