@@ -157,9 +157,9 @@ fn hostile_input_a_multibyte_period_start_or_a_huge_offset_is_answered_not_a_dro
         );
         assert_eq!(r.status, 200);
         let b = r.json();
-        assert!(b["entry"].as_array().is_none_or(|e| e
-            .iter()
-            .all(|e| e["search"]["mode"] != "match")));
+        assert!(b["entry"]
+            .as_array()
+            .is_none_or(|e| e.iter().all(|e| e["search"]["mode"] != "match")));
         assert!(!b["link"].to_string().contains("\"next\""));
     }
 }
@@ -175,7 +175,11 @@ fn bad_input_impossible_dates_and_count_zero_paging() {
                 &format!("/Observation?patient=9990000018&date={date}"),
                 Some(&t),
             );
-            assert_eq!((r.status, r.issue_code().as_str()), (400, "invalid"), "{date}");
+            assert_eq!(
+                (r.status, r.issue_code().as_str()),
+                (400, "invalid"),
+                "{date}"
+            );
         }
         let leap = s.get("/Observation?patient=9990000018&date=2024-02-29", Some(&t));
         assert_eq!(leap.status, 200);

@@ -345,7 +345,10 @@ mod calendar_tests {
         assert_eq!(date_time("2026-11-2\u{e9}T10:00:00Z"), None);
         assert_eq!(date_time("2026-11-25T10:00:0\u{e9}"), None);
         assert_eq!(date_time("2026-11-25\u{e9}10:00:00"), None);
-        assert_eq!(instant("\u{1f600}\u{1f600}\u{1f600}\u{1f600}\u{1f600}"), None);
+        assert_eq!(
+            instant("\u{1f600}\u{1f600}\u{1f600}\u{1f600}\u{1f600}"),
+            None
+        );
         assert_eq!(
             date_time("2026-11-25T10:00:00").as_deref(),
             Some("2026-11-25T10:00:00Z")
