@@ -620,3 +620,37 @@ fn patient_read_and_search_agree_with_the_patient_in_everything() {
         assert!(compared >= 10, "only {compared} visible pairs compared");
     }
 }
+
+/// Reads by id, more at once than the GP replica's pool has connections: each read used to hold
+/// one connection while waiting for a second, so a full pool deadlocked until the sources timed
+/// out (found by the benchmark's `Observation/{id}` workload at 32 connections).
+#[test]
+fn reads_by_id_at_once_beyond_the_pool_size_all_answer() {
+    for s in servers() {
+        let t = clinician(s, "M85001");
+        let (obs, _) = s.all_pages(&format!("/Observation?patient={JANE}"), &t);
+        let id = obs
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .find(|id| id.starts_with("gp."))
+            .expect("a GP observation");
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..32)
+                .map(|_| {
+                    let (t, id) = (&t, &id);
+                    scope.spawn(move || {
+                        (0..3)
+                            .map(|_| s.get(&format!("/Observation/{id}"), Some(t)).status)
+                            .collect::<Vec<u16>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(statuses.len(), 96);
+        assert!(statuses.iter().all(|st| *st == 200), "{statuses:?}");
+    }
+}

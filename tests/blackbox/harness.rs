@@ -664,3 +664,28 @@ pub fn authority(url: &str) -> String {
     let rest = rest.split_once('@').map(|(_, r)| r).unwrap_or(rest);
     rest.split('/').next().unwrap_or(rest).to_owned()
 }
+
+/// ODS codes of every resource (Patient and records) in a Bundle, sorted, once each.
+pub fn holders(bundle: &Value) -> Vec<String> {
+    let mut all: Vec<String> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .flat_map(|e| ods_tags(&e["resource"]))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// Every OperationOutcome in a Bundle, as text.
+pub fn warnings(bundle: &Value) -> String {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["resource"]["resourceType"] == "OperationOutcome")
+        .map(|e| e["resource"].to_string())
+        .collect()
+}

@@ -30,30 +30,6 @@ fn everything(s: &Server, nhs: &str, token: &str) -> Value {
     r.json()
 }
 
-/// ODS codes of every resource (Patient and records) in a Bundle.
-fn holders(bundle: &Value) -> Vec<String> {
-    let mut all: Vec<String> = bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["search"]["mode"] == "match")
-        .flat_map(|e| ods_tags(&e["resource"]))
-        .collect();
-    all.sort();
-    all.dedup();
-    all
-}
-
-fn warnings(bundle: &Value) -> String {
-    bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["resource"]["resourceType"] == "OperationOutcome")
-        .map(|e| e["resource"].to_string())
-        .collect()
-}
-
 #[test]
 fn r_lr_1_current_registration_opens_the_record_a_past_one_does_not() {
     for s in servers() {

@@ -425,16 +425,21 @@ impl Source for GpSource {
     }
 
     fn read(&self, resource_type: &str, key: &str) -> Result<Option<Record>, SourceError> {
-        let mut conn = self.conn()?;
-        let Some(patient_guid) = self.owner_of(&mut conn, resource_type, key)? else {
-            return Ok(None);
+        // The connection goes back to the pool before the patient's rows are read with another:
+        // holding one while waiting for a second deadlocks a full pool (every concurrent read
+        // holds one and waits), which stalled reads by id at 32 connections.
+        let owner: Option<Option<String>> = {
+            let mut conn = self.conn()?;
+            let Some(patient_guid) = self.owner_of(&mut conn, resource_type, key)? else {
+                return Ok(None);
+            };
+            patient::table
+                .filter(patient::patient_guid.eq(&patient_guid))
+                .select(patient::nhs_number)
+                .first(&mut *conn)
+                .optional()
+                .map_err(|e| self.unavailable(e))?
         };
-        let owner: Option<Option<String>> = patient::table
-            .filter(patient::patient_guid.eq(&patient_guid))
-            .select(patient::nhs_number)
-            .first(&mut *conn)
-            .optional()
-            .map_err(|e| self.unavailable(e))?;
         let Some(nhs) = owner.flatten().filter(|n| nhs_number::is_valid(n)) else {
             return Ok(None);
         };
