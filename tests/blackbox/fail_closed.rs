@@ -9,7 +9,6 @@
 use std::sync::{Mutex, OnceLock};
 
 use diesel::{Connection, RunQueryDsl};
-use serde_json::Value;
 
 use crate::harness::*;
 
