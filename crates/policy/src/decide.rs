@@ -538,10 +538,13 @@ fn action_word(action: Action) -> &'static str {
 }
 
 /// The patient decision: a patient their own record; staff a relationship; systems by scope.
+/// `needed_for` completes a refusal's "a legitimate relationship with this patient is
+/// required" (empty for opening the record, " to write an alert" for a write).
 fn patient_decision(
     request: &Request<'_>,
     config: &PolicyConfig,
     facts: &PatientFacts,
+    needed_for: &str,
     trace: Trace,
 ) -> Result<(Trace, Rule, Option<Claim>), Box<Decision>> {
     let nhs = request.patient.unwrap_or_default();
@@ -593,7 +596,7 @@ fn patient_decision(
                 if unanswered.is_empty() {
                     Err(Box::new(trace.refuse(
                         Rule::Lr5,
-                        format!("a legitimate relationship with this patient is required{how}"),
+                        format!("a legitimate relationship with this patient is required{needed_for}{how}"),
                         considered,
                     )))
                 } else {
@@ -606,7 +609,7 @@ fn patient_decision(
                     Err(Box::new(trace.refuse(
                         Rule::Lr5,
                         format!(
-                            "a legitimate relationship with this patient is required, and it could not be checked because {} did not answer{how}",
+                            "a legitimate relationship with this patient is required{needed_for}, and it could not be checked because {} did not answer{how}",
                             unanswered.join(", ")
                         ),
                         considered,
@@ -626,7 +629,7 @@ fn open(
 ) -> Decision {
     let empty = PatientFacts::default();
     let facts = request.facts.unwrap_or(&empty);
-    let (mut trace, rule, claim) = match patient_decision(request, config, facts, trace) {
+    let (mut trace, rule, claim) = match patient_decision(request, config, facts, "", trace) {
         Ok(t) => t,
         Err(refused) => return *refused,
     };
@@ -840,19 +843,13 @@ fn write_alert(
                 }
                 _ => return trace.refuse(Rule::Write1, "this role may not write alerts", vec![]),
             }
-            match patient_decision(request, config, facts, trace) {
+            match patient_decision(request, config, facts, " to write an alert", trace) {
                 Ok((trace, _, _)) => trace.permit(
                     Rule::Write1,
                     "the writer's profile and relationship allow this alert",
                     vec![categories(category)],
                 ),
-                Err(refused) => Decision {
-                    reason: refused.reason.replace(
-                        "a legitimate relationship with this patient is required",
-                        "a legitimate relationship with this patient is required to write an alert",
-                    ),
-                    ..*refused
-                },
+                Err(refused) => *refused,
             }
         }
     }

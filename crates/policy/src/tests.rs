@@ -496,6 +496,9 @@ fn r_write_1_and_2_who_writes_which_alerts() {
         write(&staff("RXK", "R8000", "u"), &f, "other", None).rule,
         Rule::Lr5
     );
+    assert!(write(&staff("RXK", "R8000", "u"), &f, "other", None)
+        .reason
+        .starts_with("a legitimate relationship with this patient is required to write an alert"));
     assert_eq!(
         write(&staff("RYA", "R8000", "u"), &f, "other", None).rule,
         Rule::Role2
