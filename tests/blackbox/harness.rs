@@ -255,6 +255,17 @@ impl Server {
         admin_url: &str,
         route: &dyn Fn(&str, &str) -> String,
     ) -> Server {
+        Server::postgres_configured(name, admin_url, route, &|c| c)
+    }
+
+    /// [`Server::postgres_named`], with `edit` applied to the configuration the server runs
+    /// with (not to the one it is seeded with).
+    pub fn postgres_configured(
+        name: &'static str,
+        admin_url: &str,
+        route: &dyn Fn(&str, &str) -> String,
+        edit: &dyn Fn(String) -> String,
+    ) -> Server {
         use diesel::Connection;
         let dir = scratch(name);
         let port = free_port();
@@ -313,6 +324,12 @@ url = "{}"
 facilities = ["RXK", "TAJ"]
 [mllp]
 bind = "127.0.0.1:{mllp_port}"
+[[mllp.senders]]
+facility = "RXK"
+addresses = ["127.0.0.1"]
+[[mllp.senders]]
+facility = "TAJ"
+addresses = ["127.0.0.1"]
 [policy]
 sensitive_valuesets = ["{p}/ValueSet-scr-sensitive-codes.json"]
 objection_valueset = "{p}/ValueSet-scr-objection-codes.json"
@@ -334,7 +351,7 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
             "--patients",
             "40",
         ]);
-        std::fs::write(&path, config).expect("config");
+        std::fs::write(&path, edit(config)).expect("config");
         let store = direct[2].clone();
         Server::start(name, dir, port, &path, store, mllp_port)
     }

@@ -254,3 +254,244 @@ fn r_sens_1_a_result_coded_in_a_sensitive_value_set_stays_with_the_trust() {
         assert!(!warned, "and no warning hints at it (R-SENS-4)");
     }
 }
+
+/// Binds TAJ to an address the tests never connect from; RXK stays bound to loopback.
+fn taj_elsewhere(config: String) -> String {
+    let bound = "[[mllp.senders]]\nfacility = \"TAJ\"\naddresses = [\"127.0.0.1\"";
+    assert!(
+        config.contains(bound),
+        "the demo config binds TAJ to loopback"
+    );
+    config.replace(
+        bound,
+        "[[mllp.senders]]\nfacility = \"TAJ\"\naddresses = [\"192.0.2.1\"",
+    )
+}
+
+/// A server (SQLite, and PostgreSQL when configured) whose TAJ sender is elsewhere.
+fn servers_with_taj_elsewhere() -> Vec<Server> {
+    let mut out = vec![Server::sqlite_prepared("mllp-senders", 0, |dir| {
+        let path = dir.join("scr.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, taj_elsewhere(config)).unwrap();
+    })];
+    if let Some(admin) = std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        out.push(Server::postgres_configured(
+            "mllpsenders",
+            &admin,
+            &|_, url| url.to_owned(),
+            &taj_elsewhere,
+        ));
+    }
+    out
+}
+
+fn admission(control_id: &str, facility: &str, nhs: &str) -> String {
+    [
+        format!("MSH|^~\\&|PAS|{facility}|SCR|SCR|20261121100000||ADT^A01|{control_id}|P|2.4"),
+        "EVN|A01|20261121100000".to_string(),
+        format!("PID|1||{nhs}^^^NHS^NH||BROWN^LINDA||19800404|F"),
+        format!("PV1|1|I|WARD 1^BED 1^^{facility}||||||||||||||||V{control_id}|||||||||||||||||||||||||20261121095500"),
+    ]
+    .join("\r")
+}
+
+#[test]
+fn item1_r_lr_2_a_spoofed_sending_facility_is_ar_quarantined_and_opens_no_relationship() {
+    for s in servers_with_taj_elsewhere() {
+        let taj = clinician(&s, "TAJ");
+        let open = |s: &Server| s.get(&format!("/Patient/{LINDA}/$everything"), Some(&taj));
+        assert_eq!(open(&s).status, 403, "TAJ has no relationship with Linda");
+        // From loopback, RXK's address, claiming to be TAJ: an admission would give every TAJ
+        // user a legitimate relationship (R-LR-2) without break glass.
+        let id = unique("SPOOF");
+        let acks = send(&s, &[admission(&id, "TAJ", LINDA)]);
+        assert_eq!(msa(&acks[0]), ("AR".to_owned(), id.clone()), "{}", acks[0]);
+        assert!(acks[0].contains("may not send for facility"), "{}", acks[0]);
+        assert_eq!(open(&s).status, 403, "the spoof opened no visit");
+        let q = quarantine(&s);
+        assert!(
+            q.lines()
+                .any(|l| l.contains(&id) && l.contains("may not send for facility")),
+            "kept for review: {q}"
+        );
+        // RXK from its own address is applied as before.
+        let rxk = unique("RXKOK");
+        let acks = send(&s, &[oru(&rxk, "RXK", LINDA, "F", "7")]);
+        assert_eq!(msa(&acks[0]).0, "AA", "{}", acks[0]);
+    }
+}
+
+/// A CA, a server certificate and client certificates, written as PEM files in `dir`.
+mod pki {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::{PKey, Private};
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509Name, X509};
+    use std::path::Path;
+
+    pub fn key() -> PKey<Private> {
+        PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
+    }
+
+    /// A certificate for `cn`, signed by `issuer` (self-signed when `None`).
+    pub fn certificate(
+        cn: &str,
+        key: &PKey<Private>,
+        issuer: Option<(&X509, &PKey<Private>)>,
+        ca: bool,
+    ) -> X509 {
+        let mut name = X509Name::builder().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(
+            &BigNum::from_u32(rand_serial())
+                .unwrap()
+                .to_asn1_integer()
+                .unwrap(),
+        )
+        .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name()))
+            .unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        if ca {
+            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                .unwrap();
+        } else {
+            let san = SubjectAlternativeName::new()
+                .dns("localhost")
+                .ip("127.0.0.1")
+                .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))
+                .unwrap();
+            b.append_extension(san).unwrap();
+        }
+        b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256())
+            .unwrap();
+        b.build()
+    }
+
+    fn rand_serial() -> u32 {
+        let mut bytes = [0u8; 4];
+        openssl::rand::rand_bytes(&mut bytes).unwrap();
+        u32::from_le_bytes(bytes) & 0x7fff_ffff
+    }
+
+    pub fn write(dir: &Path, name: &str, cert: &X509, key: &PKey<Private>) {
+        std::fs::write(dir.join(format!("{name}.pem")), cert.to_pem().unwrap()).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.key")),
+            key.private_key_to_pem_pkcs8().unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn item1_mutual_tls_the_client_certificate_names_the_facility_it_may_send_for() {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
+    let (ca_key, server_key, rxk_key, rogue_key) = (pki::key(), pki::key(), pki::key(), pki::key());
+    let ca = pki::certificate("SCR test trust CA", &ca_key, None, true);
+    let server_cert = pki::certificate("localhost", &server_key, Some((&ca, &ca_key)), false);
+    let rxk = pki::certificate("RXK", &rxk_key, Some((&ca, &ca_key)), false);
+    // Claims to be RXK, but no trusted authority signed it.
+    let rogue = pki::certificate("RXK", &rogue_key, None, false);
+    let s = Server::sqlite_prepared("mllp-tls", 0, |dir| {
+        pki::write(dir, "ca", &ca, &ca_key);
+        pki::write(dir, "mllp-server", &server_cert, &server_key);
+        let d = dir.display();
+        let path = dir.join("scr.toml");
+        // [mllp.tls] goes after the [mllp] table's keys: before the first [[mllp.senders]].
+        let config = std::fs::read_to_string(&path).unwrap().replacen(
+            "[[mllp.senders]]",
+            &format!("[mllp.tls]\ncertificate = \"{d}/mllp-server.pem\"\nprivate_key = \"{d}/mllp-server.key\"\nclient_ca = \"{d}/ca.pem\"\n[[mllp.senders]]"),
+            1,
+        );
+        std::fs::write(&path, config).unwrap();
+    });
+    let dir = s.dir.clone();
+    pki::write(&dir, "rxk", &rxk, &rxk_key);
+    pki::write(&dir, "rogue", &rogue, &rogue_key);
+    let client = |identity: Option<&str>| {
+        let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+        b.set_ca_file(dir.join("ca.pem")).unwrap();
+        if let Some(name) = identity {
+            b.set_certificate_file(dir.join(format!("{name}.pem")), SslFiletype::PEM)
+                .unwrap();
+            b.set_private_key_file(dir.join(format!("{name}.key")), SslFiletype::PEM)
+                .unwrap();
+        }
+        let tcp = TcpStream::connect(("127.0.0.1", s.mllp_port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        b.build().connect("localhost", tcp)
+    };
+    // A message over a connection, or None when the connection fails before an ACK.
+    let try_send = |identity: Option<&str>, message: &str| -> Option<String> {
+        let mut tls = client(identity).ok()?;
+        tls.write_all(&scr_mllp::frame(message)).ok()?;
+        let mut reader = scr_mllp::FrameReader::new(1 << 20);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tls.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            if let Some(scr_mllp::Frame::Message(ack)) = reader.push(&buf[..n]).into_iter().next() {
+                return String::from_utf8(ack).ok();
+            }
+        }
+    };
+    let good = unique("TLSOK");
+    let ack = try_send(Some("rxk"), &oru(&good, "RXK", LINDA, "F", "8")).expect("an ACK");
+    assert_eq!(msa(&ack).0, "AA", "{ack}");
+    let spoof = unique("TLSTAJ");
+    let ack = try_send(Some("rxk"), &admission(&spoof, "TAJ", LINDA)).expect("an ACK");
+    assert_eq!(
+        msa(&ack).0,
+        "AR",
+        "RXK's certificate cannot send for TAJ: {ack}"
+    );
+    assert_eq!(
+        try_send(None, &oru(&unique("NOCERT"), "RXK", LINDA, "F", "9")),
+        None,
+        "no client certificate, no message"
+    );
+    assert_eq!(
+        try_send(
+            Some("rogue"),
+            &oru(&unique("ROGUE"), "RXK", LINDA, "F", "9")
+        ),
+        None,
+        "a certificate no trusted authority signed, no message"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", s.mllp_port))
+            .and_then(|mut plain| {
+                plain.set_read_timeout(Some(Duration::from_secs(30)))?;
+                plain.write_all(&scr_mllp::frame(&oru(
+                    &unique("PLAIN"),
+                    "RXK",
+                    LINDA,
+                    "F",
+                    "9",
+                )))?;
+                let mut buf = [0u8; 64];
+                let n = plain.read(&mut buf)?;
+                Ok(n > 0 && buf[0] == scr_mllp::codec::START)
+            })
+            .map_or(true, |acked| !acked),
+        "plain TCP gets no ACK"
+    );
+}

@@ -110,6 +110,13 @@ url = "{social_care}"
 [mllp]
 # HL7 v2 over MLLP from the trusts' integration engines.
 bind = "127.0.0.1:{mllp_port}"
+# Each facility (MSH-4) may send only from these addresses; add [mllp.tls] for mutual TLS.
+[[mllp.senders]]
+facility = "RXK"
+addresses = ["127.0.0.1", "::1"]
+[[mllp.senders]]
+facility = "TAJ"
+addresses = ["127.0.0.1", "::1"]
 
 [hl7]
 facilities = ["RXK", "TAJ"]

@@ -1,14 +1,16 @@
 //! The MLLP listener wired to the HL7 v2 apply step: `AA` only after a message's effect is
 //! committed to the store, `AE`/`AR` kept in the quarantine, duplicates acknowledged and applied
-//! once (`scr_source_hl7v2::ingest`).
+//! once (`scr_source_hl7v2::ingest`), and every message checked against the facilities its
+//! connection may send for (`[[mllp.senders]]`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scr_mllp::{ListenerConfig, MessageHandler};
+use scr_mllp::{ListenerConfig, MessageHandler, Peer};
 use scr_server::config::Config;
-use scr_source_hl7v2::ingest::{ingest_message, reject_too_large, Hl7Config};
+use scr_source_hl7v2::ingest::{receive, reject_too_large, Hl7Config};
+use scr_source_hl7v2::senders::{AllowedSender, Origin, Senders};
 
 /// The name this receiver gives itself in ACKs (MSH-3).
 const RECEIVING_APPLICATION: &str = "SCR";
@@ -16,22 +18,78 @@ const RECEIVING_APPLICATION: &str = "SCR";
 struct Hl7Handler {
     pool: scr_db::DbPool,
     config: Hl7Config,
+    senders: Senders,
+}
+
+fn origin(peer: &Peer) -> Origin {
+    Origin {
+        address: peer.address,
+        certificate: peer.certificate.clone(),
+    }
 }
 
 impl MessageHandler for Hl7Handler {
-    fn message(&self, raw: &str) -> Result<String, String> {
+    fn message(&self, peer: &Peer, raw: &str) -> Result<String, String> {
         let (_, now) = scr_fhir::build::today_and_now();
-        ingest_message(&self.pool, raw, &self.config, &now)
-            .map(|ack| ack.to_hl7(RECEIVING_APPLICATION))
-            .map_err(|e| e.to_string())
+        receive(
+            &self.pool,
+            &origin(peer),
+            &self.senders,
+            raw,
+            &self.config,
+            &now,
+        )
+        .map(|ack| ack.to_hl7(RECEIVING_APPLICATION))
+        .map_err(|e| e.to_string())
     }
 
-    fn too_large(&self, prefix: &str, size: usize, limit: usize) -> Result<String, String> {
+    fn too_large(
+        &self,
+        peer: &Peer,
+        prefix: &str,
+        size: usize,
+        limit: usize,
+    ) -> Result<String, String> {
         let (_, now) = scr_fhir::build::today_and_now();
-        reject_too_large(&self.pool, prefix, size, limit, &now)
-            .map(|ack| ack.to_hl7(RECEIVING_APPLICATION))
-            .map_err(|e| e.to_string())
+        reject_too_large(
+            &self.pool,
+            &origin(peer),
+            &self.senders,
+            prefix,
+            size,
+            limit,
+            &now,
+        )
+        .map(|ack| ack.to_hl7(RECEIVING_APPLICATION))
+        .map_err(|e| e.to_string())
     }
+}
+
+/// `[[mllp.senders]]` as the feed checks them (the configuration was validated at load).
+fn senders(config: &Config) -> Result<Senders, String> {
+    let allowed = config
+        .mllp
+        .senders
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let addresses = s
+                .addresses
+                .iter()
+                .map(|a| a.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("mllp.senders[{i}].addresses: {e}"))?;
+            Ok(AllowedSender {
+                facility: s.facility.to_ascii_uppercase(),
+                addresses,
+                certificate: s.certificate.clone(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Senders {
+        allowed,
+        quarantine_cap: config.mllp.quarantine_cap_per_sender,
+    })
 }
 
 /// Binds the configured address and serves on a thread of its own. `None` when no
@@ -43,15 +101,25 @@ pub fn spawn(
     let Some(bind) = &config.mllp.bind else {
         return Ok(None);
     };
+    let tls = match &config.mllp.tls {
+        None => None,
+        Some(t) => Some(Arc::new(
+            scr_mllp::tls_acceptor(&t.certificate, &t.private_key, &t.client_ca)
+                .map_err(|e| format!("mllp.tls: {e}"))?,
+        )),
+    };
     let listener = TcpListener::bind(bind).map_err(|e| format!("mllp.bind {bind}: {e}"))?;
     let handler = Arc::new(Hl7Handler {
         pool: store.pool().clone(),
         config: crate::ingest::hl7_config(config)?,
+        senders: senders(config)?,
     });
     let listener_config = ListenerConfig {
         max_message_bytes: config.mllp.max_message_bytes,
         idle_timeout: Duration::from_secs(config.mllp.idle_timeout_seconds),
+        message_timeout: Duration::from_secs(config.mllp.message_timeout_seconds),
         max_connections: config.mllp.max_connections,
+        tls,
     };
     Ok(Some(std::thread::spawn(move || {
         if let Err(e) = scr_mllp::serve(listener, listener_config, handler) {

@@ -8,7 +8,7 @@ pub mod codec;
 pub mod listener;
 
 pub use codec::{Frame, FrameReader};
-pub use listener::{serve, ListenerConfig, MessageHandler};
+pub use listener::{serve, tls_acceptor, ListenerConfig, MessageHandler, Peer};
 
 /// Frames one message (or acknowledgement) for the wire.
 pub fn frame(message: &str) -> Vec<u8> {

@@ -38,6 +38,41 @@ pub struct MllpConfig {
     pub idle_timeout_seconds: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// From the first byte of a message to its last: a slower sender is disconnected.
+    #[serde(default = "default_message_timeout_seconds")]
+    pub message_timeout_seconds: u64,
+    /// Unresolved quarantined messages kept per connection identity; beyond it `AR`, not kept.
+    #[serde(default = "default_quarantine_cap_per_sender")]
+    pub quarantine_cap_per_sender: u64,
+    /// Which facilities (MSH-4) may send from where. Required when `bind` is set.
+    #[serde(default)]
+    pub senders: Vec<MllpSenderConfig>,
+    /// Mutual TLS for the listener: the client certificate identifies the facility.
+    pub tls: Option<MllpTlsConfig>,
+}
+
+/// One `[[mllp.senders]]` entry: a sending facility bound to where it connects from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpSenderConfig {
+    /// MSH-4, the facility's ODS code; must be one of `hl7.facilities`.
+    pub facility: String,
+    /// Peer addresses or CIDR blocks (`10.20.0.0/16`). May be empty only with mutual TLS.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The client certificate's subject common name under mutual TLS; the facility code when
+    /// not set.
+    pub certificate: Option<String>,
+}
+
+/// `[mllp.tls]`: PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpTlsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    /// Certificate authorities whose client certificates are accepted.
+    pub client_ca: PathBuf,
 }
 
 impl Default for MllpConfig {
@@ -47,8 +82,19 @@ impl Default for MllpConfig {
             max_message_bytes: default_max_message_bytes(),
             idle_timeout_seconds: default_idle_timeout_seconds(),
             max_connections: default_max_connections(),
+            message_timeout_seconds: default_message_timeout_seconds(),
+            quarantine_cap_per_sender: default_quarantine_cap_per_sender(),
+            senders: Vec::new(),
+            tls: None,
         }
     }
+}
+
+fn default_message_timeout_seconds() -> u64 {
+    30
+}
+fn default_quarantine_cap_per_sender() -> u64 {
+    10_000
 }
 
 fn default_max_message_bytes() -> usize {
@@ -504,6 +550,41 @@ impl Config {
                 "idle_timeout_seconds and max_connections must be above 0",
             ));
         }
+        if self.mllp.message_timeout_seconds == 0 {
+            return Err(invalid("mllp.message_timeout_seconds", "must be above 0"));
+        }
+        if self.mllp.quarantine_cap_per_sender == 0 {
+            return Err(invalid("mllp.quarantine_cap_per_sender", "must be above 0"));
+        }
+        if self.mllp.bind.is_some() && self.mllp.senders.is_empty() {
+            return Err(invalid(
+                "mllp.senders",
+                "mllp.bind is set but no [[mllp.senders]] are: say which facility may send from which addresses",
+            ));
+        }
+        for (i, sender) in self.mllp.senders.iter().enumerate() {
+            if !self
+                .hl7
+                .facilities
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(&sender.facility))
+            {
+                return Err(invalid(
+                    &format!("mllp.senders[{i}].facility"),
+                    format!("'{}' is not one of hl7.facilities", sender.facility),
+                ));
+            }
+            if sender.addresses.is_empty() && self.mllp.tls.is_none() {
+                return Err(invalid(
+                    &format!("mllp.senders[{i}].addresses"),
+                    "at least one address or CIDR block is needed without [mllp.tls]",
+                ));
+            }
+            for a in &sender.addresses {
+                a.parse::<scr_source_hl7v2::senders::AddressRange>()
+                    .map_err(|e| invalid(&format!("mllp.senders[{i}].addresses"), e))?;
+            }
+        }
         if self.store.pool_size == 0 {
             return Err(invalid("store.pool_size", "must be above 0"));
         }
@@ -630,6 +711,30 @@ dev_issuer = true
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn item1_an_mllp_listener_without_senders_does_not_start() {
+        let text =
+            format!("{MINIMAL}[hl7]\nfacilities = [\"RXK\"]\n[mllp]\nbind = \"127.0.0.1:2575\"\n");
+        let err = Config::from_toml(&text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("mllp.senders"), "{err}");
+        let bad_address =
+            format!("{text}[[mllp.senders]]\nfacility = \"RXK\"\naddresses = [\"10.0.0.0/40\"]\n");
+        let err = Config::from_toml(&bad_address, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("mllp.senders[0].addresses"), "{err}");
+        let unknown =
+            format!("{text}[[mllp.senders]]\nfacility = \"RYW\"\naddresses = [\"10.0.0.1\"]\n");
+        let err = Config::from_toml(&unknown, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("mllp.senders[0].facility"), "{err}");
+        let no_address = format!("{text}[[mllp.senders]]\nfacility = \"RXK\"\n");
+        let err = Config::from_toml(&no_address, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("mllp.senders[0].addresses"), "{err}");
+        let good =
+            format!("{text}[[mllp.senders]]\nfacility = \"RXK\"\naddresses = [\"10.0.0.0/8\"]\n");
+        assert!(Config::from_toml(&good, &[]).is_ok());
     }
 
     #[test]

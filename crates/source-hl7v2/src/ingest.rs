@@ -18,6 +18,7 @@ use scr_store::hl7::{
 use scr_store::{DbConnection, StoreError};
 
 use crate::parser::{self, escape};
+use crate::senders::{Origin, Senders};
 use crate::time::hl7_from_iso;
 use crate::translate::{self, ErrorKind, Header, OrderAction, Plan, Rejection};
 
@@ -173,7 +174,59 @@ pub fn ingest_message(
     cfg: &Hl7Config,
     now: &str,
 ) -> Result<Ack, StoreError> {
-    ingest(pool, raw, cfg, now, None)
+    let prepared = prepare(raw, cfg, now);
+    ingest(pool, raw, prepared, now, &Via::Operator)
+}
+
+/// Receives one message from an MLLP connection: as [`ingest_message`], after checking that
+/// the connection may send for the facility in MSH-4 (`AR` and quarantined when it may not),
+/// with the connection recorded on the message and the quarantine capped per connection.
+pub fn receive(
+    pool: &DbPool,
+    connection: &Origin,
+    senders: &Senders,
+    raw: &str,
+    cfg: &Hl7Config,
+    now: &str,
+) -> Result<Ack, StoreError> {
+    let mut prepared = prepare(raw, cfg, now);
+    if let Some(reason) = senders.refusal(connection, &prepared.header.facility) {
+        prepared.outcome = Err(Rejection::rejected(ErrorKind::SenderNotAllowed, reason));
+    }
+    let via = Via::Connection {
+        identity: connection.identity(),
+        quarantine_cap: senders.quarantine_cap,
+    };
+    ingest(pool, raw, prepared, now, &via)
+}
+
+/// How a message arrived: what its log row records and how its quarantine is bounded.
+enum Via {
+    /// A file loaded by an operator (`scr ingest hl7`, `scr generate`).
+    Operator,
+    /// The replay of a quarantined message, by its id.
+    Replay(i64),
+    /// An MLLP connection, by its identity ([`Origin::identity`]).
+    Connection {
+        identity: String,
+        quarantine_cap: u64,
+    },
+}
+
+impl Via {
+    fn replay_of(&self) -> Option<i64> {
+        match self {
+            Via::Replay(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn peer(&self) -> Option<&str> {
+        match self {
+            Via::Connection { identity, .. } => Some(identity),
+            _ => None,
+        }
+    }
 }
 
 /// Receives many messages in one transaction, each in its own savepoint: a message that is
@@ -189,7 +242,7 @@ pub fn ingest_batch(
 ) -> Result<Vec<Ack>, StoreError> {
     conn.transaction::<_, StoreError, _>(|c| {
         raws.iter()
-            .map(|raw| record(c, raw, &prepare(raw, cfg, now), now, None))
+            .map(|raw| record(c, raw, &prepare(raw, cfg, now), now, &Via::Operator))
             .collect()
     })
 }
@@ -198,6 +251,8 @@ pub fn ingest_batch(
 /// the operator can see what was sent. `prefix` is what was kept; `size` the full size.
 pub fn reject_too_large(
     pool: &DbPool,
+    connection: &Origin,
+    senders: &Senders,
     prefix: &str,
     size: usize,
     limit: usize,
@@ -205,8 +260,12 @@ pub fn reject_too_large(
 ) -> Result<Ack, StoreError> {
     let header = first_line_header(prefix, now);
     let rejection = Rejection::rejected(ErrorKind::TooLarge, format!("message of {size} bytes exceeds the {limit}-byte limit; its first bytes are kept for review"));
+    let via = Via::Connection {
+        identity: connection.identity(),
+        quarantine_cap: senders.quarantine_cap,
+    };
     let mut conn = scr_store::connection(pool)?;
-    quarantine(&mut conn, prefix, &header, &rejection, now, None)
+    quarantine(&mut conn, prefix, &header, &rejection, now, &via)
 }
 
 /// The quarantine, oldest first.
@@ -249,7 +308,8 @@ pub fn replay(pool: &DbPool, id: i64, cfg: &Hl7Config, now: &str) -> Result<Ack,
             id: id.to_string(),
         });
     }
-    ingest(pool, &row.raw, cfg, now, Some(id))
+    let prepared = prepare(&row.raw, cfg, now);
+    ingest(pool, &row.raw, prepared, now, &Via::Replay(id))
 }
 
 /// Splits a file of messages: MLLP-framed (`0x0B` … `0x1C 0x0D`), or plain text where each line
@@ -334,16 +394,15 @@ fn prepare(raw: &str, cfg: &Hl7Config, now: &str) -> Prepared {
 fn ingest(
     pool: &DbPool,
     raw: &str,
-    cfg: &Hl7Config,
+    prepared: Prepared,
     now: &str,
-    replay_of: Option<i64>,
+    via: &Via,
 ) -> Result<Ack, StoreError> {
-    let prepared = prepare(raw, cfg, now);
     let mut conn = scr_store::connection(pool)?;
     let mut attempt = 1;
     loop {
         // SQLite's busy store (another writer, e.g. the audit trail) is retried with back-off.
-        match scr_store::retry_busy(|| record(&mut conn, raw, &prepared, now, replay_of)) {
+        match scr_store::retry_busy(|| record(&mut conn, raw, &prepared, now, via)) {
             Err(e) if attempt < MAX_ATTEMPTS && e.is_retryable_conflict() => {
                 log::warn!(
                     "hl7: {} {} conflicted with a concurrent message; retrying",
@@ -381,13 +440,14 @@ fn record(
     raw: &str,
     prepared: &Prepared,
     now: &str,
-    replay_of: Option<i64>,
+    via: &Via,
 ) -> Result<Ack, StoreError> {
     let h = &prepared.header;
     let plan = match &prepared.outcome {
         Ok(plan) => plan,
-        Err(rejection) => return quarantine(conn, raw, h, rejection, now, replay_of),
+        Err(rejection) => return quarantine(conn, raw, h, rejection, now, via),
     };
+    let replay_of = via.replay_of();
     let applied = conn.transaction::<_, ApplyError, _>(|c| {
         let row = NewMessage {
             facility: &h.facility,
@@ -401,9 +461,21 @@ fn record(
             reason: None,
             raw,
             attempts: 1,
+            peer: via.peer(),
         };
         match hl7::insert_applied_message(c, &row)? {
             None => {
+                // A resend is the same message. The same control id with other content is not:
+                // someone else used it first (a spoofed or replayed id) or the sender reuses
+                // ids. Acknowledging it AA would silently drop the genuine message.
+                let applied = hl7::applied_raw(c, &h.facility, &h.control_id)?;
+                if applied.is_some_and(|applied| !same_message(&applied, raw)) {
+                    return Err(ApplyError::Rejected(Rejection {
+                        code: AckCode::AE,
+                        kind: ErrorKind::ControlIdReused,
+                        reason: "control id (MSH-10) was applied before with different content; not applied, kept for review".into(),
+                    }));
+                }
                 let id = match replay_of {
                     Some(q) => {
                         hl7::resolve_message(c, q, now)?;
@@ -442,11 +514,21 @@ fn record(
             );
             Ok(ack(h, AckCode::AA, None, duplicate, Some(message_id), now))
         }
-        Err(ApplyError::Rejected(rejection)) => {
-            quarantine(conn, raw, h, &rejection, now, replay_of)
-        }
+        Err(ApplyError::Rejected(rejection)) => quarantine(conn, raw, h, &rejection, now, via),
         Err(ApplyError::Store(e)) => Err(e),
     }
+}
+
+/// The same message, sent again: equal segment by segment, whatever the line endings and
+/// trailing white space.
+fn same_message(a: &str, b: &str) -> bool {
+    let segments = |m: &str| -> Vec<String> {
+        m.split(['\r', '\n'])
+            .map(|s| s.trim_end().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    segments(a) == segments(b)
 }
 
 fn quarantine(
@@ -455,10 +537,35 @@ fn quarantine(
     h: &Header,
     rejection: &Rejection,
     now: &str,
-    replay_of: Option<i64>,
+    via: &Via,
 ) -> Result<Ack, StoreError> {
+    if let Via::Connection {
+        identity,
+        quarantine_cap,
+    } = via
+    {
+        let held = hl7::count_quarantined_from(conn, identity)?;
+        if u64::try_from(held).unwrap_or(u64::MAX) >= *quarantine_cap {
+            log::warn!(
+                "hl7: {} {} from connection {identity} -> AR: its quarantine holds {held} messages (cap {quarantine_cap}); not kept",
+                h.message_type,
+                h.control_id,
+            );
+            return Ok(Ack {
+                error_kind: Some(ErrorKind::QuarantineFull),
+                ..ack(
+                    h,
+                    AckCode::AR,
+                    Some("the quarantine for this connection is full; the message was not kept, resend once the operator has reviewed the quarantine".into()),
+                    false,
+                    None,
+                    now,
+                )
+            });
+        }
+    }
     let (code, kind) = (rejection.code.as_str(), rejection.kind.as_str());
-    let id = match replay_of {
+    let id = match via.replay_of() {
         Some(q) => {
             hl7::record_failed_attempt(conn, q, code, Some(kind), Some(&rejection.reason), now)?;
             q
@@ -478,6 +585,7 @@ fn quarantine(
                     reason: Some(&rejection.reason),
                     raw,
                     attempts: 1,
+                    peer: via.peer(),
                 },
             )?)
         })?,
@@ -892,8 +1000,8 @@ mod tests {
     fn a_duplicate_control_id_is_acknowledged_aa_and_applied_once() -> TestResult {
         for (db, store) in stores("hl7_dup")? {
             let first = ingest_message(store.pool(), ORU_R01, &cfg(), NOW)?;
-            // The resend carries a different value: it must not be applied.
-            let resend = ORU_R01.replace("|5.9|", "|9.9|");
+            // The resend is the same message, with other line endings.
+            let resend = ORU_R01.replace('\r', "\r\n");
             let second = ingest_message(store.pool(), &resend, &cfg(), NOW)?;
             assert_eq!(
                 (first.code, first.duplicate),
@@ -909,11 +1017,9 @@ mod tests {
             );
             assert!(second.to_hl7("SCR").contains("MSA|AA|RXK000124\r"));
             let mut c = store.conn()?;
-            let obs = hl7::shown_observations_by_nhs(&mut c, "9990000018")?;
-            assert_eq!(obs.len(), 2);
-            assert!(
-                obs.iter().any(|o| o.resource.contains("5.9"))
-                    && !obs.iter().any(|o| o.resource.contains("9.9"))
+            assert_eq!(
+                hl7::shown_observations_by_nhs(&mut c, "9990000018")?.len(),
+                2
             );
             assert_eq!(
                 hl7::count_messages(&mut c)?,
@@ -929,6 +1035,153 @@ mod tests {
                 NOW,
             )?;
             assert!(!other.duplicate);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn item1_a_reused_control_id_with_other_content_is_ae_and_quarantined_never_a_silent_aa(
+    ) -> TestResult {
+        for (db, store) in stores("hl7_reused_id")? {
+            // Someone sent the control id first; the genuine message then arrives.
+            let first = ingest_message(store.pool(), ORU_R01, &cfg(), NOW)?;
+            let genuine = ORU_R01.replace("|5.9|", "|9.9|");
+            let second = ingest_message(store.pool(), &genuine, &cfg(), NOW)?;
+            assert_eq!(first.code, AckCode::AA, "{}", db.label);
+            assert_eq!(
+                (second.code, second.duplicate, second.error_kind),
+                (AckCode::AE, false, Some(ErrorKind::ControlIdReused)),
+                "{}",
+                db.label
+            );
+            assert!(second.to_hl7("SCR").contains("ERR|^^^205&"), "{}", db.label);
+            let mut c = store.conn()?;
+            let obs = hl7::shown_observations_by_nhs(&mut c, "9990000018")?;
+            assert!(
+                obs.iter().any(|o| o.resource.contains("5.9"))
+                    && !obs.iter().any(|o| o.resource.contains("9.9")),
+                "{}: not applied",
+                db.label
+            );
+            let q = list_quarantine(store.pool())?;
+            assert_eq!(q.len(), 1, "{}: kept for review", db.label);
+            assert_eq!(q[0].raw, genuine);
+            assert_eq!(q[0].error_kind, Some(ErrorKind::ControlIdReused));
+        }
+        Ok(())
+    }
+
+    fn peer(address: &str) -> Origin {
+        Origin {
+            address: address.parse().unwrap(),
+            certificate: None,
+        }
+    }
+
+    fn rxk_from_localhost(cap: u64) -> Senders {
+        Senders {
+            allowed: vec![crate::senders::AllowedSender {
+                facility: "RXK".into(),
+                addresses: vec!["127.0.0.1".parse().unwrap()],
+                certificate: None,
+            }],
+            quarantine_cap: cap,
+        }
+    }
+
+    #[test]
+    fn item1_a_facility_the_connection_may_not_send_for_is_ar_and_quarantined() -> TestResult {
+        for (db, store) in stores("hl7_sender")? {
+            let senders = rxk_from_localhost(100);
+            // From an address no sender is bound to.
+            let stranger = receive(
+                store.pool(),
+                &peer("192.0.2.7"),
+                &senders,
+                ORU_R01,
+                &cfg(),
+                NOW,
+            )?;
+            assert_eq!(
+                (stranger.code, stranger.error_kind),
+                (AckCode::AR, Some(ErrorKind::SenderNotAllowed)),
+                "{}",
+                db.label
+            );
+            // From RXK's address, claiming to be TAJ (configured in hl7.facilities).
+            let spoof = receive(
+                store.pool(),
+                &peer("127.0.0.1"),
+                &senders,
+                &ORU_R01.replace("|LAB|RXK|", "|LAB|TAJ|"),
+                &cfg(),
+                NOW,
+            )?;
+            assert_eq!(
+                (spoof.code, spoof.error_kind),
+                (AckCode::AR, Some(ErrorKind::SenderNotAllowed)),
+                "{}",
+                db.label
+            );
+            let mut c = store.conn()?;
+            assert!(hl7::shown_observations_by_nhs(&mut c, "9990000018")?.is_empty());
+            let q = list_quarantine(store.pool())?;
+            assert_eq!(q.len(), 2, "{}: both kept for review", db.label);
+            // The genuine sender is applied, and its control id was not burnt by the spoofs.
+            let genuine = receive(
+                store.pool(),
+                &peer("127.0.0.1"),
+                &senders,
+                ORU_R01,
+                &cfg(),
+                NOW,
+            )?;
+            assert_eq!((genuine.code, genuine.duplicate), (AckCode::AA, false));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn item1_the_quarantine_is_capped_per_connection() -> TestResult {
+        for (db, store) in stores("hl7_cap")? {
+            let senders = rxk_from_localhost(3);
+            let garbage = |i: usize| format!("NOT HL7 {i}");
+            for i in 0..3 {
+                let ack = receive(
+                    store.pool(),
+                    &peer("192.0.2.9"),
+                    &senders,
+                    &garbage(i),
+                    &cfg(),
+                    NOW,
+                )?;
+                assert!(ack.message_id.is_some(), "{}: kept", db.label);
+            }
+            let over = receive(
+                store.pool(),
+                &peer("192.0.2.9"),
+                &senders,
+                &garbage(4),
+                &cfg(),
+                NOW,
+            )?;
+            assert_eq!(
+                (over.code, over.error_kind, over.message_id),
+                (AckCode::AR, Some(ErrorKind::QuarantineFull), None),
+                "{}",
+                db.label
+            );
+            assert_eq!(list_quarantine(store.pool())?.len(), 3, "{}", db.label);
+            // Another connection is not affected by the first one's flood.
+            let other = receive(
+                store.pool(),
+                &peer("127.0.0.1"),
+                &senders,
+                &garbage(5),
+                &cfg(),
+                NOW,
+            )?;
+            assert!(other.message_id.is_some(), "{}", db.label);
         }
         Ok(())
     }

@@ -5,10 +5,12 @@
 //! - [`parser`]: ER7 text to segments, fields, repetitions, components.
 //! - [`translate`]: a message's meaning as FHIR JSON and store rows, without I/O.
 //! - [`ingest`]: one transaction per message, ACKs, quarantine and replay, file splitting.
+//! - [`senders`]: which facilities an MLLP connection may send for.
 //! - [`source`]: the `scr_source::Source` implementation over the store.
 
 pub mod ingest;
 pub mod parser;
+pub mod senders;
 pub mod source;
 pub mod time;
 pub mod translate;

@@ -39,6 +39,12 @@ pub enum ErrorKind {
     Conflict,
     /// The message is larger than the listener accepts; only its beginning was kept.
     TooLarge,
+    /// The MLLP connection may not send for the facility in MSH-4 (`[[mllp.senders]]`).
+    SenderNotAllowed,
+    /// The control id was applied before with different content: not a resend.
+    ControlIdReused,
+    /// The connection's quarantine is full: rejected without being kept.
+    QuarantineFull,
 }
 
 impl ErrorKind {
@@ -53,6 +59,9 @@ impl ErrorKind {
             ErrorKind::InvalidValue => "invalid-value",
             ErrorKind::Conflict => "conflict",
             ErrorKind::TooLarge => "too-large",
+            ErrorKind::SenderNotAllowed => "sender-not-allowed",
+            ErrorKind::ControlIdReused => "control-id-reused",
+            ErrorKind::QuarantineFull => "quarantine-full",
         }
     }
 
@@ -67,6 +76,9 @@ impl ErrorKind {
             ErrorKind::InvalidValue,
             ErrorKind::Conflict,
             ErrorKind::TooLarge,
+            ErrorKind::SenderNotAllowed,
+            ErrorKind::ControlIdReused,
+            ErrorKind::QuarantineFull,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -81,7 +93,11 @@ impl ErrorKind {
             ErrorKind::UnsupportedType => 200,
             ErrorKind::UnsupportedVersion => 203,
             ErrorKind::UnknownFacility => 204,
-            ErrorKind::Conflict | ErrorKind::TooLarge => 207,
+            ErrorKind::ControlIdReused => 205,
+            ErrorKind::Conflict
+            | ErrorKind::TooLarge
+            | ErrorKind::SenderNotAllowed
+            | ErrorKind::QuarantineFull => 207,
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct MessageRow {
     pub last_attempt_at: Option<String>,
     /// Set when a quarantined message was later applied (replayed or resent).
     pub resolved_at: Option<String>,
+    /// The MLLP connection it came over: the client certificate's name or the peer address
+    /// (`None` for files loaded by an operator).
+    pub peer: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -58,6 +61,7 @@ pub struct NewMessage<'a> {
     pub reason: Option<&'a str>,
     pub raw: &'a str,
     pub attempts: i32,
+    pub peer: Option<&'a str>,
 }
 
 /// Logs the applied copy of a message. Returns its id, or `None` when a copy with the same
@@ -152,6 +156,31 @@ pub fn record_failed_attempt(
             hl7_message::last_attempt_at.eq(at),
         ))
         .execute(conn)
+}
+
+/// The message applied under (facility, control id), as received.
+pub fn applied_raw(
+    conn: &mut DbConnection,
+    facility: &str,
+    control_id: &str,
+) -> QueryResult<Option<String>> {
+    hl7_message::table
+        .filter(hl7_message::facility.eq(facility))
+        .filter(hl7_message::control_id.eq(control_id))
+        .filter(hl7_message::applied.eq(1))
+        .select(hl7_message::raw)
+        .first(conn)
+        .optional()
+}
+
+/// Unresolved quarantined messages that came over one connection identity.
+pub fn count_quarantined_from(conn: &mut DbConnection, peer: &str) -> QueryResult<i64> {
+    hl7_message::table
+        .filter(hl7_message::peer.eq(peer))
+        .filter(hl7_message::resolved_at.is_null())
+        .filter(hl7_message::ack_code.ne("AA"))
+        .count()
+        .get_result(conn)
 }
 
 /// Every logged message.
@@ -834,6 +863,7 @@ mod tests {
             reason: None,
             raw: "MSH|^~\\&|...",
             attempts: 1,
+            peer: None,
         }
     }
 

@@ -20,6 +20,7 @@ diesel::table! {
         attempts -> Integer,
         last_attempt_at -> Nullable<Text>,
         resolved_at -> Nullable<Text>,
+        peer -> Nullable<Text>,
     }
 }
 
