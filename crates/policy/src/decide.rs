@@ -9,6 +9,7 @@
 //! did not answer, and the refusal names it; a record whose sensitivity is unknown is treated
 //! as sensitive.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::facts::{CareLink, Claim, PatientFacts, RecordFacts, Sensitivity, Sourced, Statement};
@@ -296,15 +297,18 @@ impl ObjectionStatus<'_> {
 }
 
 pub fn objection_status(facts: &PatientFacts) -> ObjectionStatus<'_> {
-    let latest = facts.statements.iter().max_by(|a, b| {
-        a.fact
-            .effective
-            .cmp(&b.fact.effective)
-            .then_with(|| a.fact.recorded_at.cmp(&b.fact.recorded_at))
-    });
-    if let Some(s) = latest.filter(|s| s.fact.objects) {
-        return ObjectionStatus::Stands(s);
-    }
+    let (objections, withdrawals): (Vec<&Sourced<Statement>>, Vec<&Sourced<Statement>>) =
+        facts.statements.iter().partition(|s| s.fact.objects);
+    // The objection stands unless a withdrawal is later than every objection: a withdrawal
+    // that cannot be ordered against an objection does not lift it (failing closed).
+    let lifting = withdrawals
+        .into_iter()
+        .filter(|w| objections.iter().all(|o| later(&w.fact, &o.fact)))
+        .reduce(latest_of);
+    let latest = match (objections.into_iter().reduce(latest_of), lifting) {
+        (Some(objection), None) => return ObjectionStatus::Stands(objection),
+        (_, withdrawal) => withdrawal,
+    };
     let sources: Vec<String> = facts
         .objections_unknown_from()
         .into_iter()
@@ -314,6 +318,35 @@ pub fn objection_status(facts: &PatientFacts) -> ObjectionStatus<'_> {
         ObjectionStatus::Clear(latest)
     } else {
         ObjectionStatus::Unknown { sources, latest }
+    }
+}
+
+/// R-OBJ-1 "the latest statement wins", by effective date then recording time
+/// (`gp-system.md`): whether `a` is known to be later than `b`. Effective values are compared
+/// at the precision both have: a GP's coded entry carries a date, a Consent a date-time, and a
+/// date cannot be ordered against a date-time of the same day, so then (as for equal effective
+/// values) the recording times decide. Equal on both, neither is later.
+fn later(a: &Statement, b: &Statement) -> bool {
+    let day_time = |t: &str| -> (String, Option<String>) {
+        match t.split_once('T') {
+            Some((day, time)) => (day.to_owned(), Some(time.to_owned())),
+            None => (t.to_owned(), None),
+        }
+    };
+    let ((day_a, time_a), (day_b, time_b)) = (day_time(&a.effective), day_time(&b.effective));
+    let effective = day_a.cmp(&day_b).then_with(|| match (time_a, time_b) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => Ordering::Equal,
+    });
+    effective.then_with(|| a.recorded_at.cmp(&b.recorded_at)) == Ordering::Greater
+}
+
+/// The later of two statements; the first when neither is known to be later.
+fn latest_of<'a>(a: &'a Sourced<Statement>, b: &'a Sourced<Statement>) -> &'a Sourced<Statement> {
+    if later(&b.fact, &a.fact) {
+        b
+    } else {
+        a
     }
 }
 
@@ -342,12 +375,16 @@ fn relationship<'f>(
             {
                 Rule::Lr2
             }
+            // The allocation is the council's: it is a relationship for the worker (or team
+            // member) acting at that council, not for the same person under a role elsewhere.
             CareLink::Allocation {
+                org: o,
                 worker,
                 team_members,
                 open: true,
-                ..
-            } if worker.as_deref() == Some(user) || team_members.contains(user) => Rule::Lr3,
+            } if o == org && (worker.as_deref() == Some(user) || team_members.contains(user)) => {
+                Rule::Lr3
+            }
             _ => continue,
         };
         return Some((rule, described(link), None));
@@ -736,16 +773,12 @@ fn record_verdict(
 ) -> Verdict {
     let labels = &r.labels;
     let holder = own == Some(labels.source_org);
-    if r.resource_type == "Patient" {
-        // Demographics: the type is decided with the request; only the objection narrows them.
-        return if restricted && !holder {
-            Verdict::Withhold(Rule::Obj2)
-        } else {
-            Verdict::Show
-        };
-    }
-    if let Err((rule, _)) = type_allowed(profile, request.grants, r.resource_type, action) {
-        return Verdict::Withhold(rule);
+    // Demographics: their type is decided with the request (`Ask::Type`); their labels, like
+    // any record's, are not ignored should a source ever set them.
+    if r.resource_type != "Patient" {
+        if let Err((rule, _)) = type_allowed(profile, request.grants, r.resource_type, action) {
+            return Verdict::Withhold(rule);
+        }
     }
     if !r.within_scope_constraints {
         return Verdict::Withhold(Rule::Role1);

@@ -619,3 +619,122 @@ fn visit_dates_read_as_dates_in_explanations() {
     };
     assert_eq!(link.to_string(), "visit at RXK ended on 2025-12-03");
 }
+
+/// Found by the leak hunt (issue 11 item 13): CIS2 tokens carry every role of a person, so the
+/// worker allocated at a council can select a clinical role at a trust.
+#[test]
+fn r_lr_3_an_allocation_is_a_relationship_only_at_its_council() {
+    let f = facts(vec![CareLink::Allocation {
+        org: "LA-DUD".into(),
+        worker: Some("sw1".into()),
+        team_members: vec!["sw2".into()],
+        open: true,
+    }]);
+    assert_eq!(
+        open_with(&staff("LA-DUD", "R8014", "sw1"), &f, &[]).rule,
+        Rule::Lr3
+    );
+    for (org, role, user) in [
+        ("RXK", "R8000", "sw1"),
+        ("LA-SAN", "R8014", "sw1"),
+        ("M85001", "R8000", "sw2"),
+    ] {
+        let d = open_with(&staff(org, role, user), &f, &[]);
+        assert_eq!((d.permitted, d.rule), (false, Rule::Lr5), "{user} at {org}");
+    }
+}
+
+fn stated(objects: bool, source: &str, effective: &str, recorded_at: &str) -> Sourced<Statement> {
+    Sourced::new(
+        source,
+        Statement {
+            objects,
+            effective: effective.into(),
+            recorded_at: recorded_at.into(),
+            org: "M85001".into(),
+        },
+    )
+}
+
+/// Found by the leak hunt: a GP coded entry has a date, a Consent a date-time. As text,
+/// `2026-03-01` sorts before `2026-03-01T09:00:00Z`, so an objection coded at the practice in
+/// the afternoon lost to a withdrawal registered here that morning, and the record was shared.
+#[test]
+fn r_obj_1_a_date_and_a_date_time_of_the_same_day_are_ordered_by_recording_time() {
+    let mut f = facts(vec![]);
+    f.statements = vec![
+        stated(true, "gp", "2026-03-01", "2026-03-01T17:00:00Z"),
+        stated(false, "scr", "2026-03-01T09:00:00Z", "2026-03-01T09:00:00Z"),
+    ];
+    assert!(matches!(objection_status(&f), ObjectionStatus::Stands(_)));
+    // R-OBJ-5: the other way round, the withdrawal coded later that day lifts the objection.
+    f.statements = vec![
+        stated(false, "gp", "2026-03-01", "2026-03-01T17:00:00Z"),
+        stated(true, "scr", "2026-03-01T09:00:00Z", "2026-03-01T09:00:00Z"),
+    ];
+    assert!(matches!(
+        objection_status(&f),
+        ObjectionStatus::Clear(Some(_))
+    ));
+    // Two date-times are still ordered by their times, whatever was recorded when.
+    f.statements = vec![
+        stated(true, "scr", "2026-03-01T08:00:00Z", "2026-03-01T18:00:00Z"),
+        stated(false, "scr", "2026-03-01T10:00:00Z", "2026-03-01T10:00:00Z"),
+    ];
+    assert!(!objection_status(&f).restricts());
+}
+
+/// Found by the leak hunt: a withdrawal and an objection with the same dates and recording
+/// times were decided by the order the sources answered in.
+#[test]
+fn r_obj_1_statements_that_cannot_be_ordered_keep_the_objection() {
+    let objection = stated(true, "gp", "2026-03-01", "2026-03-01T09:00:00Z");
+    let withdrawal = stated(false, "scr", "2026-03-01", "2026-03-01T09:00:00Z");
+    for statements in [
+        vec![objection.clone(), withdrawal.clone()],
+        vec![withdrawal, objection],
+    ] {
+        let mut f = facts(vec![]);
+        f.statements = statements;
+        assert!(matches!(objection_status(&f), ObjectionStatus::Stands(_)));
+    }
+}
+
+/// Found by the leak hunt: demographics fragments skipped every label. No source labels them
+/// today; should one, the label holds as it does for any record.
+#[test]
+fn r_sens_1_3_and_5_labels_on_demographics_are_honoured() {
+    let f = facts(vec![
+        registered("M85001"),
+        CareLink::Visit {
+            org: "RXK".into(),
+            ended_day: None,
+        },
+    ]);
+    let mut sensitive = record("Patient", "RXK");
+    sensitive.labels.sensitivity = Sensitivity::Unknown;
+    let mut confidential = record("Patient", "M85001");
+    confidential.labels.confidential = true;
+    let mut hidden = record("Patient", "M85001");
+    hidden.labels.hidden_from_patient = true;
+    let records = [sensitive, confidential, hidden];
+    let d = open_with(&staff("M85001", "R8000", "u"), &f, &records);
+    assert_eq!(
+        d.verdicts,
+        vec![Verdict::Withhold(Rule::Sens1), Verdict::Show, Verdict::Show]
+    );
+    let d = open_with(&staff("RXK", "R8000", "u"), &f, &records);
+    assert_eq!(
+        d.verdicts,
+        vec![Verdict::Show, Verdict::Withhold(Rule::Sens3), Verdict::Show]
+    );
+    let d = open_with(&me("p"), &f, &records);
+    assert_eq!(
+        d.verdicts,
+        vec![
+            Verdict::Show,
+            Verdict::Withhold(Rule::Sens3),
+            Verdict::Withhold(Rule::Sens5)
+        ]
+    );
+}
