@@ -495,3 +495,83 @@ fn item1_mutual_tls_the_client_certificate_names_the_facility_it_may_send_for() 
         "plain TCP gets no ACK"
     );
 }
+
+/// Registers people at RXK with the same family name and day of birth (a visit each, so RXK
+/// clinicians may open them).
+fn register_twins(s: &Server, family: &str, birth: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stem = 999_100_000u64 + (now() as u64 % 50_000) * 10;
+    while out.len() < 2 {
+        stem += 1;
+        let Some(nhs) = scr_fhir::nhs_number::with_check_digit(&stem.to_string()) else {
+            continue;
+        };
+        let id = format!("{}{}", unique("REG"), out.len());
+        let msg = [
+            format!("MSH|^~\\&|PAS|RXK|SCR|SCR|20261121100000||ADT^A04|{id}|P|2.4"),
+            "EVN|A04|20261121100000".to_string(),
+            format!("PID|1||{nhs}^^^NHS^NH||{family}^ALEX||{birth}|U"),
+            format!("PV1|1|O|CLINIC 1^^^RXK||||||||||||||||V{id}|||||||||||||||||||||||||20261121095500"),
+        ]
+        .join("\r");
+        let acks = send(s, &[msg]);
+        assert_eq!(msa(&acks[0]).0, "AA", "{}", acks[0]);
+        out.push(nhs);
+    }
+    out
+}
+
+#[test]
+fn item3_patient_search_needs_an_exact_birth_date_takes_wildcards_literally_and_opens_one_page() {
+    for s in servers() {
+        let t = clinician(s, "RXK");
+        // Family alone, or with a range of birth dates, would sweep the region.
+        for q in [
+            "/Patient?family=%25&birthdate=ge1900",
+            "/Patient?family=smith",
+            "/Patient?family=smith&birthdate=1970",
+            "/Patient?family=smith&birthdate=lt2000-01-01",
+        ] {
+            let r = s.get(q, Some(&t));
+            assert_eq!(r.status, 400, "{q}");
+            assert!(
+                r.json().to_string().contains("birthdate"),
+                "{q}: names the parameter"
+            );
+        }
+        // `%` and `_` are letters, not wildcards.
+        for q in [
+            "/Patient?family=%25&birthdate=1970-01-02",
+            "/Patient?family=S_ITH&birthdate=1970-01-02",
+            "/Patient?family=_&birthdate=1970-01-02",
+        ] {
+            let b = s.get(q, Some(&t)).json();
+            assert_eq!(b["total"], 0, "{q}: {b}");
+        }
+        let family = format!("PAGE{}", unique("").trim_start_matches('0'));
+        let twins = register_twins(s, &family, "19500505");
+        let b = s
+            .get(
+                &format!("/Patient?family={family}&birthdate=1950-05-05"),
+                Some(&t),
+            )
+            .json();
+        assert_eq!(of_type(&b, "Patient").len(), 2, "{b}");
+        // One page of one: one person opened, and a warning rather than a silent cut.
+        let b = s
+            .get(
+                &format!("/Patient?family={family}&birthdate=1950-05-05&_count=1"),
+                Some(&t),
+            )
+            .json();
+        let found = of_type(&b, "Patient");
+        assert_eq!(found.len(), 1, "{b}");
+        assert!(twins.contains(&found[0]["id"].as_str().unwrap().to_owned()));
+        assert!(b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["relation"] != "next"));
+        assert!(warnings(&b).contains("refine the search"), "{b}");
+    }
+}

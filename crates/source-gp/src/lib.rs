@@ -396,16 +396,15 @@ impl Source for GpSource {
                 .filter(patient::nhs_number.eq(n))
                 .select(patient::nhs_number)
                 .load(&mut *conn),
-            PatientQuery::FamilyAndBirthDate { family, birth_date } => {
-                let mut q = patient::table
-                    .filter(lower(patient::family_name).like(format!("{}%", family.to_lowercase())))
-                    .select(patient::nhs_number)
-                    .into_boxed();
-                if let Some(d) = birth_date {
-                    q = q.filter(patient::date_of_birth.eq(d.clone()));
-                }
-                q.load(&mut *conn)
-            }
+            PatientQuery::FamilyAndBirthDate { family, birth_date } => patient::table
+                .filter(
+                    lower(patient::family_name)
+                        .like(scr_db::like_prefix(&family.to_lowercase()))
+                        .escape('\\'),
+                )
+                .filter(patient::date_of_birth.eq(birth_date))
+                .select(patient::nhs_number)
+                .load(&mut *conn),
         }
         .map_err(|e| self.unavailable(e))?;
         Ok(scr_source::valid_nhs_numbers(found))

@@ -250,7 +250,7 @@ impl Source for Hl7Source {
                 if family.trim().is_empty() {
                     return Ok(Vec::new());
                 }
-                hl7::nhs_numbers_by_family(&mut c, family.trim(), birth_date.as_deref())
+                hl7::nhs_numbers_by_family(&mut c, family.trim(), birth_date)
                     .map_err(|e| self.unavailable(&e))
             }
         }
@@ -441,9 +441,9 @@ mod tests {
             let store = Store::open(&db.url, 2)?;
             let source = loaded(&store)?;
             let nhs = |n: &str| PatientQuery::NhsNumber(n.into());
-            let fam = |f: &str, d: Option<&str>| PatientQuery::FamilyAndBirthDate {
+            let fam = |f: &str, d: &str| PatientQuery::FamilyAndBirthDate {
                 family: f.into(),
-                birth_date: d.map(Into::into),
+                birth_date: d.into(),
             };
             assert_eq!(
                 source.find_patients(&nhs("9990000018"))?,
@@ -454,15 +454,21 @@ mod tests {
             assert!(source.find_patients(&nhs("9434765919"))?.is_empty());
             assert!(source.find_patients(&nhs("not-a-number"))?.is_empty());
             assert_eq!(
-                source.find_patients(&fam("smi", Some("1970-01-02")))?,
+                source.find_patients(&fam("smi", "1970-01-02"))?,
                 ["9990000018"]
             );
-            assert_eq!(source.find_patients(&fam("Smith", None))?, ["9990000018"]);
-            assert!(source.find_patients(&fam("jones", None))?.is_empty());
+            assert_eq!(
+                source.find_patients(&fam("Smith", "1970-01-02"))?,
+                ["9990000018"]
+            );
             assert!(source
-                .find_patients(&fam("smith", Some("1970-01-03")))?
+                .find_patients(&fam("jones", "1970-01-02"))?
                 .is_empty());
-            assert!(source.find_patients(&fam(" ", None))?.is_empty());
+            assert!(source
+                .find_patients(&fam("smith", "1970-01-03"))?
+                .is_empty());
+            assert!(source.find_patients(&fam("%", "1970-01-02"))?.is_empty());
+            assert!(source.find_patients(&fam(" ", "1970-01-02"))?.is_empty());
         }
         Ok(())
     }

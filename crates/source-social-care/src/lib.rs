@@ -177,16 +177,15 @@ impl Source for SocialCareSource {
                 .filter(person::nhs_number.eq(n))
                 .select(person::nhs_number)
                 .load(&mut *conn),
-            PatientQuery::FamilyAndBirthDate { family, birth_date } => {
-                let mut q = person::table
-                    .filter(lower(person::surname).like(format!("{}%", family.to_lowercase())))
-                    .select(person::nhs_number)
-                    .into_boxed();
-                if let Some(d) = birth_date {
-                    q = q.filter(person::date_of_birth.eq(d.clone()));
-                }
-                q.load(&mut *conn)
-            }
+            PatientQuery::FamilyAndBirthDate { family, birth_date } => person::table
+                .filter(
+                    lower(person::surname)
+                        .like(scr_db::like_prefix(&family.to_lowercase()))
+                        .escape('\\'),
+                )
+                .filter(person::date_of_birth.eq(birth_date))
+                .select(person::nhs_number)
+                .load(&mut *conn),
         }
         .map_err(|e| self.unavailable(e))?;
         Ok(scr_source::valid_nhs_numbers(found))

@@ -108,10 +108,12 @@ impl PatientRecords {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatientQuery {
     NhsNumber(String),
-    /// Family name (case-insensitive, starts-with as FHIR string search) and birth date.
+    /// Family name (case-insensitive, starts-with as FHIR string search, `%` and `_` literal)
+    /// and the exact day of birth (`YYYY-MM-DD`): never a family name alone, which would sweep
+    /// the region.
     FamilyAndBirthDate {
         family: String,
-        birth_date: Option<String>,
+        birth_date: String,
     },
 }
 

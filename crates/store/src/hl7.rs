@@ -316,20 +316,19 @@ pub fn patients_by_nhs(conn: &mut DbConnection, nhs_number: &str) -> QueryResult
 }
 
 /// NHS numbers of patients whose family name starts with `family_prefix` (compared in upper
-/// case) and, when given, born on `birth_date` (`YYYY-MM-DD`).
+/// case, `%` and `_` literal) and born on `birth_date` (`YYYY-MM-DD`).
 pub fn nhs_numbers_by_family(
     conn: &mut DbConnection,
     family_prefix: &str,
-    birth_date: Option<&str>,
+    birth_date: &str,
 ) -> QueryResult<Vec<String>> {
-    let pattern = format!("{}%", escape_like(&family_prefix.to_uppercase()));
-    let mut query = hl7_patient::table
-        .filter(hl7_patient::family_upper.like(pattern).escape('\\'))
-        .into_boxed();
-    if let Some(date) = birth_date {
-        query = query.filter(hl7_patient::birth_date.eq(date.to_owned()));
-    }
-    query
+    hl7_patient::table
+        .filter(
+            hl7_patient::family_upper
+                .like(scr_db::like_prefix(&family_prefix.to_uppercase()))
+                .escape('\\'),
+        )
+        .filter(hl7_patient::birth_date.eq(birth_date))
         .select(hl7_patient::nhs_number)
         .distinct()
         .order(hl7_patient::nhs_number.asc())
@@ -342,17 +341,6 @@ pub fn nhs_number_known(conn: &mut DbConnection, nhs_number: &str) -> QueryResul
         hl7_patient::table.filter(hl7_patient::nhs_number.eq(nhs_number)),
     ))
     .get_result(conn)
-}
-
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -953,12 +941,12 @@ mod tests {
                 None
             );
             assert_eq!(
-                nhs_numbers_by_family(&mut conn, "smi", Some("1970-01-02"))?,
+                nhs_numbers_by_family(&mut conn, "smi", "1970-01-02")?,
                 vec!["9990000018".to_owned()]
             );
-            assert!(nhs_numbers_by_family(&mut conn, "smi", Some("1970-01-03"))?.is_empty());
+            assert!(nhs_numbers_by_family(&mut conn, "smi", "1970-01-03")?.is_empty());
             assert!(
-                nhs_numbers_by_family(&mut conn, "s%", None)?.is_empty(),
+                nhs_numbers_by_family(&mut conn, "s%", "1970-01-02")?.is_empty(),
                 "{}: % is literal",
                 db.label
             );

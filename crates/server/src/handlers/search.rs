@@ -221,6 +221,17 @@ async fn search_patients(
                 _ => None,
             });
         if let Some(family) = family {
+            // A family name alone, or with a range of birth dates, sweeps the region: every
+            // match would be opened in every source and audited.
+            let birth_date = birth_date.ok_or_else(|| {
+                ApiError::invalid(
+                    "birthdate",
+                    "a search by family needs birthdate with an exact day (birthdate=YYYY-MM-DD)",
+                )
+            })?;
+            if family.trim().is_empty() {
+                return Err(ApiError::invalid("family", "family must not be empty"));
+            }
             query = Some(PatientQuery::FamilyAndBirthDate { family, birth_date });
         }
     }
@@ -245,6 +256,21 @@ async fn search_patients(
     // A patient searching finds only themself; anyone else is simply not a match.
     if let Some(own) = scr_policy::patient_scope(&access.subject) {
         numbers.retain(|n| n == own);
+    }
+    // A search opens (and audits) at most one page of people.
+    let page = match request.count {
+        0 => search::DEFAULT_COUNT,
+        n => n,
+    };
+    if numbers.len() > page {
+        numbers.truncate(page);
+        warnings.push(Issue::new(
+            Severity::Warning,
+            "too-costly",
+            format!(
+                "more people match than the {page} opened; refine the search with an NHS number"
+            ),
+        ));
     }
     let mut out = Vec::new();
     let mut refusal = None;
