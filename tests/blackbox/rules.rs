@@ -731,3 +731,38 @@ fn r_write_4_an_invalid_alert_is_refused_naming_the_element_and_nothing_is_store
         );
     }
 }
+
+#[test]
+fn item7_r_obj_1_a_statement_dated_ahead_is_refused_and_offsets_order_statements() {
+    for s in servers() {
+        let (nhs, practice) = patient_for_objection_tests(s, 6);
+        let gp = staff(s, &practice, "R8000", "user/*.rs user/Consent.c");
+        let elsewhere = system(s, "RXK", "system/*.rs");
+        let shared = |s: &Server| {
+            holders(&everything(s, &nhs, &elsewhere))
+                .into_iter()
+                .any(|o| o != "RXK")
+        };
+        // A permit dated 2099 would beat every later objection.
+        let mut ahead = consent(&nhs, "permit");
+        ahead["dateTime"] = "2099-01-01T00:00:00Z".into();
+        let r = post_consent(s, &gp, &ahead);
+        assert_eq!((r.status, r.issue_code().as_str()), (400, "invalid"));
+        assert_eq!(r.json()["issue"][0]["expression"][0], "Consent.dateTime");
+        // A time without a zone cannot be ordered.
+        let mut zoneless = consent(&nhs, "deny");
+        zoneless["dateTime"] = "2026-01-01T10:00:00".into();
+        assert_eq!(post_consent(s, &gp, &zoneless).status, 400);
+
+        // An objection at 09:30 in UTC+02:00 (07:30Z) and a withdrawal at 08:00Z: as text the
+        // objection looks later ("09:30" > "08:00"); as instants the withdrawal is.
+        let mut objection = consent(&nhs, "deny");
+        objection["dateTime"] = "2026-06-01T09:30:00+02:00".into();
+        assert_eq!(post_consent(s, &gp, &objection).status, 201);
+        assert!(!shared(s), "R-OBJ-2 while the objection stands");
+        let mut withdrawal = consent(&nhs, "permit");
+        withdrawal["dateTime"] = "2026-06-01T08:00:00Z".into();
+        assert_eq!(post_consent(s, &gp, &withdrawal).status, 201);
+        assert!(shared(s), "the withdrawal is the later statement");
+    }
+}

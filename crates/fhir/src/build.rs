@@ -312,6 +312,71 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Unix seconds of a FHIR `dateTime` that has a time (`YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)`),
+/// honouring its offset; `None` for anything else, including dates without a time (whose
+/// instant is not known) and impossible times.
+pub fn unix_of_date_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (day, time) = (s.get(..10)?, s.get(10..)?);
+    if !is_date(day) || !time.starts_with('T') {
+        return None;
+    }
+    let days = days_of(day)?;
+    let clock = time.get(1..9)?;
+    let b = clock.as_bytes();
+    if b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = clock.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (h, m, sec) = (num(0..2)?, num(3..5)?, num(6..8)?);
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = time.get(9..)?;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = fraction.get(digits..)?;
+    }
+    let offset = match rest {
+        "Z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (oh, om) = (rest.get(1..3)?, rest.get(4..6)?);
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            let (oh, om): (i64, i64) = (oh.parse().ok()?, om.parse().ok()?);
+            if oh > 14 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    Some(days * 86_400 + h * 3600 + m * 60 + sec.min(59) - offset)
+}
+
+/// A FHIR `dateTime` as a UTC instant (`YYYY-MM-DDThh:mm:ssZ`) when it has a time, so that
+/// values sent with different offsets order correctly as text; a date is returned as it is.
+pub fn utc_date_time(s: &str) -> Option<String> {
+    let s = s.trim();
+    if is_date(s) {
+        return Some(s.to_owned());
+    }
+    unix_of_date_time(s).map(instant_from_unix)
+}
+
 /// Parses the date part of an ISO date or timestamp into days since 1970-01-01.
 pub fn days_of(iso: &str) -> Option<i64> {
     let d = iso.get(..10)?;
@@ -328,6 +393,35 @@ pub fn days_of(iso: &str) -> Option<i64> {
 #[cfg(test)]
 mod calendar_tests {
     use super::*;
+
+    #[test]
+    fn item7_date_times_with_offsets_become_utc_instants() {
+        assert_eq!(
+            utc_date_time("2026-03-01T09:00:00+01:00").as_deref(),
+            Some("2026-03-01T08:00:00Z")
+        );
+        assert_eq!(
+            utc_date_time("2026-03-01T00:30:00.123+01:00").as_deref(),
+            Some("2026-02-28T23:30:00Z")
+        );
+        assert_eq!(
+            utc_date_time("2026-03-01T23:30:00-01:00").as_deref(),
+            Some("2026-03-02T00:30:00Z")
+        );
+        assert_eq!(utc_date_time("2026-03-01").as_deref(), Some("2026-03-01"));
+        for bad in [
+            "2026-03-01T25:00:00Z",
+            "2026-03-01T09:00:00",
+            "2026-03-01T09:00:00+1:00",
+            "2026-02-30T09:00:00Z",
+            "2026-03-01T09:00:00.Z",
+            "2026-03-01T09:00:00+01:00junk",
+            "2026-03-01T09:0é:00Z",
+            "2026-03-01Té",
+        ] {
+            assert_eq!(utc_date_time(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn impossible_dates_are_not_dates() {

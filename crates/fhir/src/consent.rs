@@ -14,9 +14,13 @@ pub struct ConsentStatement {
     pub nhs_number: String,
     /// `deny`: the patient objects; `permit`: sharing is allowed (an objection is withdrawn).
     pub objects: bool,
-    /// `Consent.dateTime`, if given.
+    /// `Consent.dateTime`, if given: a day, or a UTC instant (its offset applied), never later
+    /// than when it was checked.
     pub date_time: Option<String>,
 }
+
+/// How far ahead of the facade's clock a `Consent.dateTime` may be (the client's clock skew).
+pub const CLOCK_SKEW_SECONDS: i64 = 300;
 
 fn invalid(expression: &str, message: impl Into<String>) -> Issue {
     Issue::new(Severity::Error, "invalid", message).at(expression.to_owned())
@@ -31,7 +35,7 @@ fn has_coding(concept: &Value, system: &str, code: &str) -> bool {
 }
 
 /// Checks an incoming Consent and says what it states.
-pub fn check_objection(resource: &Value) -> Result<ConsentStatement, Vec<Issue>> {
+pub fn check_objection(resource: &Value, now: i64) -> Result<ConsentStatement, Vec<Issue>> {
     if resource["resourceType"] != "Consent" {
         return Err(vec![invalid(
             "resourceType",
@@ -95,9 +99,28 @@ pub fn check_objection(resource: &Value) -> Result<ConsentStatement, Vec<Issue>>
             None
         }
     };
+    // R-OBJ-1, the latest statement wins: a statement dated ahead of now would beat every
+    // statement made before that date, so a future date is refused; a date-time is kept as a
+    // UTC instant so that statements order correctly whatever offset they were sent with.
     let date_time = match resource.get("dateTime") {
         None => None,
-        Some(Value::String(s)) if build::date_time(s).is_some() => Some(s.clone()),
+        Some(Value::String(s)) => match build::utc_date_time(s) {
+            Some(utc) if is_future(&utc, now) => {
+                issues.push(invalid(
+                    "Consent.dateTime",
+                    "dateTime must not be in the future: a statement takes effect when it is made",
+                ));
+                None
+            }
+            Some(utc) => Some(utc),
+            None => {
+                issues.push(invalid(
+                    "Consent.dateTime",
+                    "dateTime must be a FHIR dateTime: a date, or a date and time with a time zone",
+                ));
+                None
+            }
+        },
         Some(_) => {
             issues.push(invalid(
                 "Consent.dateTime",
@@ -128,10 +151,54 @@ pub fn check_objection(resource: &Value) -> Result<ConsentStatement, Vec<Issue>>
     })
 }
 
+/// A day after today, or an instant beyond the allowed clock skew; `now` in Unix seconds.
+fn is_future(utc: &str, now: i64) -> bool {
+    match build::unix_of_date_time(utc) {
+        Some(t) => t > now.saturating_add(CLOCK_SKEW_SECONDS),
+        // A date: later than today (UTC).
+        None => build::days_of(utc).is_some_and(|d| d > now.div_euclid(86_400)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// 2026-12-01T00:00:00Z.
+    const NOW: i64 = 1_796_083_200;
+
+    #[test]
+    fn item7_r_obj_1_a_statement_dated_in_the_future_is_refused() {
+        for (date, ok) in [
+            ("2099-01-01", false),
+            ("2099-01-01T00:00:00Z", false),
+            ("2026-12-02", false),
+            ("2026-12-01T00:10:00Z", false),
+            ("2026-12-01T00:04:00Z", true),
+            ("2026-12-01T01:04:00+01:00", true),
+            ("2026-12-01", true),
+            ("2026-11-30T23:00:00-05:00", false),
+        ] {
+            let mut c = objection();
+            c["dateTime"] = date.into();
+            let result = check_objection(&c, NOW);
+            assert_eq!(result.is_ok(), ok, "{date}: {result:?}");
+            if let Err(issues) = result {
+                assert_eq!(issues[0].expression, vec!["Consent.dateTime".to_string()]);
+            }
+        }
+    }
+
+    #[test]
+    fn item7_r_obj_1_a_date_time_is_kept_in_utc() {
+        let mut c = objection();
+        c["dateTime"] = "2026-11-25T10:00:00+01:00".into();
+        assert_eq!(
+            check_objection(&c, NOW).unwrap().date_time.as_deref(),
+            Some("2026-11-25T09:00:00Z")
+        );
+    }
 
     fn objection() -> Value {
         json!({
@@ -148,7 +215,7 @@ mod tests {
 
     #[test]
     fn r_obj_1_an_objection_is_read() {
-        let s = check_objection(&objection()).unwrap();
+        let s = check_objection(&objection(), NOW).unwrap();
         assert_eq!((s.nhs_number.as_str(), s.objects), ("9990000018", true));
     }
 
@@ -157,19 +224,19 @@ mod tests {
         let mut c = objection();
         c["provision"]["type"] = "maybe".into();
         assert_eq!(
-            check_objection(&c).unwrap_err()[0].expression,
+            check_objection(&c, NOW).unwrap_err()[0].expression,
             vec!["Consent.provision.type".to_string()]
         );
         let mut c = objection();
         c["colour"] = "blue".into();
         assert_eq!(
-            check_objection(&c).unwrap_err()[0].expression,
+            check_objection(&c, NOW).unwrap_err()[0].expression,
             vec!["colour".to_string()]
         );
         let mut c = objection();
         c["patient"]["reference"] = "Patient/123".into();
         assert_eq!(
-            check_objection(&c).unwrap_err()[0].expression,
+            check_objection(&c, NOW).unwrap_err()[0].expression,
             vec!["Consent.patient".to_string()]
         );
     }

@@ -198,7 +198,7 @@ impl Records {
                         own_flags::NAME,
                         Statement {
                             objects: c.objects == 1,
-                            effective: c.effective,
+                            effective: consent_effective(&c.effective, &c.recorded_at),
                             recorded_at: c.recorded_at,
                             org: c.org,
                         },
@@ -423,6 +423,23 @@ impl Records {
     }
 }
 
+/// When a statement registered here takes effect (R-OBJ-1): its date as a UTC instant (rows
+/// stored before offsets were normalised are normalised now), never later than when the facade
+/// recorded it, so a statement dated ahead (`2099`) cannot beat every later one.
+fn consent_effective(effective: &str, recorded_at: &str) -> String {
+    let effective =
+        scr_fhir::build::utc_date_time(effective).unwrap_or_else(|| effective.to_owned());
+    let later = match effective.len() {
+        10 => effective.get(..10) > recorded_at.get(..10),
+        _ => effective.as_str() > recorded_at,
+    };
+    if later {
+        recorded_at.to_owned()
+    } else {
+        effective
+    }
+}
+
 /// The Patient when none of its demographics may be shown: the NHS number the caller already has.
 fn minimal_patient(nhs: &str) -> Value {
     json!({
@@ -431,4 +448,24 @@ fn minimal_patient(nhs: &str) -> Value {
         "meta": { "profile": [scr_fhir::systems::uk_core_profile("Patient")] },
         "identifier": [scr_fhir::build::nhs_number_identifier(nhs)],
     })
+}
+
+#[cfg(test)]
+mod consent_tests {
+    use super::consent_effective;
+
+    #[test]
+    fn item7_r_obj_1_a_stored_statement_takes_effect_no_later_than_its_recording() {
+        let recorded = "2026-11-20T10:00:00Z";
+        assert_eq!(consent_effective("2099-01-01", recorded), recorded);
+        assert_eq!(
+            consent_effective("2099-01-01T00:00:00Z", recorded),
+            recorded
+        );
+        assert_eq!(
+            consent_effective("2026-11-20T10:30:00+01:00", recorded),
+            "2026-11-20T09:30:00Z"
+        );
+        assert_eq!(consent_effective("2026-11-19", recorded), "2026-11-19");
+    }
 }

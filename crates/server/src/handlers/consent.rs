@@ -42,7 +42,8 @@ pub async fn create(
     require_media_type(&req, &["application/fhir+json", "application/json"])?;
     let mut resource: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid("Consent", format!("the body is not JSON: {e}")))?;
-    let statement = scr_fhir::consent::check_objection(&resource).map_err(ApiError::Invalid)?;
+    let statement = scr_fhir::consent::check_objection(&resource, scr_fhir::build::unix_now())
+        .map_err(ApiError::Invalid)?;
     let access = match authenticate(&state, &req) {
         Ok(access) => access,
         Err(e) => return audit::finish(&state, &req, None, Subtype::Create, Err(e)).await,
@@ -68,7 +69,12 @@ pub async fn create(
         obj.remove("meta");
     }
     let text = resource.to_string();
-    let effective = statement.date_time.clone().unwrap_or_else(|| now.clone());
+    // Never later than its recording (a dateTime within the allowed clock skew is clamped).
+    let effective = match statement.date_time.clone() {
+        Some(t) if t.len() > 10 && t > now => now.clone(),
+        Some(t) => t,
+        None => now.clone(),
+    };
     let (org, user) = (
         access.caller.organisation.clone().unwrap_or_default(),
         access.caller.subject.clone(),
