@@ -766,3 +766,117 @@ fn item7_r_obj_1_a_statement_dated_ahead_is_refused_and_offsets_order_statements
         assert!(shared(s), "the withdrawal is the later statement");
     }
 }
+
+/// Servers of their own (SQLite, and PostgreSQL when configured), for tests that write alerts
+/// on the fixture patients other tests read.
+fn own_servers(name: &'static str) -> Vec<Server> {
+    let mut out = vec![Server::sqlite_named(name, 0)];
+    if let Some(admin) = std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        let pg_name: &'static str = Box::leak(name.replace('-', "").into_boxed_str());
+        out.push(Server::postgres_named(pg_name, &admin, &|_, url| {
+            url.to_owned()
+        }));
+    }
+    out
+}
+
+#[test]
+fn item2_r_write_1_social_care_writes_other_alerts_but_never_changes_a_clinicians() {
+    for s in own_servers("sw-alerts") {
+        let alex = staff_as(
+            &s,
+            "sw-dud-0001",
+            "LA-DUD",
+            "R8014",
+            "user/*.rs user/Flag.cu",
+        );
+        // social-care.md: `other` is one of the council's own alert categories.
+        let r = write(
+            &s,
+            "POST",
+            "/Flag",
+            &alex,
+            &alert(JANE, "other", "Dog in the house"),
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        // A safeguarding alert (a social care category) written by Jane's GP.
+        let gp = staff(&s, "M85001", "R8000", "user/*.rs user/Flag.cu");
+        let r = write(
+            &s,
+            "POST",
+            "/Flag",
+            &gp,
+            &alert(JANE, "safeguarding", "Concern raised at surgery"),
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let location = r.header("Location").unwrap().to_owned();
+        let id = location
+            .split("/Flag/")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let etag = r.header("ETag").unwrap().to_owned();
+        // The social worker may not end it, nor rewrite it, though the category is theirs.
+        let mut ended = alert(JANE, "safeguarding", "Concern raised at surgery");
+        ended["id"] = id.clone().into();
+        ended["status"] = "inactive".into();
+        ended["period"]["end"] = "2026-11-26".into();
+        let r = write(
+            &s,
+            "PUT",
+            &format!("/Flag/{id}"),
+            &alex,
+            &ended,
+            Some(&etag),
+        );
+        assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.json().to_string().contains("R-WRITE-1"));
+        let still = s.get(&format!("/Flag/{id}"), Some(&gp)).json();
+        assert_eq!(still["status"], "active");
+    }
+}
+
+#[test]
+fn item8_r_role_2_a_backend_service_of_a_view_only_organisation_never_writes() {
+    for s in servers() {
+        let crew_system = system(s, "RYA", "system/*.rs system/Flag.cu");
+        let r = write(
+            s,
+            "POST",
+            "/Flag",
+            &crew_system,
+            &alert(JANE, "other", "Key safe at the back door"),
+            None,
+        );
+        assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.json().to_string().contains("R-ROLE-2"));
+    }
+}
+
+#[test]
+fn item8_r_lr_3_an_allocation_stays_with_the_council_not_the_person_in_another_role() {
+    for s in servers() {
+        // Chris is allocated Amelia through the council's team. The same person, signed in
+        // under a clinical role at a trust, has no relationship there.
+        let chris_council = staff_as(s, "sw-dud-0002", "LA-DUD", "R8014", "user/*.rs");
+        assert_eq!(
+            s.get(&format!("/Flag?patient={AMELIA}"), Some(&chris_council))
+                .status,
+            200
+        );
+        let chris_at_trust = staff_as(s, "sw-dud-0002", "RNA", "R8000", "user/*.rs");
+        refused(
+            s,
+            &format!("/Patient/{AMELIA}/$everything"),
+            &chris_at_trust,
+        );
+    }
+}

@@ -185,3 +185,76 @@ fn token_endpoint_refuses_replays_long_assertions_unknown_scopes_and_bad_grants(
         assert_eq!(s.get("/Patient/9990000018", Some(&forged)).status, 401);
     }
 }
+
+#[test]
+fn item8_an_issuer_vouches_only_for_its_caller_kinds_organisations_and_token_lifetime() {
+    let jwks = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/dev-issuer/dev-only-jwks.json");
+    let jwks = jwks.display().to_string();
+    let s = Server::sqlite_prepared("issuer-limits", 0, |dir| {
+        let path = dir.join("scr.toml");
+        let mut config = std::fs::read_to_string(&path).unwrap();
+        config.push_str(&format!(
+            r#"
+[[auth.issuers]]
+iss = "https://login.test.invalid"
+jwks_file = "{jwks}"
+caller_kinds = ["patient"]
+[[auth.issuers]]
+iss = "https://trust.test.invalid"
+jwks_file = "{jwks}"
+caller_kinds = ["staff"]
+organisations = ["RXK"]
+max_token_lifetime_seconds = 900
+"#
+        ));
+        std::fs::write(&path, config).unwrap();
+    });
+    let from = |iss: &str, mut claims: serde_json::Value| {
+        claims["iss"] = iss.into();
+        signed(&claims)
+    };
+    let patient_claims = |s: &Server| {
+        scr_auth::dev::patient_claims(
+            &scr_auth::dev::PatientToken {
+                audience: s.base.clone(),
+                nhs_number: "9990000018".into(),
+                proofing_level: "P9".into(),
+                scope: "patient/*.rs".into(),
+                lifetime_seconds: 600,
+            },
+            now(),
+        )
+    };
+    let login = "https://login.test.invalid";
+    let trust = "https://trust.test.invalid";
+    // Within its limits, each issuer's token is honoured.
+    let own = s.get(
+        "/Patient/9990000018",
+        Some(&from(login, patient_claims(&s))),
+    );
+    assert_eq!(own.status, 200, "{}", String::from_utf8_lossy(&own.body));
+    let rxk = s.get(
+        "/Patient/9990000018",
+        Some(&from(trust, clinician_claims(&s, "RXK"))),
+    );
+    assert_ne!(rxk.status, 401);
+    // NHS login vouching for a clinician; the trust's issuer for another organisation; a
+    // token living longer than its issuer's tokens may.
+    assert_401(&s, Some(&from(login, clinician_claims(&s, "RXK"))));
+    assert_401(&s, Some(&from(trust, clinician_claims(&s, "M85001"))));
+    assert_401(&s, Some(&from(trust, patient_claims(&s))));
+    let mut long = clinician_claims(&s, "RXK");
+    long["exp"] = (now() + 2 * 3600).into();
+    assert_401(&s, Some(&from(trust, long)));
+    let r = s.get(
+        "/Patient/9990000018",
+        Some(&from(login, clinician_claims(&s, "RXK"))),
+    );
+    assert!(
+        r.header("WWW-Authenticate")
+            .is_some_and(|h| h.contains("issuer may not assert")),
+        "{:?}",
+        r.headers
+    );
+}

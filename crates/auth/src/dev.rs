@@ -20,7 +20,7 @@ use openssl::pkey::{Id, PKey};
 use serde_json::{json, Value};
 
 use crate::jwks::Jwks;
-use crate::jwt::{sanitise_alg, Algorithm, Issuer};
+use crate::jwt::{sanitise_alg, Algorithm, Issuer, IssuerLimits};
 use crate::AuthError;
 
 /// The development issuer's `iss`. Development only.
@@ -66,11 +66,17 @@ pub fn client_assertion(
     sign(&claims, alg, private_key_pem, kid)
 }
 
+/// The longest token the development issuer's tokens may live.
+pub const DEV_MAX_LIFETIME_SECONDS: i64 = 24 * 3600;
+
 /// The development issuer with its key set, for a configuration that enables it.
 pub fn dev_issuer() -> Result<Issuer, AuthError> {
     Ok(Issuer {
         iss: DEV_ISSUER.to_owned(),
         jwks: Jwks::from_json(dev_jwks_json())?,
+        // Demos and tests mint every kind of token, for any organisation; the demo's printed
+        // token lasts a working day.
+        limits: IssuerLimits::any(DEV_MAX_LIFETIME_SECONDS),
     })
 }
 

@@ -18,7 +18,7 @@ use openssl::ecdsa::EcdsaSig;
 use openssl::hash::MessageDigest;
 use serde_json::{Map, Value};
 
-use crate::caller::Caller;
+use crate::caller::{Caller, CallerKind};
 use crate::jwks::{Jwk, Jwks};
 use crate::AuthError;
 
@@ -73,11 +73,65 @@ impl Algorithm {
     }
 }
 
-/// A trusted token issuer: its `iss` value and its public keys.
+/// A trusted token issuer: its `iss` value, its public keys, and what it may vouch for.
 #[derive(Debug, Clone)]
 pub struct Issuer {
     pub iss: String,
     pub jwks: Jwks,
+    pub limits: IssuerLimits,
+}
+
+/// What one issuer may assert: an NHS login issuer vouches for patients, not for staff at any
+/// organisation it names; a trust's own issuer for that trust's staff. A token beyond its
+/// issuer's limits is refused (401), however well signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerLimits {
+    /// The caller kinds its tokens may be.
+    pub kinds: Vec<CallerKind>,
+    /// The organisations (ODS codes) its staff and system tokens may name; `None`: any.
+    pub organisations: Option<Vec<String>>,
+    /// The longest `exp - iat` accepted.
+    pub max_lifetime_seconds: i64,
+}
+
+impl IssuerLimits {
+    /// Any caller kind, any organisation, tokens of up to `max_lifetime_seconds`.
+    pub fn any(max_lifetime_seconds: i64) -> IssuerLimits {
+        IssuerLimits {
+            kinds: vec![CallerKind::Staff, CallerKind::Patient, CallerKind::System],
+            organisations: None,
+            max_lifetime_seconds,
+        }
+    }
+
+    fn check(&self, caller: &Caller, issued_at: i64) -> Result<(), AuthError> {
+        if !self.kinds.contains(&caller.kind) {
+            return Err(AuthError::BeyondIssuer {
+                reason: "the token's issuer may not assert this kind of caller",
+            });
+        }
+        if let (Some(allowed), Some(org)) = (&self.organisations, &caller.organisation) {
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(org)) {
+                return Err(AuthError::BeyondIssuer {
+                    reason: "the token's issuer may not assert this organisation",
+                });
+            }
+        }
+        if self.organisations.is_some()
+            && caller.organisation.is_none()
+            && caller.kind != CallerKind::Patient
+        {
+            return Err(AuthError::BeyondIssuer {
+                reason: "the token's issuer may assert only named organisations",
+            });
+        }
+        if caller.expires_at.saturating_sub(issued_at) > self.max_lifetime_seconds {
+            return Err(AuthError::BeyondIssuer {
+                reason: "the token lives longer than its issuer's tokens may",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Verifies bearer tokens for one audience (the server's base URL) against the configured issuers.
@@ -159,8 +213,15 @@ impl Verifier {
             return Ok(caller);
         }
         let verified = self.verify_claims(token, now_unix)?;
-        let exp = verified.expires_at;
+        let (exp, iat) = (verified.expires_at, verified.issued_at);
+        let limits = self
+            .issuers
+            .iter()
+            .find(|i| i.iss == verified.issuer)
+            .map(|i| i.limits.clone())
+            .ok_or(AuthError::UnknownIssuer)?;
         let caller = Caller::from_claims(verified)?;
+        limits.check(&caller, iat)?;
         let mut cache = self
             .verified
             .write()
@@ -495,6 +556,7 @@ mod tests {
                 Issuer {
                     iss: ISS.to_owned(),
                     jwks: Jwks::from_json(&test_keys().jwks_json)?,
+                    limits: IssuerLimits::any(24 * 3600),
                 },
                 dev::dev_issuer()?,
             ],

@@ -27,7 +27,7 @@ pub mod token_endpoint;
 
 pub use caller::{Caller, CallerKind};
 pub use jwks::{Jwk, Jwks};
-pub use jwt::{Algorithm, Issuer, Verifier};
+pub use jwt::{Algorithm, Issuer, IssuerLimits, Verifier};
 pub use scopes::{Interaction, Scope, ScopeContext, Scopes};
 
 /// Why a bearer token (or the `Authorization` header carrying it) was refused, or why key material
@@ -82,6 +82,10 @@ pub enum AuthError {
         claim: &'static str,
         reason: &'static str,
     },
+    /// A verified token asserts what its issuer is not configured to vouch for (a caller kind,
+    /// an organisation, a lifetime).
+    #[error("token beyond its issuer's limits: {reason}")]
+    BeyondIssuer { reason: &'static str },
     /// A staff token's `selected_roleid` matches no entry of `nhsid_nrbac_roles`.
     #[error("selected role not found among the user's roles")]
     RoleNotFound,
@@ -137,6 +141,7 @@ impl AuthError {
             AuthError::MissingClaim { .. } => "token lacks a required claim",
             AuthError::InvalidClaim { .. } => "token has an invalid claim",
             AuthError::RoleNotFound => "selected role not found in token",
+            AuthError::BeyondIssuer { reason } => reason,
             AuthError::UnrecognisedCaller => "token is not a staff, patient or system token",
             AuthError::InvalidJwks { .. }
             | AuthError::InvalidSigningKey { .. }

@@ -11,8 +11,9 @@ use serde_json::json;
 
 use crate::dev::new_jti;
 use crate::jwks::public_jwk_json;
+use crate::jwt::IssuerLimits;
 use crate::jwt::{declared_algorithm, declared_issuer};
-use crate::{Algorithm, AuthError, Issuer, Jwks, Verifier};
+use crate::{Algorithm, AuthError, CallerKind, Issuer, Jwks, Verifier};
 
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -135,6 +136,13 @@ impl TokenService {
         Ok(Issuer {
             iss: self.base_url.clone(),
             jwks: Jwks::from_json(&json!({ "keys": [jwk] }).to_string())?,
+            // It mints backend service tokens only, each for its registered client's
+            // organisation.
+            limits: IssuerLimits {
+                kinds: vec![CallerKind::System],
+                organisations: Some(self.clients.iter().map(|c| c.org.clone()).collect()),
+                max_lifetime_seconds: self.lifetime_seconds,
+            },
         })
     }
 
@@ -182,6 +190,8 @@ impl TokenService {
             vec![Issuer {
                 iss: client.client_id.clone(),
                 jwks: client.jwks.clone(),
+                // Checked as an assertion (its lifetime below), never as a caller.
+                limits: IssuerLimits::any(MAX_ASSERTION_SECONDS),
             }],
             self.token_url.clone(),
             self.leeway_seconds,

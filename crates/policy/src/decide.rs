@@ -44,6 +44,8 @@ impl Grants for AllGrants {
 pub struct ExistingAlert<'a> {
     /// `staff`, `patient` or `system`.
     pub author_kind: &'a str,
+    /// The organisation that first wrote it.
+    pub author_org: &'a str,
     pub category: &'a str,
 }
 
@@ -403,10 +405,11 @@ fn relationship<'f>(
 
 /// Alert categories, as the write rules name them (the same codes as `scr_fhir::alerts`).
 pub const PATIENT_ALERT_CATEGORIES: [&str; 2] = ["communication-support", "end-of-life-wishes"];
-pub const SOCIAL_CARE_ALERT_CATEGORIES: [&str; 3] = [
+pub const SOCIAL_CARE_ALERT_CATEGORIES: [&str; 4] = [
     "safeguarding",
     "communication-support",
     "end-of-life-wishes",
+    "other",
 ];
 
 /// The one entry point: decides `request` under `config`.
@@ -853,6 +856,17 @@ fn write_alert(
                 vec![categories(category)],
             )
         }
+        Subject::System { org: None, .. } => trace.refuse(
+            Rule::Role2,
+            "a backend service writes alerts only for an organisation (its client registration names none)",
+            vec![],
+        ),
+        Subject::System { org: Some(org), .. } if config.view_only_orgs.contains(org) => trace
+            .refuse(
+                Rule::Role2,
+                "this organisation is view-only: it never writes, nor do its systems",
+                vec![format!("{org} is view-only")],
+            ),
         Subject::System { .. } => trace.permit(
             Rule::Write1,
             "the backend service's scopes grant writing alerts",
@@ -871,7 +885,17 @@ fn write_alert(
                 Profile::SocialCare => {
                     let outside = |c: &str| !SOCIAL_CARE_ALERT_CATEGORIES.contains(&c);
                     if outside(category) || existing.is_some_and(|e| outside(e.category)) {
-                        return trace.refuse(Rule::Write1, "social care writes safeguarding, communication-support and end-of-life-wishes alerts only", vec![categories(category)]);
+                        return trace.refuse(Rule::Write1, "social care writes safeguarding, communication-support, end-of-life-wishes and other alerts only", vec![categories(category)]);
+                    }
+                    // The stored alert decides who may change it: a clinician's alert (or
+                    // another council's) is not social care's to rewrite or end, whatever its
+                    // category.
+                    if let Some(e) = existing.filter(|e| e.author_org != org.as_str()) {
+                        return trace.refuse(
+                            Rule::Write1,
+                            "social care changes or ends only alerts its own organisation wrote",
+                            vec![format!("written by {}", e.author_org)],
+                        );
                     }
                 }
                 _ => return trace.refuse(Rule::Write1, "this role may not write alerts", vec![]),

@@ -508,6 +508,7 @@ fn r_write_1_and_2_who_writes_which_alerts() {
     assert!(!write(&sw, &f, "severe-allergy-condition", None).permitted);
     let clinicians = ExistingAlert {
         author_kind: "staff",
+        author_org: "M85001",
         category: "severe-allergy-condition",
     };
     assert!(
@@ -518,10 +519,60 @@ fn r_write_1_and_2_who_writes_which_alerts() {
     assert!(!write(&me("p"), &f, "safeguarding", None).permitted);
     let professional = ExistingAlert {
         author_kind: "staff",
+        author_org: "M85001",
         category: "communication-support",
     };
     assert!(!write(&me("p"), &f, "communication-support", Some(professional)).permitted);
     assert!(!write(&me("q"), &f, "communication-support", None).permitted);
+}
+
+#[test]
+fn item2_r_write_1_social_care_writes_other_but_never_changes_a_clinicians_alert() {
+    let f = facts(vec![
+        registered("M85001"),
+        CareLink::Allocation {
+            org: "LA-DUD".into(),
+            worker: Some("sw".into()),
+            team_members: vec![],
+            open: true,
+        },
+    ]);
+    let sw = staff("LA-DUD", "R8014", "sw");
+    assert!(
+        write(&sw, &f, "other", None).permitted,
+        "social-care.md: 'other' is a social care category"
+    );
+    let clinicians_safeguarding = ExistingAlert {
+        author_kind: "staff",
+        author_org: "M85001",
+        category: "safeguarding",
+    };
+    let d = write(&sw, &f, "safeguarding", Some(clinicians_safeguarding));
+    assert_eq!(
+        (d.permitted, d.rule),
+        (false, Rule::Write1),
+        "even in a social care category, a clinician's alert is not social care's to change"
+    );
+    let own = ExistingAlert {
+        author_kind: "staff",
+        author_org: "LA-DUD",
+        category: "safeguarding",
+    };
+    assert!(write(&sw, &f, "other", Some(own)).permitted);
+}
+
+#[test]
+fn item8_r_role_2_backend_services_of_view_only_organisations_never_write() {
+    let f = facts(vec![registered("M85001")]);
+    let system = |org: Option<&str>| Subject::System {
+        client_id: "c".into(),
+        org: org.map(Into::into),
+    };
+    let d = write(&system(Some("RYA")), &f, "other", None);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Role2));
+    let d = write(&system(None), &f, "other", None);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Role2));
+    assert!(write(&system(Some("RXK")), &f, "other", None).permitted);
 }
 
 #[test]

@@ -191,6 +191,43 @@ pub struct IssuerConfig {
     pub iss: String,
     /// A JWKS file with the issuer's public keys.
     pub jwks_file: PathBuf,
+    /// The caller kinds its tokens may be: `staff`, `patient`, `system`. Required: an NHS
+    /// login issuer vouches for patients, not for staff.
+    pub caller_kinds: Vec<String>,
+    /// The organisations (ODS codes) its staff and system tokens may name; unset: any (a
+    /// national issuer such as CIS2).
+    pub organisations: Option<Vec<String>>,
+    /// The longest token lifetime (`exp - iat`) accepted from it.
+    #[serde(default = "default_max_token_lifetime_seconds")]
+    pub max_token_lifetime_seconds: i64,
+}
+
+fn default_max_token_lifetime_seconds() -> i64 {
+    3600
+}
+
+impl IssuerConfig {
+    /// The caller kinds, checked (`key` names the entry in errors).
+    pub fn kinds(&self, key: &str) -> Result<Vec<scr_auth::CallerKind>, ConfigError> {
+        if self.caller_kinds.is_empty() {
+            return Err(invalid(
+                key,
+                "name the caller kinds this issuer vouches for: staff, patient, system",
+            ));
+        }
+        self.caller_kinds
+            .iter()
+            .map(|k| match k.as_str() {
+                "staff" => Ok(scr_auth::CallerKind::Staff),
+                "patient" => Ok(scr_auth::CallerKind::Patient),
+                "system" => Ok(scr_auth::CallerKind::System),
+                other => Err(invalid(
+                    key,
+                    format!("'{other}' is not staff, patient or system"),
+                )),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -532,6 +569,21 @@ impl Config {
                 "server.tls_certificate",
                 "tls_certificate and tls_private_key go together",
             ));
+        }
+        for (i, issuer) in self.auth.issuers.iter().enumerate() {
+            issuer.kinds(&format!("auth.issuers[{i}].caller_kinds"))?;
+            if issuer.max_token_lifetime_seconds <= 0 {
+                return Err(invalid(
+                    &format!("auth.issuers[{i}].max_token_lifetime_seconds"),
+                    "must be above 0",
+                ));
+            }
+            if issuer.organisations.as_ref().is_some_and(Vec::is_empty) {
+                return Err(invalid(
+                    &format!("auth.issuers[{i}].organisations"),
+                    "an empty list allows no one: leave it out to allow any organisation",
+                ));
+            }
         }
         if let Some(bind) = &self.mllp.bind {
             if bind.parse::<std::net::SocketAddr>().is_err() {

@@ -186,6 +186,15 @@ pub fn verifier(
         issuers.push(Issuer {
             iss: issuer.iss.clone(),
             jwks,
+            limits: scr_auth::IssuerLimits {
+                kinds: issuer
+                    .kinds(&format!("auth.issuers[{i}].caller_kinds"))
+                    .map_err(|e| {
+                        config_error(format!("auth.issuers[{i}].caller_kinds"), e.to_string())
+                    })?,
+                organisations: issuer.organisations.clone(),
+                max_lifetime_seconds: issuer.max_token_lifetime_seconds,
+            },
         });
     }
     Ok(Verifier::new(

@@ -225,6 +225,7 @@ pub async fn update(
     } else {
         let stored = ExistingAlert {
             author_kind: &existing.author_kind,
+            author_org: &existing.author_org,
             category: current_category,
         };
         authorise(
