@@ -201,3 +201,127 @@ fn bad_input_impossible_dates_and_count_zero_paging() {
         }
     }
 }
+
+#[derive(diesel::QueryableByName)]
+struct Rows {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Newest {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    resource: String,
+}
+
+fn audit_rows(s: &Server) -> i64 {
+    use diesel::RunQueryDsl;
+    let pool = scr_db::open_pool(
+        "store",
+        &s.store_url,
+        &scr_db::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut conn = pool.get().unwrap();
+    diesel::sql_query("SELECT COUNT(*) AS n FROM audit_event")
+        .get_result::<Rows>(&mut conn)
+        .unwrap()
+        .n
+}
+
+fn newest_audit_resource(s: &Server) -> String {
+    use diesel::RunQueryDsl;
+    let pool = scr_db::open_pool(
+        "store",
+        &s.store_url,
+        &scr_db::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut conn = pool.get().unwrap();
+    diesel::sql_query("SELECT resource FROM audit_event ORDER BY seq DESC LIMIT 1")
+        .get_result::<Newest>(&mut conn)
+        .unwrap()
+        .resource
+}
+
+fn limited(config: String) -> String {
+    config
+        .replace(
+            &format!("refusals_per_minute = {LIFTED_LIMIT}"),
+            "refusals_per_minute = 4",
+        )
+        .replace(
+            &format!("token_requests_per_minute = {LIFTED_LIMIT}"),
+            "token_requests_per_minute = 3",
+        )
+}
+
+#[test]
+fn item4_r_aud_1_refusals_are_limited_per_address_and_stop_growing_the_audit_trail() {
+    let mut servers = vec![Server::sqlite_prepared("limits", 0, |dir| {
+        let path = dir.join("scr.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, limited(config)).unwrap();
+    })];
+    if let Some(admin) = std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        servers.push(Server::postgres_configured(
+            "limitspg",
+            &admin,
+            &|_, url| url.to_owned(),
+            &limited,
+        ));
+    }
+    for s in servers {
+        let before = audit_rows(&s);
+        // A refusal's query is kept only in part.
+        let long = format!("/Patient?family={}&birthdate=1970-01-02", "X".repeat(4000));
+        assert_eq!(s.get(&long, None).status, 401);
+        let stored = newest_audit_resource(&s);
+        assert!(stored.contains("query-truncated"), "{stored}");
+        assert!(stored.len() < 3000, "{} bytes stored", stored.len());
+        for _ in 0..3 {
+            assert_eq!(s.get("/Patient/9990000018", None).status, 401);
+        }
+        // Over the limit: 429 with Retry-After; the first is audited, the rest are not.
+        for _ in 0..5 {
+            let r = s.get("/Patient/9990000018", None);
+            assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+            assert!(r
+                .header("Retry-After")
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|v| (1..=60).contains(&v)));
+            assert_eq!(r.issue_code(), "throttled");
+        }
+        assert_eq!(
+            audit_rows(&s) - before,
+            5,
+            "four refusals within the limit and the first over it"
+        );
+        // A caller who is not refused is not limited.
+        let ok = s.get("/Patient/9990000018", Some(&clinician(&s, "M85001")));
+        assert_eq!(ok.status, 200);
+        // The token endpoint, per client and address.
+        let statuses: Vec<u16> = (0..5)
+            .map(|_| {
+                s.request(
+                    "POST",
+                    "/auth/token",
+                    &[("Content-Type", "application/x-www-form-urlencoded")],
+                    b"grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=e30.eyJpc3MiOiJ4In0.x",
+                )
+                .status
+            })
+            .collect();
+        assert_eq!(&statuses[3..], &[429, 429], "{statuses:?}");
+        assert!(statuses[..3].iter().all(|s| *s != 429), "{statuses:?}");
+    }
+}

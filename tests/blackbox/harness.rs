@@ -236,6 +236,7 @@ impl Server {
             "--no-serve",
         ];
         run(&args);
+        lift_request_limits(&dir.join("scr.toml"));
         prepare(&dir);
         let config = dir.join("scr.toml");
         let store = format!("sqlite://{}/scr.db", dir.display());
@@ -302,10 +303,12 @@ impl Server {
             r#"[server]
 bind = "127.0.0.1:{port}"
 base_url = "http://127.0.0.1:{port}/fhir"
+refusals_per_minute = {LIFTED_LIMIT}
 [store]
 url = "{}"
 [auth]
 dev_issuer = true
+token_requests_per_minute = {LIFTED_LIMIT}
 signing_key_file = "{key}"
 [[auth.clients]]
 client_id = "dev-backend-client"
@@ -462,6 +465,28 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[pos + 2 + size + 2..];
     }
     out
+}
+
+/// The request limits of the test servers: every test connects from 127.0.0.1 and many are
+/// refused on purpose, which the production limits would answer 429. The limits themselves are
+/// tested on servers of their own.
+pub const LIFTED_LIMIT: u32 = 1_000_000;
+
+/// Raises the request limits in a demo configuration.
+fn lift_request_limits(path: &Path) {
+    let config = std::fs::read_to_string(path).expect("config");
+    let config = config
+        .replacen(
+            "[server]\n",
+            &format!("[server]\nrefusals_per_minute = {LIFTED_LIMIT}\n"),
+            1,
+        )
+        .replacen(
+            "[auth]\n",
+            &format!("[auth]\ntoken_requests_per_minute = {LIFTED_LIMIT}\n"),
+            1,
+        );
+    std::fs::write(path, config).expect("config");
 }
 
 /// The servers to run each test against: SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is set.

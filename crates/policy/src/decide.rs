@@ -340,7 +340,13 @@ fn later(a: &Statement, b: &Statement) -> bool {
         (Some(x), Some(y)) => x.cmp(&y),
         _ => Ordering::Equal,
     });
-    effective.then_with(|| a.recorded_at.cmp(&b.recorded_at)) == Ordering::Greater
+    effective
+        .then_with(|| a.recorded_at.cmp(&b.recorded_at))
+        .then_with(|| match (a.sequence, b.sequence) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => Ordering::Equal,
+        })
+        == Ordering::Greater
 }
 
 /// The later of two statements; the first when neither is known to be later.

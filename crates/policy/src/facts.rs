@@ -92,6 +92,10 @@ pub struct Statement {
     pub effective: String,
     pub recorded_at: String,
     pub org: String,
+    /// Its place in the facade's own log of statements (the store's row id), which orders two
+    /// statements registered here with the same dates and recording time. Only the facade's
+    /// store sets it, so it never compares statements of two sources.
+    pub sequence: Option<i64>,
 }
 
 impl fmt::Display for Statement {

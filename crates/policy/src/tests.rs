@@ -40,6 +40,7 @@ fn statement(objects: bool, effective: &str) -> Sourced<Statement> {
             effective: effective.into(),
             recorded_at: effective.into(),
             org: "M85001".into(),
+            sequence: None,
         },
     )
 }
@@ -703,6 +704,7 @@ fn stated(objects: bool, source: &str, effective: &str, recorded_at: &str) -> So
             effective: effective.into(),
             recorded_at: recorded_at.into(),
             org: "M85001".into(),
+            sequence: None,
         },
     )
 }
@@ -788,4 +790,29 @@ fn r_sens_1_3_and_5_labels_on_demographics_are_honoured() {
             Verdict::Withhold(Rule::Sens5)
         ]
     );
+}
+
+#[test]
+fn r_obj_5_statements_registered_here_in_the_same_second_are_ordered_by_the_log() {
+    let at = "2026-11-25T10:00:00Z";
+    let here = |objects: bool, sequence: i64| {
+        Sourced::new(
+            "scr",
+            Statement {
+                objects,
+                effective: at.into(),
+                recorded_at: at.into(),
+                org: "M85001".into(),
+                sequence: Some(sequence),
+            },
+        )
+    };
+    let mut f = facts(vec![registered("M85001")]);
+    f.statements = vec![here(true, 1), here(false, 2)];
+    assert!(
+        !objection_status(&f).restricts(),
+        "the withdrawal registered second lifts the objection"
+    );
+    f.statements = vec![here(false, 1), here(true, 2)];
+    assert!(objection_status(&f).restricts());
 }

@@ -226,6 +226,7 @@ fn random_statement(rng: &mut Rng, org: &'static str, store: bool) -> Statement 
         effective,
         recorded_at: format!("{recorded_day}{}", rng.pick(&TIMES)),
         org: org.to_owned(),
+        sequence: None,
     }
 }
 

@@ -121,6 +121,7 @@ fn patient_facts(
                     effective: o.fact.effective.clone(),
                     recorded_at: o.fact.recorded_at.clone(),
                     org: o.fact.org.clone(),
+                    sequence: None,
                 },
             )
         })
@@ -201,6 +202,7 @@ impl Records {
                             effective: consent_effective(&c.effective, &c.recorded_at),
                             recorded_at: c.recorded_at,
                             org: c.org,
+                            sequence: Some(c.id),
                         },
                     )
                 })

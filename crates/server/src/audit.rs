@@ -18,6 +18,7 @@ use scr_record::{Access, Touched};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::throttle::Refusal;
 
 /// The RESTful interaction audited, as `AuditEvent.subtype` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +193,23 @@ fn event_json(
         "description": description,
     });
     if !query.is_empty() {
+        // What a refused (or unauthenticated) caller sent is kept only in part: enough to see
+        // what was tried, not whatever fills the header limit.
+        let kept = if outcome.code != "0" && query.len() > REFUSED_QUERY_KEPT {
+            let mut end = REFUSED_QUERY_KEPT;
+            while !query.is_char_boundary(end) {
+                end -= 1;
+            }
+            request["detail"] = json!([{
+                "type": "query-truncated",
+                "valueString": format!("{} bytes, the first {end} kept", query.len()),
+            }]);
+            &query[..end]
+        } else {
+            query
+        };
         request["query"] = base64::engine::general_purpose::STANDARD
-            .encode(query)
+            .encode(kept)
             .into();
     }
     entities.push(request);
@@ -215,6 +231,9 @@ fn event_json(
         "entity": entities,
     })
 }
+
+/// Bytes of a refused request's query string kept in its AuditEvent.
+pub const REFUSED_QUERY_KEPT: usize = 512;
 
 /// Authenticates the caller, runs `body` for them, and audits the outcome, a refused token
 /// included: the shape of every audited read.
@@ -240,9 +259,32 @@ pub async fn finish(
     subtype: Subtype,
     result: Result<HttpResponse, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(outcome) = outcome_of(&result) else {
+    let Some(mut outcome) = outcome_of(&result) else {
         return result;
     };
+    // Refusals are limited per client address: beyond the limit the caller is told to wait,
+    // and only the first such refusal is audited, so they cannot grow the trail without bound.
+    let refused = matches!(
+        result,
+        Err(ApiError::Forbidden { .. } | ApiError::Unauthenticated(_))
+    );
+    let mut result = result;
+    if let (true, Some(address)) = (refused, req.peer_addr().map(|a| a.ip())) {
+        match state.throttle.refusal(address) {
+            Refusal::Allowed => {}
+            Refusal::FirstThrottled { retry_after } => {
+                log::warn!("refusals from one client address are over the limit; further ones are answered 429 and not audited for {retry_after} s");
+                outcome.description.push_str(&format!(
+                    "; refusals from this address are over the limit: further ones are answered 429 and not audited for {retry_after} s"
+                ));
+                result = Err(ApiError::TooManyRequests { retry_after });
+            }
+            Refusal::Throttled { retry_after } => {
+                log::debug!("refusal over the limit answered 429, not audited");
+                return Err(ApiError::TooManyRequests { retry_after });
+            }
+        }
+    }
     let (_, recorded) = scr_fhir::build::today_and_now();
     let touched = access.map(Access::touched).unwrap_or_default();
     let agent_user = access

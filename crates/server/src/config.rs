@@ -127,6 +127,17 @@ pub struct ServerConfig {
     /// PEM files for HTTPS; both or neither.
     pub tls_certificate: Option<PathBuf>,
     pub tls_private_key: Option<PathBuf>,
+    /// Refused requests (401, 403) per client address per minute before 429.
+    #[serde(default = "default_refusals_per_minute")]
+    pub refusals_per_minute: u32,
+}
+
+fn default_refusals_per_minute() -> u32 {
+    120
+}
+
+fn default_token_requests_per_minute() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +169,9 @@ pub struct AuthConfig {
     /// Backend clients registered for the token endpoint.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Token requests per client and address per minute before 429.
+    #[serde(default = "default_token_requests_per_minute")]
+    pub token_requests_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -169,6 +183,7 @@ impl Default for AuthConfig {
             signing_key_file: None,
             access_token_seconds: default_access_token_seconds(),
             clients: Vec::new(),
+            token_requests_per_minute: default_token_requests_per_minute(),
         }
     }
 }
@@ -560,6 +575,12 @@ impl Config {
                 "server.blocking_threads",
                 "must be between 1 and 512",
             ));
+        }
+        if self.server.refusals_per_minute == 0 {
+            return Err(invalid("server.refusals_per_minute", "must be above 0"));
+        }
+        if self.auth.token_requests_per_minute == 0 {
+            return Err(invalid("auth.token_requests_per_minute", "must be above 0"));
         }
         if self.server.source_timeout_ms == 0 {
             return Err(invalid("server.source_timeout_ms", "must be above 0"));

@@ -12,6 +12,7 @@
 //! | `UnsupportedMediaType` | 415  | not-supported   |                                             |
 //! | `PreconditionFailed` | 412    | conflict        | an update of a version that is not current  |
 //! | `PreconditionRequired` | 428  | required        | an update without `If-Match`                |
+//! | `TooManyRequests`    | 429    | throttled       | `Retry-After`; refusals beyond the limit    |
 //! | `Unavailable`        | 503    | transient       | `Retry-After: 5`; details only in the log   |
 //! | `Timeout`            | 504    | timeout         |                                             |
 //! | `Internal`           | 500    | exception       | cause chain logged, nothing internal sent   |
@@ -48,6 +49,8 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("precondition required: {0}")]
     PreconditionRequired(String),
+    #[error("too many refused requests; retry after {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     #[error("unavailable: {detail}")]
     Unavailable { detail: String },
     #[error("timed out: {detail}")]
@@ -121,6 +124,11 @@ impl ApiError {
             ApiError::PreconditionRequired(m) => {
                 vec![Issue::new(Severity::Error, "required", m.clone())]
             }
+            ApiError::TooManyRequests { retry_after } => vec![Issue::new(
+                Severity::Error,
+                "throttled",
+                format!("too many refused requests from this address; retry after {retry_after} seconds"),
+            )],
             ApiError::Unavailable { .. } => vec![Issue::new(
                 Severity::Error,
                 "transient",
@@ -173,6 +181,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -195,6 +204,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable { .. } => {
                 response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
         }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod handlers;
 pub mod respond;
 pub mod state;
+pub mod throttle;
 
 use std::time::Instant;
 

@@ -16,6 +16,8 @@ pub struct AppState {
     pub store: scr_store::Store,
     /// The SMART Backend Services token endpoint, when a signing key is configured.
     pub token_service: Option<scr_auth::token_endpoint::TokenService>,
+    /// Limits on refused requests per address and token requests per client.
+    pub throttle: std::sync::Arc<crate::throttle::Throttle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,10 @@ impl AppState {
             verifier: verifier(config, token_service.as_ref())?,
             store,
             token_service,
+            throttle: std::sync::Arc::new(crate::throttle::Throttle::new(
+                config.server.refusals_per_minute,
+                config.auth.token_requests_per_minute,
+            )),
         })
     }
 }

@@ -7,7 +7,8 @@
 //! This is an OAuth endpoint, so its errors are OAuth's (RFC 6749 §5.2: a JSON `error` and
 //! `error_description`), not OperationOutcomes. Statuses: 200; 400 (invalid_request,
 //! invalid_grant for a replayed assertion, invalid_scope, unsupported_grant_type); 401
-//! (invalid_client); 404 (no token endpoint configured); 415 (not form-encoded); 503.
+//! (invalid_client); 404 (no token endpoint configured); 415 (not form-encoded); 429 (more than
+//! `auth.token_requests_per_minute` from one client and address, with `Retry-After`); 503.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -40,6 +41,25 @@ pub async fn token(
         std::str::from_utf8(&body)
             .map_err(|_| ApiError::invalid("body", "the form body is not UTF-8"))?,
     )?;
+    // Limited per client (as the assertion names it, unverified) and address: a flood of
+    // token requests is answered 429 before any signature is checked or any row written.
+    let client = form
+        .iter()
+        .find(|(k, _)| k == "client_assertion")
+        .and_then(|(_, v)| scr_auth::jwt::declared_issuer(v))
+        .unwrap_or_default();
+    if let Some(address) = req.peer_addr().map(|a| a.ip()) {
+        if let Err(retry_after) = state.throttle.token_request(&client, address) {
+            log::warn!("token endpoint: requests from one client and address over the limit; 429");
+            return Ok(HttpResponse::TooManyRequests()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::RETRY_AFTER, retry_after.to_string()))
+                .json(json!({
+                    "error": "invalid_request",
+                    "error_description": format!("too many token requests; retry after {retry_after} seconds"),
+                })));
+        }
+    }
     let now = scr_fhir::build::unix_now();
     let accepted = match service.accept(&form, now) {
         Ok(a) => a,
