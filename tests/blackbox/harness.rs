@@ -571,6 +571,18 @@ pub fn signed(claims: &Value) -> String {
     sign(claims)
 }
 
+/// An `ADT^A28` (add person) from `facility` for Linda Brown (9990000069), who has no HL7
+/// record in the seeded data: results for her are accepted only once a trust has registered her
+/// (hl7v2-acute.md: AE for an unknown patient on a result).
+pub fn register_linda_a28(control_id: &str, facility: &str) -> String {
+    [
+        format!("MSH|^~\\&|PAS|{facility}|SCR|SCR|20261120080000||ADT^A28|{control_id}|P|2.4"),
+        "EVN|A28|20261120080000".to_string(),
+        "PID|1||9990000069^^^NHS^NH||BROWN^LINDA||19800404|F".to_string(),
+    ]
+    .join("\r")
+}
+
 /// Resources of the given type in a Bundle's `match` entries.
 pub fn of_type<'a>(bundle: &'a Value, resource_type: &str) -> Vec<&'a Value> {
     bundle["entry"]

@@ -53,13 +53,14 @@ fn glucose(server: &Server) -> Vec<serde_json::Value> {
 fn ingest_applies_once_then_corrects_then_cancels() {
     for s in servers() {
         let first = format!(
-            "{}\n{}\n",
+            "{}\n\n{}\n\n{}\n",
+            register_linda_a28("BBTEST0000", "RXK"),
             oru("BBTEST0001", "F", "6.1"),
             oru("BBTEST0001", "F", "6.1")
         );
         let summary = ingest(s, &first, "first.hl7");
         assert!(
-            summary.contains("2 accepted (AA), of which 1 duplicates"),
+            summary.contains("3 accepted (AA), of which 1 duplicates"),
             "{summary}"
         );
         let once = glucose(s);

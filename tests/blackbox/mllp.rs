@@ -56,6 +56,12 @@ fn oru(control_id: &str, facility: &str, nhs: &str, status: &str, value: &str) -
     .join("\r")
 }
 
+/// Registers Linda with an ADT^A28 so that results for her are for a known patient.
+fn register_linda(s: &Server) {
+    let ack = send(s, &[register_linda_a28(&unique("RL"), "RXK")]);
+    assert_eq!(msa(&ack[0]).0, "AA", "{:?}", ack[0]);
+}
+
 fn unique(tag: &str) -> String {
     format!("{tag}{}{}", std::process::id() % 10000, now() % 100000)
 }
@@ -88,6 +94,7 @@ fn quarantine(s: &Server) -> String {
 #[test]
 fn mllp_accepted_duplicate_corrected_and_cancelled_results_are_visible_on_the_next_read() {
     for s in servers() {
+        register_linda(s);
         let first = unique("MA");
         let acks = send(
             s,
@@ -181,6 +188,7 @@ fn mllp_bad_messages_get_ae_or_ar_with_a_reason_and_are_quarantined() {
 #[test]
 fn mllp_an_oversized_message_is_refused_and_the_connection_goes_on() {
     for s in servers() {
+        register_linda(s);
         let big_id = unique("BIG");
         let mut big = oru(&big_id, "RXK", LINDA, "F", "1");
         big.push_str(&format!("\rNTE|1||{}", "x".repeat(1_100_000)));
@@ -196,6 +204,7 @@ fn mllp_an_oversized_message_is_refused_and_the_connection_goes_on() {
 #[test]
 fn mllp_framing_errors_half_sent_messages_and_silent_senders_affect_no_one_else() {
     for s in servers() {
+        register_linda(s);
         // A silent sender holds a connection open...
         let _silent = TcpStream::connect(("127.0.0.1", s.mllp_port)).unwrap();
         // ...a sender disconnects mid-message...
@@ -224,6 +233,7 @@ fn mllp_framing_errors_half_sent_messages_and_silent_senders_affect_no_one_else(
 #[test]
 fn r_sens_1_a_result_coded_in_a_sensitive_value_set_stays_with_the_trust() {
     for s in servers() {
+        register_linda(s);
         // An ordinary chemistry section (CH), but the test is in the sensitive value set.
         let control = unique("SENS");
         let message = [
@@ -299,6 +309,17 @@ fn admission(control_id: &str, facility: &str, nhs: &str) -> String {
     .join("\r")
 }
 
+/// A result from RXK for Linda: `obx3` the test, `obx14` when it was taken (HL7, local time).
+fn result_for_linda(control_id: &str, filler: &str, obx3: &str, obx14: &str) -> String {
+    [
+        format!("MSH|^~\\&|LAB|RXK|SCR|SCR|{obx14}||ORU^R01|{control_id}|P|2.4"),
+        format!("PID|1||{LINDA}^^^NHS^NH||BROWN^LINDA||19800404|F"),
+        format!("OBR|1||{filler}|CHOL^Cholesterol^L|||{obx14}|||||||||||||||||CH"),
+        format!("OBX|1|NM|{obx3}||4.2|mmol/L|0-5|N|||F|||{obx14}"),
+    ]
+    .join("\r")
+}
+
 #[test]
 fn item1_r_lr_2_a_spoofed_sending_facility_is_ar_quarantined_and_opens_no_relationship() {
     for s in servers_with_taj_elsewhere() {
@@ -319,6 +340,7 @@ fn item1_r_lr_2_a_spoofed_sending_facility_is_ar_quarantined_and_opens_no_relati
             "kept for review: {q}"
         );
         // RXK from its own address is applied as before.
+        register_linda(&s);
         let rxk = unique("RXKOK");
         let acks = send(&s, &[oru(&rxk, "RXK", LINDA, "F", "7")]);
         assert_eq!(msa(&acks[0]).0, "AA", "{}", acks[0]);
@@ -453,6 +475,9 @@ fn item1_mutual_tls_the_client_certificate_names_the_facility_it_may_send_for() 
             }
         }
     };
+    let registered =
+        try_send(Some("rxk"), &register_linda_a28(&unique("TLSREG"), "RXK")).expect("an ACK");
+    assert_eq!(msa(&registered).0, "AA", "{registered}");
     let good = unique("TLSOK");
     let ack = try_send(Some("rxk"), &oru(&good, "RXK", LINDA, "F", "8")).expect("an ACK");
     assert_eq!(msa(&ack).0, "AA", "{ack}");
@@ -573,5 +598,178 @@ fn item3_patient_search_needs_an_exact_birth_date_takes_wildcards_literally_and_
             .iter()
             .all(|l| l["relation"] != "next"));
         assert!(warnings(&b).contains("refine the search"), "{b}");
+    }
+}
+
+fn observations(s: &Server, query: &str) -> Vec<serde_json::Value> {
+    let b = s
+        .get(
+            &format!("/Observation?patient={LINDA}&{query}"),
+            Some(&clinician(s, "M85002")),
+        )
+        .json();
+    of_type(&b, "Observation").into_iter().cloned().collect()
+}
+
+#[test]
+fn item9_hl7_local_time_bst_is_served_with_its_offset_and_found_by_utc_searches() {
+    for s in servers() {
+        register_linda(s);
+        // 09:30 on 1 July 2020, local time at RXK: 08:30 UTC.
+        let control = unique("BST");
+        let message = result_for_linda(
+            &control,
+            &format!("F{control}"),
+            "2093-3^Cholesterol^LN",
+            "20200701093000",
+        );
+        assert_eq!(msa(&send(s, &[message])[0]), ("AA".into(), control));
+        let code = "code=http://loinc.org|2093-3";
+        let found = observations(s, code);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0]["effectiveDateTime"], "2020-07-01T09:30:00+01:00");
+        assert_eq!(found[0]["issued"], "2020-07-01T09:30:00+01:00");
+        let count = |date: &str| observations(s, &format!("{code}&date={date}")).len();
+        assert_eq!(
+            count("lt2020-07-01T09:00:00Z"),
+            1,
+            "08:30Z is before 09:00Z"
+        );
+        assert_eq!(count("ge2020-07-01T09:00:00Z"), 0);
+        assert_eq!(count("2020-07-01T08:30:00Z"), 1);
+        assert_eq!(count("ge2020-07-01T09:30:00%2B01:00"), 1);
+        assert_eq!(count("2020-07-01"), 1);
+        assert_eq!(count("2020-06-30"), 0);
+        // ap: 10% of the gap to now (years) either side of 2 July reaches 1 July; a year
+        // later does not.
+        assert_eq!(count("ap2020-07-02"), 1);
+        assert_eq!(count("eq2020-07-02"), 0);
+        assert_eq!(count("ap2021-07-01"), 0);
+    }
+}
+
+#[test]
+fn item9_hl7_local_time_in_the_spring_gap_and_autumn_overlap() {
+    for s in servers() {
+        register_linda(s);
+        let (gap, overlap) = (unique("GAP"), unique("OVL"));
+        let acks = send(
+            s,
+            &[
+                result_for_linda(&gap, &format!("F{gap}"), "2085-9^HDL^LN", "20260329013000"),
+                result_for_linda(
+                    &overlap,
+                    &format!("F{overlap}"),
+                    "13457-7^LDL^LN",
+                    "20261025013000",
+                ),
+            ],
+        );
+        assert_eq!(msa(&acks[0]).0, "AA");
+        assert_eq!(msa(&acks[1]).0, "AA");
+        // 01:30 does not exist on 29 March: moved forward to 02:30 BST.
+        let hdl = observations(s, "code=http://loinc.org|2085-9");
+        assert_eq!(hdl[0]["effectiveDateTime"], "2026-03-29T02:30:00+01:00");
+        // 01:30 happens twice on 25 October: the earlier, BST.
+        let ldl = observations(s, "code=http://loinc.org|13457-7");
+        assert_eq!(ldl[0]["effectiveDateTime"], "2026-10-25T01:30:00+01:00");
+    }
+}
+
+#[test]
+fn item10_local_code_kept_and_searchable_in_the_facility_local_system() {
+    for s in servers() {
+        register_linda(s);
+        let control = unique("LOC");
+        let message = result_for_linda(
+            &control,
+            &format!("F{control}"),
+            "LCHOL^Local cholesterol^L",
+            "20261120093000",
+        );
+        assert_eq!(msa(&send(s, &[message])[0]).0, "AA");
+        let system = "https://scr.example.nhs.uk/CodeSystem/local-RXK";
+        let found = observations(s, &format!("code={system}|LCHOL"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0]["code"]["coding"][0],
+            serde_json::json!({"system": system, "code": "LCHOL", "display": "Local cholesterol"})
+        );
+    }
+}
+
+#[test]
+fn item10_a_result_for_an_unknown_patient_is_ae_quarantined_and_replayed_once_registered() {
+    for s in servers() {
+        // A valid NHS number no source knows.
+        let unknown = "9991234519";
+        let control = unique("UP");
+        let message = [
+            format!("MSH|^~\\&|LAB|RXK|SCR|SCR|20261121100000||ORU^R01|{control}|P|2.4"),
+            format!("PID|1||{unknown}^^^NHS^NH||NOBODY^KNOWN||19900101|M"),
+            format!("OBR|1||U{control}|GLU^Glucose^L|||20261121090000|||||||||||||||||CH"),
+            "OBX|1|NM|2345-7^Glucose^LN||5.5|mmol/L|3.0-7.8|N|||F|||20261121093000".to_string(),
+        ]
+        .join("\r");
+        let ack = &send(s, &[message])[0];
+        assert_eq!(msa(ack), ("AE".into(), control.clone()));
+        assert!(ack.contains("\rERR|^^^204&"), "{ack:?}");
+        assert!(
+            !ack.contains(unknown) && !ack.contains("NOBODY"),
+            "no patient data: {ack:?}"
+        );
+        let q = quarantine(s);
+        let line = q
+            .lines()
+            .find(|l| l.contains(&control))
+            .unwrap_or_else(|| panic!("not quarantined: {q}"));
+        assert!(line.contains("AE") && line.contains("unknown"), "{line}");
+        assert!(
+            !q.contains(unknown),
+            "no NHS number in the quarantine listing"
+        );
+        // Not applied: no record for them.
+        let system_token = system(s, "RXK", "system/*.rs");
+        let search = s.get(
+            &format!("/Observation?patient={unknown}"),
+            Some(&system_token),
+        );
+        let shown = if search.status == 200 {
+            of_type(&search.json(), "Observation").len()
+        } else {
+            0
+        };
+        assert_eq!(shown, 0);
+        // The trust registers them; the operator replays the result.
+        let a28 = [
+            format!(
+                "MSH|^~\\&|PAS|RXK|SCR|SCR|20261121080000||ADT^A28|{}|P|2.4",
+                unique("UA")
+            ),
+            format!("PID|1||{unknown}^^^NHS^NH||NOBODY^KNOWN||19900101|M"),
+        ]
+        .join("\r");
+        assert_eq!(msa(&send(s, &[a28])[0]).0, "AA");
+        let id = line.split_whitespace().next().unwrap().to_owned();
+        let out = Command::new(BIN)
+            .args([
+                "quarantine",
+                "replay",
+                "--config",
+                s.dir.join("scr.toml").to_str().unwrap(),
+                &id,
+            ])
+            .env("SCR_LOG", "warn")
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(printed.starts_with(&format!("{id}: AA")), "{printed}");
+        let b = s
+            .get(
+                &format!("/Observation?patient={unknown}"),
+                Some(&system_token),
+            )
+            .json();
+        assert_eq!(of_type(&b, "Observation").len(), 1);
     }
 }

@@ -119,8 +119,16 @@ facility = "TAJ"
 addresses = ["127.0.0.1", "::1"]
 
 [hl7]
-facilities = ["RXK", "TAJ"]
 sensitive_services = ["GUM", "FERT"]
+
+# Accepted sending facilities (MSH-4). Times sent without an offset are the facility's local
+# time; local codes (coding system L) are kept in the facility's local code system
+# (https://scr.example.nhs.uk/CodeSystem/local-<ODS> unless local_code_system is set).
+[hl7.facilities.RXK]
+time_zone = "Europe/London"
+
+[hl7.facilities.TAJ]
+time_zone = "Europe/London"
 
 [policy]
 sensitive_valuesets = ["{p}/ValueSet-scr-sensitive-codes.json"]

@@ -95,7 +95,7 @@ pub fn hl7_config(config: &Config) -> Result<scr_source_hl7v2::ingest::Hl7Config
         .map_err(|e| e.to_string())?
         .sensitive;
     Ok(scr_source_hl7v2::ingest::Hl7Config {
-        facilities: config.hl7.facilities.clone(),
+        facilities: config.hl7.facilities().map_err(|e| e.to_string())?,
         sensitive_services: config.hl7.sensitive_services.clone(),
         sensitive_codes: sensitive,
     })

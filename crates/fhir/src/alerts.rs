@@ -2,10 +2,12 @@
 //! active Flags at the top of an opened record, most urgent first. The categories are the
 //! facade's CodeSystem (`fhir-profiles/CodeSystem-alert-category.json`).
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use crate::build::coding;
-use crate::systems::SCR_FLAG_CATEGORY;
+use crate::systems::{SCR_FLAG_CATEGORY, SNOMED};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AlertCategory {
@@ -77,11 +79,133 @@ pub fn flag_rank(flag: &Value) -> u8 {
         .rank()
 }
 
-/// Classifies a free-text alert from a system that does not categorise its alerts (the GP
-/// replica's `patient_alert`). Conservative: anything unrecognised is `Other`.
+/// The category of each alert code: one ValueSet per category
+/// (`fhir-profiles/ValueSet-scr-alert-{category}.json`), SNOMED CT codes only. An alert is
+/// classified by its code first; its text is read only when its code is in none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertCodes {
+    by_code: BTreeMap<String, AlertCategory>,
+}
+
+/// Why the alert ValueSets cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlertCodesError {
+    #[error("{category}: {source}")]
+    ValueSet {
+        category: &'static str,
+        source: crate::valueset::ValueSetError,
+    },
+    #[error("{category}: the ValueSet lists no SNOMED CT ({SNOMED}) code")]
+    NoCodes { category: &'static str },
+    #[error("{category}: SNOMED CT code {code} is also in the {other} ValueSet")]
+    Ambiguous {
+        category: &'static str,
+        code: String,
+        other: &'static str,
+    },
+}
+
+/// The alert ValueSets shipped in `fhir-profiles/`, by category, built into the binary so that a
+/// configuration that does not name its own still classifies by code.
+pub const SHIPPED_VALUESETS: [(AlertCategory, &str); 6] = [
+    (
+        AlertCategory::Safeguarding,
+        include_str!("../../../fhir-profiles/ValueSet-scr-alert-safeguarding.json"),
+    ),
+    (
+        AlertCategory::SevereAllergyOrCondition,
+        include_str!("../../../fhir-profiles/ValueSet-scr-alert-severe-allergy-condition.json"),
+    ),
+    (
+        AlertCategory::CommunicationSupport,
+        include_str!("../../../fhir-profiles/ValueSet-scr-alert-communication-support.json"),
+    ),
+    (
+        AlertCategory::TreatmentRestriction,
+        include_str!("../../../fhir-profiles/ValueSet-scr-alert-treatment-restriction.json"),
+    ),
+    (
+        AlertCategory::EndOfLifeWishes,
+        include_str!("../../../fhir-profiles/ValueSet-scr-alert-end-of-life-wishes.json"),
+    ),
+    (
+        AlertCategory::Other,
+        include_str!("../../../fhir-profiles/ValueSet-scr-alert-other.json"),
+    ),
+];
+
+impl AlertCodes {
+    /// Reads one ValueSet (JSON text) per category. A category may be left out (its alerts are
+    /// then found by text only); a code in two categories' ValueSets is an error, as is a
+    /// ValueSet without SNOMED CT codes.
+    pub fn from_valuesets(sets: &[(AlertCategory, &str)]) -> Result<AlertCodes, AlertCodesError> {
+        let mut by_code = BTreeMap::new();
+        for (category, json) in sets {
+            let name = category.code();
+            let codes =
+                crate::valueset::codes(json).map_err(|source| AlertCodesError::ValueSet {
+                    category: name,
+                    source,
+                })?;
+            let snomed: Vec<String> = codes
+                .into_iter()
+                .filter(|(system, _)| system == SNOMED)
+                .map(|(_, code)| code.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect();
+            if snomed.is_empty() {
+                return Err(AlertCodesError::NoCodes { category: name });
+            }
+            for code in snomed {
+                match by_code.get(&code) {
+                    Some(other) if other != category => {
+                        return Err(AlertCodesError::Ambiguous {
+                            category: name,
+                            code,
+                            other: AlertCategory::code(*other),
+                        })
+                    }
+                    _ => {
+                        by_code.insert(code, *category);
+                    }
+                }
+            }
+        }
+        Ok(AlertCodes { by_code })
+    }
+
+    /// The ValueSets of [`SHIPPED_VALUESETS`].
+    pub fn shipped() -> Result<AlertCodes, AlertCodesError> {
+        AlertCodes::from_valuesets(&SHIPPED_VALUESETS)
+    }
+
+    /// The category of an alert with SNOMED CT code `code` (if any) and `text`: by code when a
+    /// ValueSet lists it, otherwise by [`classify_text`].
+    pub fn classify(&self, code: Option<&str>, text: &str) -> AlertCategory {
+        code.map(str::trim)
+            .and_then(|c| self.by_code.get(c))
+            .copied()
+            .unwrap_or_else(|| classify_text(text))
+    }
+
+    /// How many codes are known.
+    pub fn len(&self) -> usize {
+        self.by_code.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_code.is_empty()
+    }
+}
+
+/// Classifies a free-text alert from a system that does not categorise its alerts, when it has
+/// no code an alert ValueSet lists: the fallback. Conservative: anything unrecognised is
+/// `Other`, and a keyword counts only when nothing in its clause negates it, so "No known
+/// allergies" or "not diabetic" never ranks as a severe allergy or condition.
 pub fn classify_text(text: &str) -> AlertCategory {
     let t = text.to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    let has = |words: &[&str]| words.iter().any(|w| mentions(&t, w));
     if has(&[
         "safeguard",
         "child protection",
@@ -95,6 +219,7 @@ pub fn classify_text(text: &str) -> AlertCategory {
         "anaphyla",
         "severe allerg",
         "allergy",
+        "allergic",
         "epilep",
         "diabet",
         "haemophilia",
@@ -135,6 +260,41 @@ pub fn classify_text(text: &str) -> AlertCategory {
     }
 }
 
+/// Words that, earlier in the same clause, negate a keyword ("no known allergies", "not
+/// diabetic", "nil allergies", "denies ...", "negative for ...").
+const NEGATIONS: [&str; 9] = [
+    "no", "not", "nil", "none", "nka", "nkda", "denies", "without", "negative",
+];
+
+/// Does `text` (lower case) mention `keyword` somewhere that no negation in its clause denies?
+/// Keywords that are negations themselves ("no blood", "do not give") are looked for as they are.
+fn mentions(text: &str, keyword: &str) -> bool {
+    let keyword_negates = keyword
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| NEGATIONS.contains(&w));
+    text.match_indices(keyword).any(|(at, _)| {
+        if keyword_negates {
+            return true;
+        }
+        let clause_start = text[..at]
+            .rfind(['.', ';', ',', ':', '(', ')', '\n', '-'])
+            .map_or(0, |i| i + 1);
+        let negated_before = text[clause_start..at]
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| NEGATIONS.contains(&w));
+        // "Allergy status: none known", "Allergies - nil": an answer of none straight after.
+        let after = &text[at..];
+        let sentence = &after[..after.find(['.', ';', '\n']).unwrap_or(after.len())];
+        let negated_after = sentence
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .skip(1)
+            .take(2)
+            .any(|w| matches!(w, "none" | "nil" | "no" | "nka" | "nkda" | "negative"));
+        !negated_before && !negated_after
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +324,103 @@ mod tests {
             AlertCategory::EndOfLifeWishes
         );
         assert_eq!(classify_text("Likes tea"), AlertCategory::Other);
+        assert_eq!(
+            classify_text("Anaphylaxis to peanuts"),
+            AlertCategory::SevereAllergyOrCondition
+        );
+    }
+
+    #[test]
+    fn item10_no_known_allergies_is_never_a_severe_allergy_by_text() {
+        for text in [
+            "No known allergies",
+            "NKA",
+            "NKDA - no known drug allergies",
+            "Patient has no allergies",
+            "Nil known allergies",
+            "Not diabetic",
+            "Allergy status: none known. No allergies",
+            "Denies any allergy",
+        ] {
+            assert_ne!(
+                classify_text(text),
+                AlertCategory::SevereAllergyOrCondition,
+                "{text}"
+            );
+        }
+        // A negation in another clause does not hide a real one.
+        assert_eq!(
+            classify_text("No fixed abode; severe allergy to latex"),
+            AlertCategory::SevereAllergyOrCondition
+        );
+        // Keywords that are negations themselves still count.
+        assert_eq!(
+            classify_text("Jehovah's Witness: no blood products"),
+            AlertCategory::TreatmentRestriction
+        );
+    }
+
+    #[test]
+    fn item10_gp_alerts_are_classified_by_snomed_code_first() -> Result<(), AlertCodesError> {
+        let codes = AlertCodes::shipped()?;
+        assert!(codes.len() >= 20);
+        // The code decides, whatever the text says.
+        assert_eq!(
+            codes.classify(Some("716186003"), "No known allergies"),
+            AlertCategory::Other
+        );
+        assert_eq!(
+            codes.classify(Some("342191000000101"), "See notes"),
+            AlertCategory::Safeguarding
+        );
+        assert_eq!(
+            codes.classify(Some("91935009"), "Peanuts"),
+            AlertCategory::SevereAllergyOrCondition
+        );
+        assert_eq!(
+            codes.classify(Some("304253006"), "Not for resuscitation"),
+            AlertCategory::EndOfLifeWishes
+        );
+        // A code no ValueSet lists, or none: the text decides.
+        assert_eq!(
+            codes.classify(Some("123456789"), "Requires Punjabi interpreter"),
+            AlertCategory::CommunicationSupport
+        );
+        assert_eq!(
+            codes.classify(None, "Child protection plan"),
+            AlertCategory::Safeguarding
+        );
+        assert_eq!(
+            codes.classify(None, "No known allergies"),
+            AlertCategory::Other
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item10_alert_valuesets_must_be_snomed_and_unambiguous() {
+        let vs = |code: &str| {
+            format!(
+                r#"{{"resourceType":"ValueSet","status":"active","compose":{{"include":[{{"system":"http://snomed.info/sct","concept":[{{"code":"{code}"}}]}}]}}}}"#
+            )
+        };
+        let (a, b) = (vs("1"), vs("1"));
+        assert!(matches!(
+            AlertCodes::from_valuesets(&[
+                (AlertCategory::Safeguarding, &a),
+                (AlertCategory::Other, &b)
+            ]),
+            Err(AlertCodesError::Ambiguous { .. })
+        ));
+        let loinc = r#"{"resourceType":"ValueSet","status":"active","compose":{"include":[{"system":"http://loinc.org","concept":[{"code":"1"}]}]}}"#;
+        assert!(matches!(
+            AlertCodes::from_valuesets(&[(AlertCategory::Other, loinc)]),
+            Err(AlertCodesError::NoCodes { .. })
+        ));
+        assert!(matches!(
+            AlertCodes::from_valuesets(&[(AlertCategory::Other, "{")]),
+            Err(AlertCodesError::ValueSet { .. })
+        ));
     }
 }
 

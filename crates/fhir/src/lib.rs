@@ -15,5 +15,6 @@ pub mod nhs_number;
 pub mod search;
 pub mod systems;
 pub mod valueset;
+pub mod zone;
 
 pub use serde_json::Value;

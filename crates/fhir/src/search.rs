@@ -2,10 +2,16 @@
 //! (with clear errors naming the parameter), and matching a resource against them in memory.
 //!
 //! The facade fetches a patient's records from every source in one batch and filters here, so one
-//! definition of each parameter serves every source. Date comparisons work on the text of FHIR
-//! dates padded to their precision's range (`2026-11` is `2026-11-01T00:00:00` to
-//! `2026-11-31T23:59:59`; an impossible day 31 is harmless lexicographically). Time zones other
-//! than `Z` are compared by their local time: every native source here records UTC.
+//! definition of each parameter serves every source.
+//!
+//! Dates are compared as instants: every date, dateTime and search value becomes the inclusive
+//! range of Unix seconds it denotes (`2026-11` is the whole of November), and an offset is
+//! honoured (`2026-07-01T10:00:00+01:00` is `09:00:00Z`). A value without an offset (a date, or a
+//! search value's time without one) is read in the server's zone, Europe/London, as the R4 search
+//! specification asks ("the server's local time zone should be assumed"): `date=2026-07-02`
+//! is the UK day, 2026-07-01T23:00:00Z to 2026-07-02T22:59:59Z. `ap` (approximately) widens the
+//! search value's range by 10% of the gap between now and the value, on each side, as the R4
+//! specification recommends, and matches any overlap.
 
 use serde_json::Value;
 
@@ -167,12 +173,29 @@ pub enum Prefix {
     Ap,
 }
 
-/// A date parameter: the prefix and the inclusive text range its value denotes.
+/// A date parameter: the prefix, the value as sent, and the inclusive range of Unix seconds (UTC)
+/// the value denotes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateParam {
     pub prefix: Prefix,
-    pub lower: String,
-    pub upper: String,
+    /// The value without its prefix, as sent (`2026-11-01`).
+    pub value: String,
+    pub lower: i64,
+    pub upper: i64,
+    /// Seconds `ap` widens the range by on each side (0 for other prefixes).
+    pub approximation: i64,
+}
+
+impl DateParam {
+    /// The lower bound as a UTC instant (`YYYY-MM-DDThh:mm:ssZ`), which orders as text.
+    pub fn lower_instant(&self) -> String {
+        build::instant_from_unix(self.lower)
+    }
+
+    /// The upper bound (inclusive, to the second) as a UTC instant.
+    pub fn upper_instant(&self) -> String {
+        build::instant_from_unix(self.upper)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +247,7 @@ impl SearchRequest {
                 Criterion::Patient(_) => true,
                 Criterion::Token(t) => token_matches(resource, def, t),
                 Criterion::Date(d) => {
-                    date_range(resource, def.path).is_some_and(|(lo, hi)| date_matches(d, &lo, &hi))
+                    date_range(resource, def.path).is_some_and(|(lo, hi)| date_matches(d, lo, hi))
                 }
                 Criterion::String(s) => string_matches(resource, def.path, s),
             })
@@ -264,6 +287,16 @@ pub fn parse(
     resource_type: &str,
     pairs: &[(String, String)],
     lenient: bool,
+) -> Result<SearchRequest, Vec<Issue>> {
+    parse_at(resource_type, pairs, lenient, build::unix_now())
+}
+
+/// [`parse`] as at `now` (Unix seconds), which `ap` date values are approximated against.
+pub fn parse_at(
+    resource_type: &str,
+    pairs: &[(String, String)],
+    lenient: bool,
+    now: i64,
 ) -> Result<SearchRequest, Vec<Issue>> {
     let defs = params_for(resource_type);
     let mut req = SearchRequest {
@@ -310,7 +343,7 @@ pub fn parse(
                 }
             }
             _ => match defs.iter().find(|d| d.name == name) {
-                Some(def) => match parse_values(def, modifier, value) {
+                Some(def) => match parse_values(def, modifier, value, now) {
                     Ok(values) => req.criteria.push((*def, values)),
                     Err(issue) => issues.push(issue),
                 },
@@ -364,6 +397,7 @@ fn parse_values(
     def: &ParamDef,
     modifier: Option<&str>,
     raw: &str,
+    now: i64,
 ) -> Result<Vec<Criterion>, Issue> {
     if let Some(m) = modifier {
         return Err(Issue::new(
@@ -391,7 +425,9 @@ fn parse_values(
                 }
                 Criterion::Token(t)
             }
-            ParamKind::Date => Criterion::Date(parse_date(v).map_err(|m| invalid(def.name, m))?),
+            ParamKind::Date => {
+                Criterion::Date(parse_date_at(v, now).map_err(|m| invalid(def.name, m))?)
+            }
             ParamKind::String => Criterion::String(v.to_lowercase()),
             ParamKind::Reference => {
                 Criterion::Patient(parse_patient_reference(v).map_err(|m| invalid(def.name, m))?)
@@ -472,8 +508,14 @@ pub fn parse_token(v: &str) -> TokenParam {
     }
 }
 
-/// Parses a date parameter value with an optional two-letter prefix.
+/// Parses a date parameter value with an optional two-letter prefix, `ap` approximated against
+/// the system clock.
 pub fn parse_date(v: &str) -> Result<DateParam, String> {
+    parse_date_at(v, build::unix_now())
+}
+
+/// [`parse_date`] as at `now` (Unix seconds).
+pub fn parse_date_at(v: &str, now: i64) -> Result<DateParam, String> {
     let (prefix, rest) = match v.get(..2) {
         Some("eq") => (Prefix::Eq, &v[2..]),
         Some("ne") => (Prefix::Ne, &v[2..]),
@@ -486,39 +528,124 @@ pub fn parse_date(v: &str) -> Result<DateParam, String> {
         Some("ap") => (Prefix::Ap, &v[2..]),
         _ => (Prefix::Eq, v),
     };
-    let (lower, upper) = date_text_range(rest).ok_or_else(|| format!("'{v}' is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ, optionally prefixed eq ne gt lt ge le sa eb ap)"))?;
+    let (lower, upper) = date_instants(rest).ok_or_else(|| format!("'{v}' is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss][Z|+hh:mm], optionally prefixed eq ne gt lt ge le sa eb ap)"))?;
+    // R4: "the recommended value for the approximation is ... for a date, 10% of the gap
+    // between now and the date".
+    let approximation = if prefix == Prefix::Ap {
+        now.abs_diff(lower).max(now.abs_diff(upper)) as i64 / 10
+    } else {
+        0
+    };
     Ok(DateParam {
         prefix,
+        value: rest.to_owned(),
         lower,
         upper,
+        approximation,
     })
 }
 
-/// The inclusive range a FHIR date or dateTime denotes, as comparable text.
-pub fn date_text_range(v: &str) -> Option<(String, String)> {
+/// The inclusive range of Unix seconds a FHIR date or dateTime denotes. A value without an
+/// offset is read in the server's zone ([`crate::zone::DEFAULT_TIME_ZONE`]). `None` when `v` is
+/// not a date or dateTime.
+pub fn date_instants(v: &str) -> Option<(i64, i64)> {
+    let zone = crate::zone::default_zone();
+    let num = |s: Option<&str>| -> Option<u32> {
+        let s = s?;
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let local = |d: (i32, u32, u32)| crate::zone::local_to_unix(&zone, d, (0, 0, 0));
     if build::is_date(v) {
-        let (lo_pad, hi_pad) = match v.len() {
-            4 => ("-01-01T00:00:00", "-12-31T23:59:59"),
-            7 => ("-01T00:00:00", "-31T23:59:59"),
-            _ => ("T00:00:00", "T23:59:59"),
+        let year = i32::try_from(num(v.get(..4))?).ok()?;
+        let (start, next) = match v.len() {
+            4 => ((year, 1, 1), (year + 1, 1, 1)),
+            7 => {
+                let m = num(v.get(5..7))?;
+                let next = if m == 12 {
+                    (year + 1, 1, 1)
+                } else {
+                    (year, m + 1, 1)
+                };
+                ((year, m, 1), next)
+            }
+            _ => {
+                let (m, d) = (num(v.get(5..7))?, num(v.get(8..10))?);
+                let day = build::days_from_civil(i64::from(year), m, d) + 1;
+                let (ny, nm, nd) = build::civil_from_days(day);
+                ((year, m, d), (i32::try_from(ny).ok()?, nm, nd))
+            }
         };
-        return Some((format!("{v}{lo_pad}"), format!("{v}{hi_pad}")));
+        return Some((local(start)?, local(next)? - 1));
     }
-    let dt = build::date_time(v)?;
-    let local = dt.get(..19)?;
-    let b = local.as_bytes();
-    let ok = b[13] == b':'
-        && b[16] == b':'
-        && [11, 12, 14, 15, 17, 18]
-            .iter()
-            .all(|&i| b[i].is_ascii_digit());
-    ok.then(|| (local.to_owned(), local.to_owned()))
+    // YYYY-MM-DDThh:mm[:ss[.f+]][Z|(+|-)hh:mm]
+    let day = v.get(..10)?;
+    if !build::is_date(day) || v.as_bytes().get(10) != Some(&b'T') {
+        return None;
+    }
+    let rest = v.get(11..)?;
+    let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+    let (time, offset) = (rest.get(..zone_at)?, rest.get(zone_at..)?);
+    let (hh, mm, ss, whole_minute) = match time.len() {
+        5 if time.as_bytes()[2] == b':' => (num(time.get(..2))?, num(time.get(3..5))?, 0, true),
+        n if n >= 8 && time.as_bytes()[2] == b':' && time.as_bytes()[5] == b':' => {
+            let fraction = time.get(8..)?;
+            let digits = fraction.strip_prefix('.');
+            let fraction_ok = fraction.is_empty()
+                || digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            if !fraction_ok {
+                return None;
+            }
+            (
+                num(time.get(..2))?,
+                num(time.get(3..5))?,
+                num(time.get(6..8))?,
+                false,
+            )
+        }
+        _ => return None,
+    };
+    if hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    let date = (
+        i32::try_from(num(day.get(..4))?).ok()?,
+        num(day.get(5..7))?,
+        num(day.get(8..10))?,
+    );
+    let start = match offset {
+        "" => crate::zone::local_to_unix(&zone, date, (hh, mm, ss))?,
+        "Z" => crate::zone::local_to_unix(&jiff::tz::TimeZone::UTC, date, (hh, mm, ss))?,
+        o => {
+            let b = o.as_bytes();
+            if b.len() != 6 || b[3] != b':' {
+                return None;
+            }
+            let (oh, om) = (num(o.get(1..3))?, num(o.get(4..6))?);
+            if oh > 14 || om > 59 {
+                return None;
+            }
+            let secs = i64::from(oh * 3600 + om * 60);
+            let utc = crate::zone::local_to_unix(&jiff::tz::TimeZone::UTC, date, (hh, mm, ss))?;
+            if b[0] == b'-' {
+                utc + secs
+            } else {
+                utc - secs
+            }
+        }
+    };
+    Some((start, start + if whole_minute { 59 } else { 0 }))
 }
 
-fn date_matches(p: &DateParam, lo: &str, hi: &str) -> bool {
-    let (plo, phi) = (p.lower.as_str(), p.upper.as_str());
+fn date_matches(p: &DateParam, lo: i64, hi: i64) -> bool {
+    let (plo, phi) = (p.lower, p.upper);
     match p.prefix {
-        Prefix::Eq | Prefix::Ap => lo >= plo && hi <= phi,
+        Prefix::Eq => lo >= plo && hi <= phi,
+        // The value's range, widened, overlaps the resource's.
+        Prefix::Ap => {
+            hi >= plo.saturating_sub(p.approximation) && lo <= phi.saturating_add(p.approximation)
+        }
         Prefix::Ne => !(lo >= plo && hi <= phi),
         Prefix::Gt => hi > phi,
         Prefix::Lt => lo < plo,
@@ -529,9 +656,10 @@ fn date_matches(p: &DateParam, lo: &str, hi: &str) -> bool {
     }
 }
 
-/// The date range of the element a date parameter searches: a date/dateTime, a Period, or the
-/// `[x]` choice (`effective` means effectiveDateTime or effectivePeriod).
-pub fn date_range(resource: &Value, path: &str) -> Option<(String, String)> {
+/// The range of instants (inclusive Unix seconds) of the element a date parameter searches: a
+/// date/dateTime, a Period, or the `[x]` choice (`effective` means effectiveDateTime or
+/// effectivePeriod). An open Period end runs to the end of time.
+pub fn date_range(resource: &Value, path: &str) -> Option<(i64, i64)> {
     for key in [
         path.to_owned(),
         format!("{path}DateTime"),
@@ -539,20 +667,20 @@ pub fn date_range(resource: &Value, path: &str) -> Option<(String, String)> {
         format!("{path}Instant"),
     ] {
         match resource.get(&key) {
-            Some(Value::String(s)) => return date_text_range(s),
+            Some(Value::String(s)) => return date_instants(s),
             Some(Value::Object(period)) => {
                 let start = period
                     .get("start")
                     .and_then(Value::as_str)
-                    .and_then(date_text_range);
+                    .and_then(date_instants);
                 let end = period
                     .get("end")
                     .and_then(Value::as_str)
-                    .and_then(date_text_range);
+                    .and_then(date_instants);
                 return match (start, end) {
                     (Some(s), Some(e)) => Some((s.0, e.1)),
-                    (Some(s), None) => Some((s.0, "9999-12-31T23:59:59".into())),
-                    (None, Some(e)) => Some(("0000-01-01T00:00:00".into(), e.1)),
+                    (Some(s), None) => Some((s.0, i64::MAX)),
+                    (None, Some(e)) => Some((i64::MIN, e.1)),
                     (None, None) => None,
                 };
             }
@@ -680,6 +808,102 @@ mod tests {
         assert!(!req("lt2026-11-01").matches(&obs));
         assert!(req("ne2025").matches(&obs));
         assert!(req("2025,2026").matches(&obs));
+    }
+
+    fn at(now: &str, d: &str) -> SearchRequest {
+        let now = date_instants(now).unwrap().0;
+        parse_at(
+            "Observation",
+            &pairs(&[("patient", "9990000018"), ("date", d)]),
+            false,
+            now,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn item9_date_search_honours_the_offset_of_the_value_and_of_the_resource() {
+        // 09:30 BST is 08:30 UTC.
+        let obs = json!({"effectiveDateTime": "2026-07-01T09:30:00+01:00"});
+        let now = "2026-11-25T12:00:00Z";
+        assert!(at(now, "lt2026-07-01T09:00:00Z").matches(&obs));
+        assert!(!at(now, "ge2026-07-01T09:00:00Z").matches(&obs));
+        assert!(at(now, "ge2026-07-01T09:00:00+01:00").matches(&obs));
+        assert!(at(now, "2026-07-01T08:30:00Z").matches(&obs));
+        assert!(!at(now, "2026-07-01T09:30:00Z").matches(&obs));
+        let utc = json!({"effectiveDateTime": "2026-07-01T08:30:00Z"});
+        assert!(at(now, "2026-07-01T09:30:00+01:00").matches(&utc));
+        // A value without an offset is UK local time.
+        assert!(at(now, "2026-07-01T09:30").matches(&utc));
+        assert!(at(now, "2026-07-01T09:30:00").matches(&utc));
+    }
+
+    #[test]
+    fn item9_a_date_is_the_uk_day_across_british_summer_time() {
+        // 23:30 UTC on 1 July is 00:30 BST on 2 July.
+        let late = json!({"effectiveDateTime": "2026-07-01T23:30:00Z"});
+        let now = "2026-11-25T12:00:00Z";
+        assert!(at(now, "2026-07-02").matches(&late));
+        assert!(!at(now, "2026-07-01").matches(&late));
+        assert!(at(now, "2026-07").matches(&late));
+        // In winter the UK day is the UTC day.
+        let winter = json!({"effectiveDateTime": "2026-01-01T23:30:00Z"});
+        assert!(at(now, "2026-01-01").matches(&winter));
+        // The clock-change days are 23 and 25 hours long.
+        let spring = date_instants("2026-03-29").unwrap();
+        assert_eq!(spring.1 - spring.0 + 1, 23 * 3600);
+        let autumn = date_instants("2026-10-25").unwrap();
+        assert_eq!(autumn.1 - autumn.0 + 1, 25 * 3600);
+        // Dates on both sides compare as the same local days.
+        let onset = json!({"recordedDate": "2015-06-10"});
+        let allergy = |d: &str| {
+            parse(
+                "AllergyIntolerance",
+                &pairs(&[("patient", "9990000018"), ("date", d)]),
+                false,
+            )
+            .unwrap()
+        };
+        assert!(allergy("2015-06-10").matches(&onset));
+        assert!(!allergy("2015-06-11").matches(&onset));
+    }
+
+    #[test]
+    fn item9_ap_is_ten_percent_of_the_gap_to_now() {
+        let obs = json!({"effectiveDateTime": "2026-11-01T11:30:00Z"});
+        let now = "2026-11-25T12:00:00Z";
+        // 26 days before now: 2.6 days either side reaches 1 November.
+        assert!(at(now, "ap2026-10-30").matches(&obs));
+        // 55 days before now: 5.5 days either side stops short of it.
+        assert!(!at(now, "ap2026-10-01").matches(&obs));
+        assert!(at(now, "ap2026-11-01").matches(&obs));
+        // At now itself there is no widening.
+        let moment = json!({"effectiveDateTime": "2026-11-25T12:00:00Z"});
+        assert!(at(now, "ap2026-11-25T12:00:00Z").matches(&moment));
+        assert!(!at(now, "ap2026-11-25T12:00:01Z").matches(&moment));
+    }
+
+    #[test]
+    fn item9_date_bounds_are_utc_instants_for_the_store() {
+        let d = parse_date_at("ge2026-11-05T10:00:00+01:00", 0).unwrap();
+        assert_eq!(d.lower_instant(), "2026-11-05T09:00:00Z");
+        let d = parse_date_at("2026-07-02", 0).unwrap();
+        assert_eq!(
+            (d.lower_instant().as_str(), d.upper_instant().as_str()),
+            ("2026-07-01T23:00:00Z", "2026-07-02T22:59:59Z")
+        );
+        for bad in [
+            "2026-13",
+            "2026-07-01T25:00:00Z",
+            "2026-07-01T10:00:00+1:00",
+            "2026-07-01T10:00:00+15:00",
+            "2026-07-01T10",
+            "2026-07-01T10:00:00.Z",
+            "2026-07-01T10:00:00Zx",
+            "2026-07-01T1\u{e9}:00:00Z",
+        ] {
+            assert!(parse_date_at(bad, 0).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub const UCUM: &str = "http://unitsofmeasure.org";
 pub const LANGUAGE: &str = "urn:ietf:bcp:47";
 /// Tag system naming the facade source (configuration name) a record came from.
 pub const SOURCE_SYSTEM_TAG: &str = "https://scr.example.nhs.uk/CodeSystem/source-system";
+/// The facade's own code systems live under this base.
+pub const SCR_CODE_SYSTEM_BASE: &str = "https://scr.example.nhs.uk/CodeSystem";
 /// Local identifier systems are minted per source under this base.
 pub const LOCAL_ID_BASE: &str = "https://scr.example.nhs.uk/Id/local";
 

@@ -2,10 +2,11 @@
 //!
 //! `cargo run --release -p scr-mllp --example mllp_load -- 127.0.0.1:2575 --connections 8 --messages 20000`
 //!
-//! Opens the connections, sends ORU^R01 results for the fixture patient round-robin (each
-//! message a new result with its own control id and order number), waits for every ACK as an
-//! integration engine does, and prints messages per second and ACK latency percentiles. Exits
-//! non-zero if any ACK is not AA.
+//! Registers the fixture patient with an ADT^A28 (a result for a patient never seen is AE), then
+//! opens the connections, sends ORU^R01 results for her round-robin (each message a new result
+//! with its own control id and order number), waits for every ACK as an integration engine does,
+//! and prints messages per second and ACK latency percentiles. Exits non-zero if any ACK is not
+//! AA.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,6 +29,38 @@ fn message(run: u128, i: usize) -> String {
         ),
     ]
     .join("\r")
+}
+
+/// The fixture patient's ADT^A28, sent once before the results.
+fn registration(run: u128) -> String {
+    [
+        format!("MSH|^~\\&|PAS|RXK|SCR|SCR|20261125080000||ADT^A28|R{run}|P|2.4"),
+        "PID|1||9990000018^^^NHS^NH||SMITH^JANE||19700102|F".to_string(),
+    ]
+    .join("\r")
+}
+
+fn register(addr: &str, run: u128) -> Result<(), String> {
+    let mut conn = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    conn.write_all(&scr_mllp::frame(&registration(run)))
+        .map_err(|e| e.to_string())?;
+    let mut reader = scr_mllp::FrameReader::new(1 << 20);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        if let Some(scr_mllp::Frame::Message(a)) = reader.push(&buf[..n]).into_iter().next() {
+            let ack = String::from_utf8_lossy(&a).into_owned();
+            return if ack.contains("MSA|AA|") {
+                Ok(())
+            } else {
+                Err(format!("registration not AA: {}", ack.replace('\r', " | ")))
+            };
+        }
+    }
 }
 
 fn worker(addr: String, indices: Vec<usize>, run: u128) -> Result<Vec<Duration>, String> {
@@ -75,6 +108,10 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() % 1_000_000)
         .unwrap_or(0);
+    if let Err(e) = register(&addr, run) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
     let started = Instant::now();
     let handles: Vec<_> = (0..connections)
         .map(|c| {

@@ -24,6 +24,20 @@ pub struct Config {
     pub policy: PolicySettings,
     #[serde(default)]
     pub mllp: MllpConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// How alerts from sources that do not categorise them (the GP replica) are classified.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A FHIR ValueSet file (SNOMED CT codes) per alert category code (`safeguarding`,
+    /// `severe-allergy-condition`, `communication-support`, `treatment-restriction`,
+    /// `end-of-life-wishes`, `other`). A category not named uses the ValueSet shipped in
+    /// `fhir-profiles/ValueSet-scr-alert-{category}.json`, built into the binary.
+    #[serde(default)]
+    pub category_valuesets: BTreeMap<String, PathBuf>,
 }
 
 /// The MLLP listener for hospital HL7 v2 feeds; served by `scr serve` when `bind` is set, or
@@ -291,9 +305,11 @@ pub struct SocialCareSourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hl7Config {
-    /// Sending facilities (MSH-4 ODS codes) whose messages are accepted.
-    #[serde(default)]
-    pub facilities: Vec<String>,
+    /// Sending facilities (MSH-4 ODS codes) whose messages are accepted: a list of ODS codes
+    /// (`["RXK", "TAJ"]`), or a table of them with each one's settings
+    /// (`[hl7.facilities.RXK] time_zone = "Europe/London"`). Read by [`Hl7Config::facilities`].
+    #[serde(default, rename = "facilities")]
+    facilities_raw: Option<toml::Value>,
     /// Hospital service codes (PV1-10, OBR-24) whose records never leave the trust (R-SENS-2).
     #[serde(default = "default_sensitive_services")]
     pub sensitive_services: Vec<String>,
@@ -302,9 +318,95 @@ pub struct Hl7Config {
 impl Default for Hl7Config {
     fn default() -> Self {
         Hl7Config {
-            facilities: Vec::new(),
+            facilities_raw: None,
             sensitive_services: default_sensitive_services(),
         }
+    }
+}
+
+/// The settings a facility may have under `[hl7.facilities.<ODS>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FacilitySettings {
+    time_zone: Option<String>,
+    local_code_system: Option<String>,
+}
+
+impl Hl7Config {
+    /// The accepted sending facilities with their settings, defaults filled in: local times in
+    /// Europe/London, local codes in `https://scr.example.nhs.uk/CodeSystem/local-{ODS}`. An error
+    /// names the key at fault.
+    pub fn facilities(&self) -> Result<Vec<scr_source_hl7v2::ingest::Facility>, ConfigError> {
+        use scr_source_hl7v2::ingest::Facility;
+        let key = "hl7.facilities";
+        let check_ods = |ods: &str, key: &str| {
+            let ods = ods.trim();
+            if ods.is_empty() || !ods.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Err(invalid(
+                    key,
+                    format!("'{ods}' is not an ODS code (letters and digits)"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let mut out: Vec<Facility> = Vec::new();
+        match &self.facilities_raw {
+            None => {}
+            Some(toml::Value::Array(codes)) => {
+                for (i, code) in codes.iter().enumerate() {
+                    let k = format!("{key}[{i}]");
+                    let ods = code.as_str().ok_or_else(|| {
+                        invalid(&k, "must be an ODS code in quotes, e.g. \"RXK\"")
+                    })?;
+                    check_ods(ods, &k)?;
+                    out.push(Facility::new(ods));
+                }
+            }
+            Some(toml::Value::Table(table)) => {
+                for (ods, settings) in table {
+                    let k = format!("{key}.{ods}");
+                    check_ods(ods, &k)?;
+                    let settings: FacilitySettings = settings
+                        .clone()
+                        .try_into()
+                        .map_err(|e: toml::de::Error| invalid(&k, e.message().to_owned()))?;
+                    let mut facility = Facility::new(ods);
+                    if let Some(zone) = &settings.time_zone {
+                        facility.time_zone = scr_fhir::zone::by_name(zone)
+                            .map_err(|m| invalid(&format!("{k}.time_zone"), m))?;
+                    }
+                    if let Some(system) = &settings.local_code_system {
+                        let system = system.trim();
+                        let absolute = ["http://", "https://", "urn:"]
+                            .iter()
+                            .any(|p| system.starts_with(p));
+                        if !absolute || system.contains(char::is_whitespace) {
+                            return Err(invalid(
+                                &format!("{k}.local_code_system"),
+                                format!(
+                                    "'{system}' must be an absolute URI (https://... or urn:...)"
+                                ),
+                            ));
+                        }
+                        facility.local_code_system = system.to_owned();
+                    }
+                    out.push(facility);
+                }
+            }
+            Some(_) => {
+                return Err(invalid(
+                    key,
+                    "must be a list of ODS codes or a table of [hl7.facilities.<ODS>] settings",
+                ))
+            }
+        }
+        for (i, f) in out.iter().enumerate() {
+            if out[..i].iter().any(|g| g.ods == f.ods) {
+                return Err(invalid(key, format!("'{}' is listed twice", f.ods)));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -546,6 +648,9 @@ impl Config {
         for v in &mut self.policy.sensitive_valuesets {
             fix(v);
         }
+        for v in self.alerts.category_valuesets.values_mut() {
+            fix(v);
+        }
         fix(&mut self.policy.objection_valueset);
         fix(&mut self.policy.consent_valueset);
     }
@@ -635,12 +740,11 @@ impl Config {
                 "mllp.bind is set but no [[mllp.senders]] are: say which facility may send from which addresses",
             ));
         }
+        let facilities = self.hl7.facilities()?;
         for (i, sender) in self.mllp.senders.iter().enumerate() {
-            if !self
-                .hl7
-                .facilities
+            if !facilities
                 .iter()
-                .any(|f| f.eq_ignore_ascii_case(&sender.facility))
+                .any(|f| f.ods.eq_ignore_ascii_case(&sender.facility))
             {
                 return Err(invalid(
                     &format!("mllp.senders[{i}].facility"),
@@ -660,6 +764,15 @@ impl Config {
         }
         if self.store.pool_size == 0 {
             return Err(invalid("store.pool_size", "must be above 0"));
+        }
+        self.hl7.facilities()?;
+        for category in self.alerts.category_valuesets.keys() {
+            if scr_fhir::alerts::AlertCategory::from_code(category).is_none() {
+                return Err(invalid(
+                    &format!("alerts.category_valuesets.{category}"),
+                    "not an alert category: safeguarding, severe-allergy-condition, communication-support, treatment-restriction, end-of-life-wishes or other",
+                ));
+            }
         }
         scr_db::classify_url("store.url", &self.store.url)
             .map_err(|e| invalid("store.url", e.to_string()))?;
@@ -808,6 +921,72 @@ dev_issuer = true
         let good =
             format!("{text}[[mllp.senders]]\nfacility = \"RXK\"\naddresses = [\"10.0.0.0/8\"]\n");
         assert!(Config::from_toml(&good, &[]).is_ok());
+    }
+
+    #[test]
+    fn item9_a_list_of_facilities_still_works_with_the_defaults() -> Result<(), ConfigError> {
+        let c = Config::from_toml(
+            &format!("{MINIMAL}[hl7]\nfacilities = [\"RXK\", \"taj\"]\n"),
+            &[],
+        )?;
+        let f = c.hl7.facilities()?;
+        assert_eq!(
+            f.iter().map(|f| f.ods.as_str()).collect::<Vec<_>>(),
+            ["RXK", "TAJ"]
+        );
+        assert_eq!(f[0].time_zone.iana_name(), Some("Europe/London"));
+        assert_eq!(
+            f[1].local_code_system,
+            "https://scr.example.nhs.uk/CodeSystem/local-TAJ"
+        );
+        assert!(Config::from_toml(MINIMAL, &[])?
+            .hl7
+            .facilities()?
+            .is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn item9_facility_time_zone_and_item10_local_code_system_are_configured(
+    ) -> Result<(), ConfigError> {
+        let text = format!(
+            "{MINIMAL}[hl7.facilities.RXK]\ntime_zone = \"Europe/London\"\nlocal_code_system = \"https://rxk.example.nhs.uk/CodeSystem/lab\"\n[hl7.facilities.XYZ]\ntime_zone = \"America/New_York\"\n[hl7.facilities.TAJ]\n"
+        );
+        let f = Config::from_toml(&text, &[])?.hl7.facilities()?;
+        let by = |ods: &str| f.iter().find(|f| f.ods == ods).cloned();
+        let rxk = by("RXK").ok_or_else(|| invalid("test", "no RXK"))?;
+        assert_eq!(
+            rxk.local_code_system,
+            "https://rxk.example.nhs.uk/CodeSystem/lab"
+        );
+        let xyz = by("XYZ").ok_or_else(|| invalid("test", "no XYZ"))?;
+        assert_eq!(xyz.time_zone.iana_name(), Some("America/New_York"));
+        let taj = by("TAJ").ok_or_else(|| invalid("test", "no TAJ"))?;
+        assert_eq!(taj.time_zone.iana_name(), Some("Europe/London"));
+        Ok(())
+    }
+
+    #[test]
+    fn item9_a_bad_time_zone_stops_start_up_naming_the_key() {
+        let err = |extra: &str| {
+            Config::from_toml(&format!("{MINIMAL}{extra}"), &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = err("[hl7.facilities.RXK]\ntime_zone = \"Europe/Londres\"\n");
+        assert!(e.starts_with("hl7.facilities.RXK.time_zone"), "{e}");
+        let e = err("[hl7.facilities.RXK]\nlocal_code_system = \"lab codes\"\n");
+        assert!(e.starts_with("hl7.facilities.RXK.local_code_system"), "{e}");
+        let e = err("[hl7.facilities.RXK]\ntimezone = \"Europe/London\"\n");
+        assert!(
+            e.starts_with("hl7.facilities.RXK") && e.contains("timezone"),
+            "{e}"
+        );
+        let e = err("[hl7]\nfacilities = [\"RXK\", 3]\n");
+        assert!(e.starts_with("hl7.facilities[1]"), "{e}");
+        let e = err("[hl7]\nfacilities = [\"RXK\", \"rxk\"]\n");
+        assert!(e.starts_with("hl7.facilities"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,40 @@ pub fn valueset_codes(path: &std::path::Path, key: &str) -> Result<Vec<String>, 
     Ok(codes.into_iter().map(|(_, code)| code).collect())
 }
 
+/// The alert ValueSets: the configured file of each category named under
+/// `alerts.category_valuesets`, the shipped one of every other. An unreadable or invalid file, a
+/// code in two categories, stops the server naming the key.
+pub fn alert_codes(config: &Config) -> Result<scr_fhir::alerts::AlertCodes, StartupError> {
+    use scr_fhir::alerts::{AlertCategory, AlertCodes, SHIPPED_VALUESETS};
+    let mut texts: Vec<(AlertCategory, String)> = Vec::new();
+    for (category, shipped) in SHIPPED_VALUESETS {
+        let text = match config.alerts.category_valuesets.get(category.code()) {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                config_error(
+                    format!("alerts.category_valuesets.{}", category.code()),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+            None => shipped.to_owned(),
+        };
+        texts.push((category, text));
+    }
+    let sets: Vec<(AlertCategory, &str)> = texts.iter().map(|(c, t)| (*c, t.as_str())).collect();
+    let codes = AlertCodes::from_valuesets(&sets).map_err(|e| {
+        let category = match &e {
+            scr_fhir::alerts::AlertCodesError::ValueSet { category, .. }
+            | scr_fhir::alerts::AlertCodesError::NoCodes { category }
+            | scr_fhir::alerts::AlertCodesError::Ambiguous { category, .. } => *category,
+            _ => "",
+        };
+        config_error(
+            format!("alerts.category_valuesets.{category}"),
+            e.to_string(),
+        )
+    })?;
+    Ok(codes)
+}
+
 /// The codes the configuration's ValueSets name.
 pub struct PolicyCodes {
     /// R-SENS-1: records coded with these never leave the organisation that holds them.
@@ -232,6 +266,7 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
         objection,
         consent,
     } = policy_codes(config)?;
+    let alerts = alert_codes(config)?;
     let store = scr_store::Store::open(&config.store.url, config.store.pool_size)
         .map_err(|source| StartupError::Store { source })?;
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
@@ -251,6 +286,7 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
             objection: objection.clone(),
             consent: consent.clone(),
             sensitive: sensitive.clone(),
+            alerts: alerts.clone(),
         };
         sources.push(Arc::new(scr_source_gp::GpSource::new(
             g.name.clone(),
@@ -375,5 +411,55 @@ dev_issuer = true
         ));
         let err = error_of(&c);
         assert!(err.starts_with("hl7.sensitive_services"), "{err}");
+    }
+
+    #[test]
+    fn item10_alert_valuesets_load_shipped_or_configured_and_fail_naming_the_key() {
+        let shipped = alert_codes(&config("")).expect("shipped alert ValueSets");
+        assert_eq!(
+            shipped.classify(Some("716186003"), "No known allergies"),
+            scr_fhir::alerts::AlertCategory::Other
+        );
+        let dir = std::env::temp_dir().join(format!("scr-alert-vs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let own = dir.join("own.json");
+        std::fs::write(
+            &own,
+            r#"{"resourceType":"ValueSet","status":"active","compose":{"include":[{"system":"http://snomed.info/sct","concept":[{"code":"1234"}]}]}}"#,
+        )
+        .expect("write");
+        let c = config(&format!(
+            "[alerts.category_valuesets]\nsafeguarding = \"{}\"\n",
+            own.display()
+        ));
+        let codes = alert_codes(&c).expect("configured alert ValueSet");
+        assert_eq!(
+            codes.classify(Some("1234"), "x"),
+            scr_fhir::alerts::AlertCategory::Safeguarding
+        );
+        let missing = config("[alerts.category_valuesets]\nother = \"/nonexistent/vs.json\"\n");
+        let err = alert_codes(&missing)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("alerts.category_valuesets.other"), "{err}");
+        // The code is already in the shipped "other" ValueSet.
+        std::fs::write(
+            &own,
+            r#"{"resourceType":"ValueSet","status":"active","compose":{"include":[{"system":"http://snomed.info/sct","concept":[{"code":"716186003"}]}]}}"#,
+        )
+        .expect("write");
+        let err = alert_codes(&c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("alerts.category_valuesets."), "{err}");
+        let text = "[server]\nbind = \"127.0.0.1:8080\"\nbase_url = \"http://127.0.0.1:8080/fhir\"\n[store]\nurl = \"sqlite://scr.db\"\n[auth]\ndev_issuer = true\n[alerts.category_valuesets]\nurgent = \"x.json\"\n";
+        let err = Config::from_toml(text, &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("alerts.category_valuesets.urgent"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -34,6 +34,9 @@ pub struct GpCodes {
     pub consent: Vec<String>,
     /// SNOMED concepts in the agreement's sensitive value sets (R-SENS-1).
     pub sensitive: Vec<String>,
+    /// The category of each alert code (one ValueSet per category): a practice alert is
+    /// classified by its `snomed_concept_id` first, by its text only when no ValueSet lists it.
+    pub alerts: scr_fhir::alerts::AlertCodes,
 }
 
 pub struct GpSource {
@@ -195,6 +198,7 @@ impl GpSource {
             source_name: &self.name,
             nhs_number: nhs,
             today,
+            alert_codes: &self.codes.alerts,
         };
         let mut out = PatientRecords::default();
         for p in &patients {

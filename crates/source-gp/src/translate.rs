@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use scr_fhir::alerts::{classify_text, AlertCategory};
+use scr_fhir::alerts::{AlertCategory, AlertCodes};
 use scr_fhir::build::{self, coding, concept, decimal_from_f32, quantity, source_meta};
 use scr_fhir::systems;
 
@@ -14,6 +14,8 @@ pub struct Context<'a> {
     pub nhs_number: &'a str,
     /// `YYYY-MM-DD`: an alert ending today or later is still active.
     pub today: &'a str,
+    /// Alert categories by SNOMED CT code.
+    pub alert_codes: &'a AlertCodes,
 }
 
 /// The organisation a row was recorded by.
@@ -323,7 +325,12 @@ pub fn alert(ctx: &Context, row: &AlertRow, org: &Org) -> Value {
         Some(t) if !t.is_empty() => format!("{}: {t}", row.term),
         _ => row.term.clone(),
     };
-    f["category"] = classify_text(&text).concept();
+    // By code first: "No known allergies" coded 716186003 is not a severe allergy, whatever a
+    // keyword in its text suggests. The text decides only for a code no alert ValueSet lists.
+    f["category"] = ctx
+        .alert_codes
+        .classify(row.snomed_concept_id.as_deref(), &text)
+        .concept();
     f["code"] = match &row.snomed_concept_id {
         Some(code) => {
             json!({ "coding": [coding(systems::SNOMED, code, Some(&row.term))], "text": text })
@@ -338,4 +345,71 @@ pub fn alert(ctx: &Context, row: &AlertRow, org: &Org) -> Value {
     f["period"] = period;
     f["author"] = build::organisation_reference(org.ods, Some(org.name));
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(code: Option<&str>, term: &str) -> AlertRow {
+        AlertRow {
+            alert_guid: "a1".into(),
+            patient_guid: "p1".into(),
+            org_guid: "o1".into(),
+            snomed_concept_id: code.map(str::to_owned),
+            term: term.into(),
+            alert_text: None,
+            start_date: "2026-01-01".into(),
+            end_date: None,
+            recorded_at: "2026-01-01T10:00:00Z".into(),
+        }
+    }
+
+    fn category(codes: &AlertCodes, code: Option<&str>, term: &str) -> Value {
+        let ctx = Context {
+            source_name: "gp",
+            nhs_number: "9990000018",
+            today: "2026-11-25",
+            alert_codes: codes,
+        };
+        let org = Org {
+            ods: "M85001",
+            name: "High Street Surgery",
+        };
+        alert(&ctx, &row(code, term), &org)["category"][0]["coding"][0]["code"].clone()
+    }
+
+    #[test]
+    fn item10_gp_alert_category_comes_from_its_snomed_code(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let codes = AlertCodes::shipped()?;
+        // Coded "no known allergy": other, never severe allergy, and never first.
+        assert_eq!(
+            category(&codes, Some("716186003"), "No known allergies"),
+            "other"
+        );
+        assert_eq!(
+            category(
+                &codes,
+                Some("342191000000101"),
+                "Subject to child protection plan"
+            ),
+            "safeguarding"
+        );
+        assert_eq!(
+            category(&codes, Some("91935009"), "Peanut allergy"),
+            "severe-allergy-condition"
+        );
+        // No code, or a code no ValueSet lists: the text, with its negations understood.
+        assert_eq!(category(&codes, None, "No known allergies"), "other");
+        assert_eq!(
+            category(
+                &codes,
+                Some("999999999"),
+                "Hearing impaired - use written communication"
+            ),
+            "communication-support"
+        );
+        Ok(())
+    }
 }

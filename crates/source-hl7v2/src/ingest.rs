@@ -22,11 +22,52 @@ use crate::senders::{Origin, Senders};
 use crate::time::hl7_from_iso;
 use crate::translate::{self, ErrorKind, Header, OrderAction, Plan, Rejection};
 
+/// A sending facility (MSH-4) the feed accepts, with how its messages are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facility {
+    /// ODS code, upper case.
+    pub ods: String,
+    /// Local times without an offset are this zone's (Europe/London by default).
+    pub time_zone: jiff::tz::TimeZone,
+    /// The FHIR code system of the facility's local codes (coding systems other than SNOMED CT,
+    /// LOINC and dm+d, e.g. `L`): [`default_local_code_system`] unless configured.
+    pub local_code_system: String,
+}
+
+impl Facility {
+    /// A facility with the defaults: Europe/London, and the default local code system.
+    pub fn new(ods: &str) -> Facility {
+        let ods = ods.trim().to_ascii_uppercase();
+        Facility {
+            local_code_system: default_local_code_system(&ods),
+            time_zone: scr_fhir::zone::default_zone(),
+            ods,
+        }
+    }
+}
+
+impl From<&str> for Facility {
+    fn from(ods: &str) -> Facility {
+        Facility::new(ods)
+    }
+}
+
+/// The code system of a facility's local codes when none is configured:
+/// `https://scr.example.nhs.uk/CodeSystem/local-{ODS}` (deterministic, one per facility, so that
+/// two trusts' local code `K` never read as the same code).
+pub fn default_local_code_system(ods: &str) -> String {
+    format!(
+        "{}/local-{}",
+        scr_fhir::systems::SCR_CODE_SYSTEM_BASE,
+        ods.trim().to_ascii_uppercase()
+    )
+}
+
 /// What the feed accepts, from the deployment's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hl7Config {
-    /// Accepted sending facilities (MSH-4), as ODS codes.
-    pub facilities: Vec<String>,
+    /// Accepted sending facilities (MSH-4).
+    pub facilities: Vec<Facility>,
     /// Hospital services (PV1-10) or diagnostic sections (OBR-24) whose records are sensitive
     /// (R-SENS-2), e.g. `GUM`, `FERT`.
     pub sensitive_services: Vec<String>,
@@ -35,6 +76,21 @@ pub struct Hl7Config {
 }
 
 impl Hl7Config {
+    /// The configured facility with this ODS code (any case).
+    pub fn facility(&self, ods: &str) -> Option<&Facility> {
+        let ods = ods.trim();
+        self.facilities
+            .iter()
+            .find(|f| !ods.is_empty() && f.ods.trim().eq_ignore_ascii_case(ods))
+    }
+
+    /// The zone a facility's local times are read in (the default zone for one not configured,
+    /// whose messages are rejected anyway).
+    pub fn time_zone(&self, ods: &str) -> jiff::tz::TimeZone {
+        self.facility(ods)
+            .map_or_else(scr_fhir::zone::default_zone, |f| f.time_zone.clone())
+    }
+
     pub fn is_sensitive_service(&self, service: &str) -> bool {
         let service = service.trim();
         !service.is_empty()
@@ -258,7 +314,7 @@ pub fn reject_too_large(
     limit: usize,
     now: &str,
 ) -> Result<Ack, StoreError> {
-    let header = first_line_header(prefix, now);
+    let header = first_line_header(prefix, now, &Hl7Config::default());
     let rejection = Rejection::rejected(ErrorKind::TooLarge, format!("message of {size} bytes exceeds the {limit}-byte limit; its first bytes are kept for review"));
     let via = Via::Connection {
         identity: connection.identity(),
@@ -360,13 +416,13 @@ struct Prepared {
 
 /// The header of a message that cannot be parsed whole: what its first line holds, if that is
 /// an MSH on its own, so the ACK can still echo MSH-10.
-fn first_line_header(raw: &str, now: &str) -> Header {
+fn first_line_header(raw: &str, now: &str, cfg: &Hl7Config) -> Header {
     let first = raw
         .split(['\r', '\n'])
         .find(|l| !l.trim().is_empty())
         .unwrap_or_default();
     parser::parse(first)
-        .map(|m| translate::header(&m, now))
+        .map(|m| translate::header(&m, now, cfg))
         .unwrap_or_default()
 }
 
@@ -374,7 +430,7 @@ fn prepare(raw: &str, cfg: &Hl7Config, now: &str) -> Prepared {
     let msg = match parser::parse(raw) {
         Ok(m) => m,
         Err(e) => {
-            let header = first_line_header(raw, now);
+            let header = first_line_header(raw, now, cfg);
             let rejection = Rejection::rejected(
                 ErrorKind::Unparseable,
                 format!("not a valid HL7 v2 message: {e}"),
@@ -385,7 +441,7 @@ fn prepare(raw: &str, cfg: &Hl7Config, now: &str) -> Prepared {
             };
         }
     };
-    let header = translate::header(&msg, now);
+    let header = translate::header(&msg, now, cfg);
     let outcome = translate::check_header(&msg, &header, cfg)
         .and_then(|kind| translate::plan(&msg, kind, &header, cfg));
     Prepared { header, outcome }
@@ -651,6 +707,17 @@ fn apply(
     let facility = h.facility.as_str();
     let nhs = plan.nhs_number.as_str();
     let newer_or_same = |stored: &str| h.source_time.as_str() >= stored;
+
+    // A result for a patient never seen is not applied: it may be misidentified, and a sparse
+    // patient made from it would look like a real record. The operator replays it once the
+    // patient's ADT has arrived.
+    if plan.needs_known_patient && !hl7::patient_known(c, nhs)? {
+        return Err(ApplyError::Rejected(Rejection::error(
+            ErrorKind::UnknownPatient,
+            "the patient of this result (PID-3) is unknown: no ADT message has registered them; \
+             the result is quarantined and can be replayed once they are",
+        )));
+    }
 
     // Demographics: an ADT replaces older ones; a result or order only fills in a gap.
     let p = &plan.patient;
@@ -944,6 +1011,15 @@ mod tests {
 
     const NOW: &str = "2026-11-05T10:00:00Z";
 
+    /// Jane Smith's ADT, so that her results are for a known patient.
+    fn register_jane(store: &Store) -> TestResult {
+        assert_eq!(
+            ingest_message(store.pool(), ADT_A01, &cfg(), NOW)?.code,
+            AckCode::AA
+        );
+        Ok(())
+    }
+
     fn stores(name: &str) -> Result<Vec<(TestDb, Store)>, Box<dyn std::error::Error>> {
         test_databases(name)?
             .into_iter()
@@ -999,6 +1075,7 @@ mod tests {
     #[test]
     fn a_duplicate_control_id_is_acknowledged_aa_and_applied_once() -> TestResult {
         for (db, store) in stores("hl7_dup")? {
+            register_jane(&store)?;
             let first = ingest_message(store.pool(), ORU_R01, &cfg(), NOW)?;
             // The resend is the same message, with other line endings.
             let resend = ORU_R01.replace('\r', "\r\n");
@@ -1023,8 +1100,8 @@ mod tests {
             );
             assert_eq!(
                 hl7::count_messages(&mut c)?,
-                2,
-                "{}: the resend is logged",
+                3,
+                "{}: the resend is logged (after the ADT)",
                 db.label
             );
             // The same control id from another facility is another message.
@@ -1043,6 +1120,7 @@ mod tests {
     fn item1_a_reused_control_id_with_other_content_is_ae_and_quarantined_never_a_silent_aa(
     ) -> TestResult {
         for (db, store) in stores("hl7_reused_id")? {
+            register_jane(&store)?;
             // Someone sent the control id first; the genuine message then arrives.
             let first = ingest_message(store.pool(), ORU_R01, &cfg(), NOW)?;
             let genuine = ORU_R01.replace("|5.9|", "|9.9|");
@@ -1092,6 +1170,7 @@ mod tests {
     #[test]
     fn item1_a_facility_the_connection_may_not_send_for_is_ar_and_quarantined() -> TestResult {
         for (db, store) in stores("hl7_sender")? {
+            register_jane(&store)?;
             let senders = rxk_from_localhost(100);
             // From an address no sender is bound to.
             let stranger = receive(
@@ -1189,6 +1268,7 @@ mod tests {
     #[test]
     fn a_correction_replaces_the_value_and_keeps_the_id() -> TestResult {
         for (db, store) in stores("hl7_correct")? {
+            register_jane(&store)?;
             ingest_message(store.pool(), ORU_R01, &cfg(), NOW)?;
             let mut c = store.conn()?;
             let before = hl7::shown_observations_by_nhs(&mut c, "9990000018")?;
@@ -1233,6 +1313,7 @@ mod tests {
     #[test]
     fn a_cancelled_result_is_no_longer_shown() -> TestResult {
         for (db, store) in stores("hl7_cancel")? {
+            register_jane(&store)?;
             ingest_message(store.pool(), ORU_R01, &cfg(), NOW)?;
             let cancel = ORU_R01
                 .replace("RXK000124", "RXK000201")
@@ -1483,9 +1564,62 @@ mod tests {
     }
 
     #[test]
-    fn a_result_for_a_patient_without_adt_is_applied() -> TestResult {
-        for (db, store) in stores("hl7_no_adt")? {
+    fn item10_a_result_for_an_unknown_patient_is_ae_quarantined_and_replayable() -> TestResult {
+        for (db, store) in stores("hl7_unknown_patient")? {
             let ack = ingest_message(store.pool(), ORU_R01, &cfg(), NOW)?;
+            assert_eq!(
+                (ack.code, ack.error_kind),
+                (AckCode::AE, Some(ErrorKind::UnknownPatient)),
+                "{}",
+                db.label
+            );
+            let text = ack.to_hl7("SCR");
+            assert!(text.contains("MSA|AE|RXK000124|"), "{text}");
+            assert!(text.contains("\rERR|^^^204&"), "{text}");
+            let reason = ack.reason.clone().unwrap_or_default();
+            assert!(reason.contains("unknown"), "{reason}");
+            for patient_data in ["9990000018", "SMITH", "JANE", "19700102"] {
+                assert!(
+                    !text.contains(patient_data),
+                    "no patient data in the ACK: {text}"
+                );
+            }
+            let q = list_quarantine(store.pool())?;
+            assert_eq!(
+                (q.len(), q[0].code, q[0].error_kind, q[0].raw.as_str()),
+                (1, AckCode::AE, Some(ErrorKind::UnknownPatient), ORU_R01),
+                "{}",
+                db.label
+            );
+            let mut c = store.conn()?;
+            assert!(hl7::patients_by_nhs(&mut c, "9990000018")?.is_empty());
+            assert!(hl7::shown_observations_by_nhs(&mut c, "9990000018")?.is_empty());
+            // Once the patient's ADT has arrived, the replay is applied.
+            register_jane(&store)?;
+            let replayed = replay(store.pool(), q[0].id, &cfg(), NOW)?;
+            assert_eq!(replayed.code, AckCode::AA, "{}", db.label);
+            assert_eq!(
+                hl7::shown_observations_by_nhs(&mut c, "9990000018")?.len(),
+                2
+            );
+            assert!(list_quarantine(store.pool())?.is_empty());
+            // Known through another facility's ADT is known.
+            let other = ORU_R01
+                .replace("|LAB|RXK|", "|LAB|RYW|")
+                .replace("RXK000124", "RYW000001");
+            assert_eq!(
+                ingest_message(store.pool(), &other, &cfg(), NOW)?.code,
+                AckCode::AA
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn item10_only_results_need_a_known_patient() -> TestResult {
+        for (db, store) in stores("hl7_order_no_adt")? {
+            // hl7v2-acute.md names results only: an order for a new patient is applied.
+            let ack = ingest_message(store.pool(), RDE_O11, &cfg(), NOW)?;
             assert_eq!(ack.code, AckCode::AA, "{}", db.label);
             let mut c = store.conn()?;
             let p = hl7::patients_by_nhs(&mut c, "9990000018")?;
@@ -1510,6 +1644,7 @@ mod tests {
     #[test]
     fn concurrent_resends_are_applied_once() -> TestResult {
         for (db, store) in stores("hl7_race")? {
+            register_jane(&store)?;
             let acks: Vec<Ack> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..4)
                     .map(|_| s.spawn(|| ingest_message(store.pool(), ORU_R01, &cfg(), NOW)))
@@ -1535,7 +1670,11 @@ mod tests {
                 hl7::shown_observations_by_nhs(&mut c, "9990000018")?.len(),
                 2
             );
-            assert_eq!(hl7::count_messages(&mut c)?, 4);
+            assert_eq!(
+                hl7::count_messages(&mut c)?,
+                5,
+                "the ADT and the four resends"
+            );
         }
         Ok(())
     }

@@ -1,8 +1,15 @@
 //! HL7 v2 timestamps (`YYYY[MM[DD[HH[MM[SS[.S…]]]]]][±ZZZZ]`) as FHIR dates and dateTimes.
 //!
-//! A timestamp without an offset is taken as UTC (`Z`). FHIR requires seconds and a zone on any
-//! dateTime that has a time, so `HHMM` gains `:00`. [`Hl7Time::utc_instant`] gives a fixed-width
-//! UTC instant used to order messages (the latest wins).
+//! Trusts send local time. A timestamp without an offset is the sending facility's local time
+//! ([`Hl7Time::in_zone`], `hl7.facilities.<ODS>.time_zone`, Europe/London by default): 09:30 in
+//! July is `09:30:00+01:00`, 09:30 in November `09:30:00Z`. A time the clocks skip (01:30 on the
+//! spring-forward Sunday) is moved forward by the gap (`02:30:00+01:00`); a time that happens
+//! twice (01:30 on the autumn Sunday) is the earlier, BST one (`01:30:00+01:00`); see
+//! `scr_fhir::zone`. A timestamp with an explicit offset keeps it. FHIR requires seconds and a
+//! zone on any dateTime that has a time, so `HHMM` gains `:00`. [`Hl7Time::utc_instant`] gives a
+//! fixed-width UTC instant used to order messages (the latest wins).
+
+use jiff::tz::TimeZone;
 
 /// How much of a timestamp was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,8 +31,10 @@ pub struct Hl7Time {
     second: u32,
     /// Digits after the decimal point, as sent.
     fraction: String,
-    /// Offset from UTC in minutes, when sent.
+    /// Offset from UTC in minutes, when sent (or resolved by [`Hl7Time::in_zone`]).
     offset_minutes: Option<i32>,
+    /// For a bare date read in a zone: the offset at its local midnight.
+    date_offset_minutes: Option<i32>,
     precision: Precision,
 }
 
@@ -89,6 +98,7 @@ impl Hl7Time {
                 second,
                 fraction,
                 offset_minutes: None,
+                date_offset_minutes: None,
                 precision,
             });
         }
@@ -101,12 +111,52 @@ impl Hl7Time {
             second,
             fraction,
             offset_minutes,
+            date_offset_minutes: None,
             precision,
         })
     }
 
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The timestamp read in `zone` when it was sent without an offset: the offset in force at
+    /// that local time is attached (a skipped time moves forward by the gap, a repeated one is
+    /// the earlier). A bare date stays a date; its midnight is `zone`'s for [`Self::fhir_instant`]
+    /// and [`Self::utc_instant`]. A timestamp that carries an offset is returned unchanged.
+    pub fn in_zone(mut self, zone: &TimeZone) -> Hl7Time {
+        if self.offset_minutes.is_some() {
+            return self;
+        }
+        let date = (self.year, self.month, self.day);
+        let Some(unix) =
+            scr_fhir::zone::local_to_unix(zone, date, (self.hour, self.minute, self.second))
+        else {
+            return self;
+        };
+        let Some(offset) = scr_fhir::zone::offset_at(zone, unix) else {
+            return self;
+        };
+        if self.precision < Precision::Time {
+            self.date_offset_minutes = Some(offset / 60);
+            return self;
+        }
+        // Local fields as the zone shows the instant (differs from those sent only in a gap).
+        let local = unix + i64::from(offset);
+        let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        let (Ok(y), Ok(m), Ok(d), Ok(secs)) = (
+            i32::try_from(y),
+            u32::try_from(m),
+            u32::try_from(d),
+            u32::try_from(secs),
+        ) else {
+            return self;
+        };
+        (self.year, self.month, self.day) = (y, m, d);
+        (self.hour, self.minute, self.second) = (secs / 3600, secs / 60 % 60, secs % 60);
+        self.offset_minutes = Some(offset / 60);
+        self
     }
 
     /// A FHIR `date` at the precision sent (a time part is dropped).
@@ -130,15 +180,7 @@ impl Hl7Time {
         } else {
             format!(".{}", self.fraction)
         };
-        let zone = match self.offset_minutes {
-            None | Some(0) => "Z".to_owned(),
-            Some(m) => format!(
-                "{}{:02}:{:02}",
-                if m < 0 { '-' } else { '+' },
-                m.abs() / 60,
-                m.abs() % 60
-            ),
-        };
+        let zone = zone_suffix(self.offset_minutes);
         format!(
             "{}T{:02}:{:02}:{:02}{fraction}{zone}",
             self.fhir_date(),
@@ -148,12 +190,15 @@ impl Hl7Time {
         )
     }
 
-    /// A FHIR `instant`: a bare date becomes midnight.
+    /// A FHIR `instant`: a bare date becomes midnight (local midnight when read in a zone).
     pub fn fhir_instant(&self) -> String {
         if self.precision < Precision::Time {
             return format!(
-                "{:04}-{:02}-{:02}T00:00:00Z",
-                self.year, self.month, self.day
+                "{:04}-{:02}-{:02}T00:00:00{}",
+                self.year,
+                self.month,
+                self.day,
+                zone_suffix(self.date_offset_minutes)
             );
         }
         self.fhir_date_time()
@@ -163,7 +208,11 @@ impl Hl7Time {
     pub fn utc_instant(&self) -> String {
         let minutes = days_from_civil(self.year, self.month, self.day) * 1440
             + i64::from(self.hour * 60 + self.minute)
-            - i64::from(self.offset_minutes.unwrap_or(0));
+            - i64::from(
+                self.offset_minutes
+                    .or(self.date_offset_minutes)
+                    .unwrap_or(0),
+            );
         let (days, minute_of_day) = (minutes.div_euclid(1440), minutes.rem_euclid(1440));
         let (y, m, d) = civil_from_days(days);
         format!(
@@ -172,6 +221,19 @@ impl Hl7Time {
             minute_of_day % 60,
             self.second
         )
+    }
+}
+
+/// `Z` for UTC (or no offset), `+01:00` otherwise.
+fn zone_suffix(offset_minutes: Option<i32>) -> String {
+    match offset_minutes {
+        None | Some(0) => "Z".to_owned(),
+        Some(m) => format!(
+            "{}{:02}:{:02}",
+            if m < 0 { '-' } else { '+' },
+            m.abs() / 60,
+            m.abs() % 60
+        ),
     }
 }
 
@@ -289,6 +351,95 @@ mod tests {
             assert_eq!(Hl7Time::parse(bad), None, "{bad}");
         }
         assert!(Hl7Time::parse("2026").is_some());
+    }
+
+    fn london(s: &str) -> Result<Hl7Time, String> {
+        Ok(t(s)?.in_zone(&scr_fhir::zone::by_name("Europe/London")?))
+    }
+
+    #[test]
+    fn item9_hl7_local_time_bst_is_an_hour_ahead_of_utc() -> Result<(), String> {
+        let summer = london("20260701093000")?;
+        assert_eq!(summer.fhir_date_time(), "2026-07-01T09:30:00+01:00");
+        assert_eq!(summer.utc_instant(), "2026-07-01T08:30:00Z");
+        assert_eq!(
+            london("202607010930")?.fhir_date_time(),
+            "2026-07-01T09:30:00+01:00"
+        );
+        // Just after midnight in summer is the previous day in UTC.
+        assert_eq!(
+            london("20260701003000")?.utc_instant(),
+            "2026-06-30T23:30:00Z"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item9_hl7_local_time_gmt_in_winter_is_utc() -> Result<(), String> {
+        let winter = london("20261101093000")?;
+        assert_eq!(winter.fhir_date_time(), "2026-11-01T09:30:00Z");
+        assert_eq!(winter.utc_instant(), "2026-11-01T09:30:00Z");
+        Ok(())
+    }
+
+    #[test]
+    fn item9_hl7_local_time_in_the_spring_gap_moves_forward() -> Result<(), String> {
+        // 01:30 on 29 March 2026 does not exist in London: the clocks go from 01:00 to 02:00.
+        let gap = london("20260329013000")?;
+        assert_eq!(gap.fhir_date_time(), "2026-03-29T02:30:00+01:00");
+        assert_eq!(gap.utc_instant(), "2026-03-29T01:30:00Z");
+        // Either side of the gap.
+        assert_eq!(
+            london("20260329005900")?.utc_instant(),
+            "2026-03-29T00:59:00Z"
+        );
+        assert_eq!(
+            london("20260329020000")?.utc_instant(),
+            "2026-03-29T01:00:00Z"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item9_hl7_local_time_in_the_autumn_overlap_is_the_earlier_bst() -> Result<(), String> {
+        // 01:30 on 25 October 2026 happens twice in London: first in BST.
+        let twice = london("20261025013000")?;
+        assert_eq!(twice.fhir_date_time(), "2026-10-25T01:30:00+01:00");
+        assert_eq!(twice.utc_instant(), "2026-10-25T00:30:00Z");
+        assert_eq!(
+            london("20261025023000")?.utc_instant(),
+            "2026-10-25T02:30:00Z"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item9_hl7_explicit_offsets_keep_their_offset() -> Result<(), String> {
+        assert_eq!(
+            london("20260701093000+0000")?.fhir_date_time(),
+            "2026-07-01T09:30:00Z"
+        );
+        assert_eq!(
+            london("20261101093000+0100")?.fhir_date_time(),
+            "2026-11-01T09:30:00+01:00"
+        );
+        assert_eq!(
+            london("20260701093000-0500")?.utc_instant(),
+            "2026-07-01T14:30:00Z"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item9_hl7_dates_stay_dates_with_a_local_midnight() -> Result<(), String> {
+        let d = london("20260701")?;
+        assert_eq!(d.fhir_date_time(), "2026-07-01");
+        assert_eq!(d.fhir_instant(), "2026-07-01T00:00:00+01:00");
+        assert_eq!(d.utc_instant(), "2026-06-30T23:00:00Z");
+        // Another configured zone.
+        let ny = t("20260701093000")?.in_zone(&scr_fhir::zone::by_name("America/New_York")?);
+        assert_eq!(ny.fhir_date_time(), "2026-07-01T09:30:00-04:00");
+        Ok(())
     }
 
     #[test]

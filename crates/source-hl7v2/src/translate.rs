@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use scr_fhir::build;
 use scr_fhir::systems;
 
-use crate::ingest::{AckCode, Hl7Config};
+use crate::ingest::{AckCode, Facility, Hl7Config};
 use crate::parser::{Message, Repetition, Segment};
 use crate::time::Hl7Time;
 
@@ -45,6 +45,8 @@ pub enum ErrorKind {
     ControlIdReused,
     /// The connection's quarantine is full: rejected without being kept.
     QuarantineFull,
+    /// A result (ORU) for a patient the facade has never received demographics for.
+    UnknownPatient,
 }
 
 impl ErrorKind {
@@ -62,6 +64,7 @@ impl ErrorKind {
             ErrorKind::SenderNotAllowed => "sender-not-allowed",
             ErrorKind::ControlIdReused => "control-id-reused",
             ErrorKind::QuarantineFull => "quarantine-full",
+            ErrorKind::UnknownPatient => "unknown-patient",
         }
     }
 
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::SenderNotAllowed,
             ErrorKind::ControlIdReused,
             ErrorKind::QuarantineFull,
+            ErrorKind::UnknownPatient,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -92,7 +96,8 @@ impl ErrorKind {
             ErrorKind::InvalidValue | ErrorKind::NhsNumber => 102,
             ErrorKind::UnsupportedType => 200,
             ErrorKind::UnsupportedVersion => 203,
-            ErrorKind::UnknownFacility => 204,
+            // 204: unknown key identifier.
+            ErrorKind::UnknownFacility | ErrorKind::UnknownPatient => 204,
             ErrorKind::ControlIdReused => 205,
             ErrorKind::Conflict
             | ErrorKind::TooLarge
@@ -164,14 +169,16 @@ pub struct Header {
     pub source_time: String,
 }
 
-/// Reads the header of a parsed message.
-pub fn header(msg: &Message, received_at: &str) -> Header {
+/// Reads the header of a parsed message. MSH-7 without an offset is the sending facility's local
+/// time (`cfg`'s zone for MSH-4).
+pub fn header(msg: &Message, received_at: &str, cfg: &Hl7Config) -> Header {
     let msh = msg.msh();
     // ODS codes are upper case; the stored facility is what the policy compares with callers.
     let facility = first_non_empty(&[msh.component(4, 1), msh.component(4, 2)])
         .trim()
         .to_ascii_uppercase();
-    let time = Hl7Time::parse(msh.component(7, 1));
+    let zone = cfg.time_zone(&facility);
+    let time = Hl7Time::parse(msh.component(7, 1)).map(|t| t.in_zone(&zone));
     let (t1, t2) = (msh.component(9, 1).trim(), msh.component(9, 2).trim());
     Header {
         sending_application: msh.component(3, 1).to_owned(),
@@ -205,12 +212,7 @@ pub fn check_header(
     header: &Header,
     cfg: &Hl7Config,
 ) -> Result<MessageKind, Rejection> {
-    if !cfg
-        .facilities
-        .iter()
-        .any(|f| f.trim().eq_ignore_ascii_case(&header.facility))
-        || header.facility.is_empty()
-    {
+    if cfg.facility(&header.facility).is_none() {
         return Err(Rejection::rejected(
             ErrorKind::UnknownFacility,
             format!(
@@ -319,6 +321,9 @@ pub struct MedicationPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub nhs_number: String,
+    /// A result (ORU^R01): applied only for a patient the facade already knows; otherwise `AE`
+    /// and quarantined (`hl7v2-acute.md`: "unknown patient for a result").
+    pub needs_known_patient: bool,
     pub patient: PatientPlan,
     pub visit: Option<VisitPlan>,
     /// PV1-19 of a result or order, to find the visit it belongs to (a sensitive visit makes it
@@ -353,11 +358,17 @@ pub fn plan(
         }
     };
     let nhs_number = nhs_number(pid)?;
+    let facility = cfg
+        .facility(&header.facility)
+        .cloned()
+        .unwrap_or_else(|| Facility::new(&header.facility));
     let ctx = Context {
         facility: &header.facility,
         nhs_number: &nhs_number,
         header,
         cfg,
+        zone: &facility.time_zone,
+        local_code_system: &facility.local_code_system,
     };
     let pv1 = msg.segment("PV1");
     let service = pv1
@@ -372,6 +383,7 @@ pub fn plan(
     let mut plan = Plan {
         patient: patient(msg, pid, &ctx, matches!(kind, MessageKind::Adt(_))),
         nhs_number: nhs_number.clone(),
+        needs_known_patient: kind == MessageKind::Oru,
         visit: None,
         visit_ref: None,
         allergies: Vec::new(),
@@ -404,11 +416,25 @@ struct Context<'a> {
     nhs_number: &'a str,
     header: &'a Header,
     cfg: &'a Hl7Config,
+    /// The sending facility's zone: its local times are read in it.
+    zone: &'a jiff::tz::TimeZone,
+    /// The sending facility's local code system.
+    local_code_system: &'a str,
 }
 
 impl Context<'_> {
     fn subject(&self) -> Value {
         build::patient_reference(self.nhs_number)
+    }
+
+    /// An HL7 timestamp, read in the facility's zone when it carries no offset.
+    fn time(&self, value: &str) -> Option<Hl7Time> {
+        Hl7Time::parse(value).map(|t| t.in_zone(self.zone))
+    }
+
+    /// A coded element as a CodeableConcept (see [`coded`]).
+    fn coded(&self, ce: &Repetition) -> Value {
+        coded(ce, self.local_code_system)
     }
 }
 
@@ -470,7 +496,7 @@ fn patient(msg: &Message, pid: &Segment, ctx: &Context<'_>, from_adt: bool) -> P
         .first()
         .map(|r| r.component(1).trim().to_owned())
         .filter(|f| !f.is_empty());
-    let birth = Hl7Time::parse(pid.component(7, 1));
+    let birth = ctx.time(pid.component(7, 1));
     let gender = match pid.get(8).trim().to_ascii_uppercase().as_str() {
         "M" => Some("male"),
         "F" => Some("female"),
@@ -497,7 +523,7 @@ fn patient(msg: &Message, pid: &Segment, ctx: &Context<'_>, from_adt: bool) -> P
         "birthDate": birth.as_ref().map(Hl7Time::fhir_date),
         "address": pid.repetitions(11).iter().filter(|r| !r.is_empty()).map(address).collect::<Vec<_>>(),
     });
-    if let Some(death) = Hl7Time::parse(pid.component(29, 1)) {
+    if let Some(death) = ctx.time(pid.component(29, 1)) {
         resource["deceasedDateTime"] = death.fhir_date_time().into();
     } else if pid.get(30).trim().eq_ignore_ascii_case("Y") {
         resource["deceasedBoolean"] = true.into();
@@ -632,11 +658,11 @@ fn visit(
             msg.msh().component(7, 1),
         ]
         .into_iter()
-        .find_map(Hl7Time::parse)
+        .find_map(|v| ctx.time(v))
         .map(|t| t.fhir_date_time())
     };
-    let admit = Hl7Time::parse(pv1.component(44, 1)).map(|t| t.fhir_date_time());
-    let discharge = Hl7Time::parse(pv1.component(45, 1)).map(|t| t.fhir_date_time());
+    let admit = ctx.time(pv1.component(44, 1)).map(|t| t.fhir_date_time());
+    let discharge = ctx.time(pv1.component(45, 1)).map(|t| t.fhir_date_time());
     let (admit_time, discharge_time) = match event {
         AdtEvent::Discharge => (admit, discharge.or_else(event_time)),
         _ => (
@@ -734,9 +760,9 @@ fn allergy(
         "type": "allergy",
         "category": [category],
         "criticality": criticality,
-        "code": coded(allergen),
+        "code": ctx.coded(allergen),
         "patient": ctx.subject(),
-        "onsetDateTime": Hl7Time::parse(al1.component(6, 1)).map(|t| t.fhir_date_time()),
+        "onsetDateTime": ctx.time(al1.component(6, 1)).map(|t| t.fhir_date_time()),
         "recordedDate": ctx.header.message_time,
         "recorder": build::organisation_reference(ctx.facility, None),
         "reaction": reaction,
@@ -859,11 +885,11 @@ fn observation(
     };
     let issued = [obr.component(22, 1), obx.component(19, 1)]
         .into_iter()
-        .find_map(Hl7Time::parse)
+        .find_map(|v| ctx.time(v))
         .map(|t| t.fhir_instant());
     let effective = [obx.component(14, 1), obr.component(7, 1)]
         .into_iter()
-        .find_map(Hl7Time::parse)
+        .find_map(|v| ctx.time(v))
         .map(|t| t.fhir_date_time());
     // The trust's own key for this result: filler order / test code [/ sub-id].
     let mut local_key = format!(
@@ -882,7 +908,7 @@ fn observation(
         "identifier": [build::local_identifier(ctx.facility, &local_key)],
         "status": status,
         "category": [{ "coding": [build::coding(systems::OBSERVATION_CATEGORY, category, Some(category_display))] }],
-        "code": coded(id),
+        "code": ctx.coded(id),
         "subject": ctx.subject(),
         "effectiveDateTime": effective.or_else(|| ctx.header.message_time.clone()),
         "issued": issued.or_else(|| ctx.header.message_time.as_deref().and_then(build::instant)),
@@ -890,7 +916,7 @@ fn observation(
     });
     let units = obx.field(6).first();
     if !cancelled {
-        match value(obx, units)? {
+        match value(obx, units, ctx)? {
             Some((key, v)) => {
                 resource[key] = v;
             }
@@ -929,7 +955,11 @@ fn observation(
 }
 
 /// OBX-5 by OBX-2: `(element name, value)`, or `None` for an empty value.
-fn value(obx: &Segment, units: &Repetition) -> Result<Option<(&'static str, Value)>, Rejection> {
+fn value(
+    obx: &Segment,
+    units: &Repetition,
+    ctx: &Context<'_>,
+) -> Result<Option<(&'static str, Value)>, Rejection> {
     let reps = obx.repetitions(5);
     if reps.iter().all(Repetition::is_empty) {
         return Ok(None);
@@ -986,9 +1016,9 @@ fn value(obx: &Segment, units: &Repetition) -> Result<Option<(&'static str, Valu
                 .join("\n");
             ("valueString", Value::from(text))
         }
-        "CE" | "CWE" | "CNE" => ("valueCodeableConcept", coded(first)),
+        "CE" | "CWE" | "CNE" => ("valueCodeableConcept", ctx.coded(first)),
         "DT" | "TS" | "DTM" => {
-            let t = Hl7Time::parse(first.component(1)).ok_or_else(|| {
+            let t = ctx.time(first.component(1)).ok_or_else(|| {
                 Rejection::error(
                     ErrorKind::InvalidValue,
                     "OBX-5 is not a valid date/time although OBX-2 says so",
@@ -1190,7 +1220,8 @@ fn medication(
             ))
         }
     };
-    let order_time = Hl7Time::parse(orc.component(9, 1))
+    let order_time = ctx
+        .time(orc.component(9, 1))
         .map(|t| t.fhir_date_time())
         .or_else(|| ctx.header.message_time.clone());
     if action != OrderAction::Active && rxe.is_none() {
@@ -1233,7 +1264,7 @@ fn medication(
         "identifier": [build::local_identifier(ctx.facility, &placer_order)],
         "status": status,
         "category": category.map(|(code, display)| json!({ "coding": [build::coding(systems::MEDICATION_STATEMENT_CATEGORY, code, Some(display))] })),
-        "medicationCodeableConcept": coded(give),
+        "medicationCodeableConcept": ctx.coded(give),
         "subject": ctx.subject(),
         "effectivePeriod": period,
         "dateAsserted": ctx.header.message_time,
@@ -1255,8 +1286,11 @@ fn medication(
 // Shared
 
 /// A CE/CWE `code^text^system` as a CodeableConcept: SNOMED CT (`SCT`), LOINC (`LN`) and dm+d
-/// (`DMD`) codes become codings; other coding systems are local and kept as text only.
-fn coded(ce: &Repetition) -> Value {
+/// (`DMD`) codes become codings in their systems; local codes (system `L`, `LOCAL`, a `99zzz`
+/// local table of HL7 table 0396, or none named when a text is given too) become codings in the sending facility's local
+/// code system `local_system`, so that a local test code is kept and searchable. A code from a
+/// named system the feed does not know is kept as text only, rather than mislabelled as local.
+fn coded(ce: &Repetition, local_system: &str) -> Value {
     let (code, text, system) = (
         ce.component(1).trim(),
         ce.component(2).trim(),
@@ -1266,6 +1300,11 @@ fn coded(ce: &Repetition) -> Value {
         "SCT" | "SNOMED" | "SNM" | "SNOMEDCT" => Some(systems::SNOMED),
         "LN" | "LOINC" => Some(systems::LOINC),
         "DMD" => Some(systems::DMD),
+        "L" | "LOCAL" => Some(local_system),
+        // `code^text` with no system: the sender's own code. A lone first component with no
+        // system is as often free text as a code, and stays text.
+        "" if !text.is_empty() => Some(local_system),
+        s if s.len() == 5 && s.starts_with("99") => Some(local_system),
         _ => None,
     };
     let text = if text.is_empty() { code } else { text };
@@ -1356,7 +1395,7 @@ mod tests {
 
     fn plan_of(raw: &str) -> Result<Plan, Box<dyn std::error::Error>> {
         let msg = parse(raw)?;
-        let h = header(&msg, "2026-11-05T00:00:00Z");
+        let h = header(&msg, "2026-11-05T00:00:00Z", &cfg());
         let kind = check_header(&msg, &h, &cfg()).map_err(|r| r.reason)?;
         Ok(plan(&msg, kind, &h, &cfg()).map_err(|r| r.reason)?)
     }
@@ -1516,6 +1555,112 @@ OBX|6|DT|2222-2^Date^LN||20261101||||||F\r";
         Ok(())
     }
 
+    fn summer_result(system: &str) -> String {
+        format!(
+            "MSH|^~\\&|LAB|RXK|SCR|SCR|20260701120000||ORU^R01|S1|P|2.4\r\
+PID|1||9990000018^^^NHS^NH\r\
+OBR|1||L1|GLU^Glucose^L|||20260701110000|||||||||||||||||CH\r\
+OBX|1|NM|GLU^Glucose{system}||6.1|mmol/L|3.0-7.8|N|||F|||20260701113000\r"
+        )
+    }
+
+    fn plan_with(raw: &str, cfg: &Hl7Config) -> Result<Plan, Box<dyn std::error::Error>> {
+        let msg = parse(raw)?;
+        let h = header(&msg, "2026-11-05T00:00:00Z", cfg);
+        let kind = check_header(&msg, &h, cfg).map_err(|r| r.reason)?;
+        Ok(plan(&msg, kind, &h, cfg).map_err(|r| r.reason)?)
+    }
+
+    #[test]
+    fn item9_hl7_local_time_bst_results_carry_the_uk_offset() -> TestResult {
+        let msg = parse(&summer_result("^LN"))?;
+        let h = header(&msg, "2026-11-05T00:00:00Z", &cfg());
+        assert_eq!(h.message_time.as_deref(), Some("2026-07-01T12:00:00+01:00"));
+        assert_eq!(h.source_time, "2026-07-01T11:00:00Z");
+        let p = plan_of(&summer_result("^LN"))?;
+        let r = &p.observations[0].resource;
+        conforms(r)?;
+        assert_eq!(r["effectiveDateTime"], "2026-07-01T11:30:00+01:00");
+        assert_eq!(r["issued"], "2026-07-01T12:00:00+01:00");
+        // The example ADT is in November: GMT, unchanged.
+        let adt = plan_of(ADT_A01)?;
+        assert_eq!(
+            adt.visit.ok_or("no visit")?.admit_time.as_deref(),
+            Some("2026-11-01T09:25:00Z")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item9_hl7_local_time_follows_the_facility_zone() -> TestResult {
+        let mut c = cfg();
+        c.facilities[0].time_zone = scr_fhir::zone::by_name("America/New_York")?;
+        let p = plan_with(&summer_result("^LN"), &c)?;
+        assert_eq!(
+            p.observations[0].resource["effectiveDateTime"],
+            "2026-07-01T11:30:00-04:00"
+        );
+        // An explicit offset wins over the zone.
+        let sent = summer_result("^LN").replace("20260701113000\r", "20260701113000+0000\r");
+        let p = plan_with(&sent, &c)?;
+        assert_eq!(
+            p.observations[0].resource["effectiveDateTime"],
+            "2026-07-01T11:30:00Z"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item10_local_code_kept_as_a_coding_in_the_facility_local_system() -> TestResult {
+        let p = plan_of(&summer_result("^L"))?;
+        let r = &p.observations[0].resource;
+        conforms(r)?;
+        assert_eq!(
+            r["code"]["coding"][0],
+            json!({"system": "https://scr.example.nhs.uk/CodeSystem/local-RXK", "code": "GLU", "display": "Glucose"})
+        );
+        assert_eq!(r["code"]["text"], "Glucose");
+        assert_eq!(p.observations[0].code, "GLU^L");
+        // A configured system, and the other spellings of a local code.
+        let mut c = cfg();
+        c.facilities[0].local_code_system = "https://trust.example.nhs.uk/CodeSystem/lab".into();
+        for local in ["^L", "^99RXK", "^LOCAL", ""] {
+            let p = plan_with(&summer_result(local), &c)?;
+            assert_eq!(
+                p.observations[0].resource["code"]["coding"][0]["system"],
+                "https://trust.example.nhs.uk/CodeSystem/lab",
+                "{local}"
+            );
+        }
+        // A system the feed does not know is not passed off as local: text only, as before.
+        let p = plan_of(&summer_result("^XYZ"))?;
+        assert_eq!(
+            p.observations[0].resource["code"],
+            json!({"text": "Glucose"})
+        );
+        // Coded values and allergens keep local codes too.
+        let raw = ADT_A01.replace("91936005^Allergy to penicillin^SCT", "PEN^Penicillin^L");
+        let a = &plan_of(&raw)?.allergies[0].resource;
+        conforms(a)?;
+        assert_eq!(
+            a["code"]["coding"][0]["system"],
+            "https://scr.example.nhs.uk/CodeSystem/local-RXK"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn item10_default_local_systems_differ_per_facility() {
+        assert_eq!(
+            crate::ingest::default_local_code_system("rxk"),
+            "https://scr.example.nhs.uk/CodeSystem/local-RXK"
+        );
+        assert_ne!(
+            crate::ingest::default_local_code_system("RXK"),
+            crate::ingest::default_local_code_system("TAJ")
+        );
+    }
+
     #[test]
     fn units_are_ucum_only_when_they_look_like_ucum() {
         assert_eq!(ucum_code("mmol/L").as_deref(), Some("mmol/L"));
@@ -1548,7 +1693,7 @@ OBX|6|DT|2222-2^Date^LN||20261101||||||F\r";
     fn header_checks_reject_unknown_facility_version_and_type() -> TestResult {
         let check = |raw: &str| -> Result<ErrorKind, Box<dyn std::error::Error>> {
             let msg = parse(raw)?;
-            let h = header(&msg, "2026-11-05T00:00:00Z");
+            let h = header(&msg, "2026-11-05T00:00:00Z", &cfg());
             match check_header(&msg, &h, &cfg()) {
                 Ok(_) => Err("accepted".into()),
                 Err(r) => {
@@ -1583,7 +1728,7 @@ OBX|6|DT|2222-2^Date^LN||20261101||||||F\r";
             ADT_A01.replace("9990000018", "9990000017"),
         ] {
             let msg = parse(&raw)?;
-            let h = header(&msg, "2026-11-05T00:00:00Z");
+            let h = header(&msg, "2026-11-05T00:00:00Z", &cfg());
             let kind = check_header(&msg, &h, &cfg()).map_err(|r| r.reason)?;
             let err = plan(&msg, kind, &h, &cfg()).err().ok_or("accepted")?;
             assert_eq!((err.code, err.kind), (AckCode::AE, ErrorKind::NhsNumber));

@@ -307,6 +307,14 @@ pub fn update_patient_if_not_newer(
 }
 
 /// Every facility's demographics for one NHS number.
+/// Whether any facility has sent demographics for this NHS number.
+pub fn patient_known(conn: &mut DbConnection, nhs_number: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        hl7_patient::table.filter(hl7_patient::nhs_number.eq(nhs_number)),
+    ))
+    .get_result(conn)
+}
+
 pub fn patients_by_nhs(conn: &mut DbConnection, nhs_number: &str) -> QueryResult<Vec<PatientRow>> {
     hl7_patient::table
         .filter(hl7_patient::nhs_number.eq(nhs_number))

@@ -80,9 +80,13 @@ pub(crate) fn ts(day: Day, seconds: u32) -> Ts {
     day * 86_400 + i64::from(seconds)
 }
 
-/// HL7 v2 `TS` of an instant.
+/// HL7 v2 `TS` of an instant, with its UTC offset (`+0000`): the feed reads a time without an
+/// offset as the trust's local time, and these instants are UTC.
 pub(crate) fn hl7_ts(at: Ts) -> String {
-    hl7_time(at.div_euclid(86_400), at.rem_euclid(86_400) as u32)
+    format!(
+        "{}+0000",
+        hl7_time(at.div_euclid(86_400), at.rem_euclid(86_400) as u32)
+    )
 }
 
 fn hms(seconds: u32) -> (u32, u32, u32) {

@@ -70,11 +70,12 @@ async fn search_as(
             "date" => {
                 let d = parse_date(value).map_err(|m| ApiError::invalid("date", m))?;
                 match d.prefix {
-                    Prefix::Ge => filter.recorded_from = Some(d.lower),
-                    Prefix::Le => filter.recorded_to = Some(d.upper),
+                    // `recorded` is a UTC instant; the bounds honour the value's offset.
+                    Prefix::Ge => filter.recorded_from = Some(d.lower_instant()),
+                    Prefix::Le => filter.recorded_to = Some(d.upper_instant()),
                     Prefix::Eq => {
-                        filter.recorded_from = Some(d.lower);
-                        filter.recorded_to = Some(d.upper);
+                        filter.recorded_from = Some(d.lower_instant());
+                        filter.recorded_to = Some(d.upper_instant());
                     }
                     _ => return Err(ApiError::Invalid(vec![Issue::new(Severity::Error, "not-supported", "AuditEvent date takes eq, ge or le").at("date")])),
                 }

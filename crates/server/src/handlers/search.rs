@@ -211,12 +211,13 @@ async fn search_patients(
             .criteria
             .iter()
             .find_map(|(d, v)| match (d.name, v.as_slice()) {
+                // A birth date is a calendar day, not an instant: the value as sent.
                 ("birthdate", [Criterion::Date(p)])
                     if p.prefix == search::Prefix::Eq
-                        && p.lower.ends_with("T00:00:00")
-                        && p.lower[..10] == p.upper[..10] =>
+                        && p.value.len() == 10
+                        && scr_fhir::build::is_date(&p.value) =>
                 {
-                    Some(p.lower[..10].to_owned())
+                    Some(p.value.clone())
                 }
                 _ => None,
             });
