@@ -95,6 +95,12 @@ const ALLERGY: &[ParamDef] = &[
         "SNOMED CT code of the allergy or substance",
     ),
     p("date", Date, "recordedDate", "Date first recorded"),
+    p(
+        "_id",
+        Token,
+        "id",
+        "Logical id: one or more ids, comma separated",
+    ),
 ];
 const MEDICATION: &[ParamDef] = &[
     p("patient", Reference, "subject", "Required: Patient/{id}"),
@@ -102,6 +108,7 @@ const MEDICATION: &[ParamDef] = &[
     p("category", Token, "category", "inpatient | outpatient | community | patientspecified"),
     p("code", Token, "medicationCodeableConcept", "dm+d code"),
     p("effective", Date, "effective", "Date the course was taken (effectivePeriod)"),
+    p("_id", Token, "id", "Logical id: one or more ids, comma separated"),
 ];
 const OBSERVATION: &[ParamDef] = &[
     p("patient", Reference, "subject", "Required: Patient/{id}"),
@@ -124,6 +131,12 @@ const OBSERVATION: &[ParamDef] = &[
         "status",
         "registered | preliminary | final | amended",
     ),
+    p(
+        "_id",
+        Token,
+        "id",
+        "Logical id: one or more ids, comma separated",
+    ),
 ];
 const FLAG: &[ParamDef] = &[
     p("patient", Reference, "subject", "Required: Patient/{id}"),
@@ -139,6 +152,12 @@ const FLAG: &[ParamDef] = &[
         Token,
         "category",
         "Alert category (facade extension of the R4 search parameters)",
+    ),
+    p(
+        "_id",
+        Token,
+        "id",
+        "Logical id: one or more ids, comma separated",
     ),
 ];
 
@@ -237,6 +256,22 @@ impl SearchRequest {
             .find_map(|(_, values)| match values.as_slice() {
                 [Criterion::Patient(id)] => Some(id.as_str()),
                 _ => None,
+            })
+    }
+
+    /// The ids an `_id` criterion names (codes only), if the search has one.
+    pub fn ids(&self) -> Option<Vec<String>> {
+        self.criteria
+            .iter()
+            .find(|(d, _)| d.name == "_id")
+            .map(|(_, values)| {
+                values
+                    .iter()
+                    .filter_map(|c| match c {
+                        Criterion::Token(t) => t.code.clone(),
+                        _ => None,
+                    })
+                    .collect()
             })
     }
 
@@ -379,7 +414,8 @@ fn check_required(req: &SearchRequest) -> Result<(), Issue> {
             "a Patient search needs identifier (NHS number), _id, or family with birthdate",
         ));
     }
-    if req.patient().is_none() {
+    // `_id` names the records themselves: no patient is needed to find them.
+    if req.patient().is_none() && !has("_id") {
         return Err(Issue::new(
             Severity::Error,
             "required",
@@ -467,6 +503,9 @@ fn check_nhs_identifier(t: &TokenParam) -> Result<(), Issue> {
                 Err(invalid("identifier", format!("'{code}' is not a valid NHS number (10 digits with a Modulus 11 check digit)")))
             }
         }
+        // Another identifier system (a hospital number, say): a well-formed search that no
+        // Patient served here matches, since they are identified by NHS number.
+        (Some(s), Some(_)) if !s.is_empty() => Ok(()),
         _ => Err(Issue::new(
             Severity::Error,
             "not-supported",

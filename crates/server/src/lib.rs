@@ -25,81 +25,89 @@ pub use state::AppState;
 
 /// Every route of the FHIR endpoint, under `/fhir`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::route().to(fallback::method_not_allowed);
+    // 405 with the methods this route serves in `Allow`.
+    let not_allowed = |allow: &'static str| {
+        web::route().to(move |req: actix_web::HttpRequest| fallback::method_not_allowed(req, allow))
+    };
     cfg.service(
         web::scope("/fhir")
             .service(
                 web::resource("/metadata")
                     .route(web::get().to(capabilities::metadata))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/.well-known/smart-configuration")
                     .route(web::get().to(smart::smart_configuration))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/Patient/{id}/$everything")
                     .route(web::get().to(everything::everything))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/Patient/{id}/$break-glass")
                     .route(web::post().to(break_glass::break_glass))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/Patient/{id}/$explain")
                     .route(web::post().to(explain::explain))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/auth/token")
                     .route(web::post().to(token::token))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/Consent")
                     .route(web::get().to(consent::search))
                     .route(web::post().to(consent::create))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/Consent/{id}")
                     .route(web::get().to(consent::read))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/AuditEvent")
                     .route(web::get().to(audit_events::search))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/AuditEvent/{id}")
+                    .route(web::get().to(audit_events::read))
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/{type}/{id}/_history/{version}")
                     .route(web::get().to(flag_write::vread))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/{type}/{id}/_history")
                     .route(web::get().to(flag_write::history))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/{type}/_search")
                     .route(web::post().to(search::search_post))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/{type}/{id}")
                     .route(web::get().to(read::read))
                     .route(web::put().to(flag_write::update))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET, PUT")),
             )
             .service(
                 web::resource("/{type}")
                     .route(web::get().to(search::search_get))
                     .route(web::post().to(flag_write::create))
-                    .default_service(not_allowed()),
+                    .default_service(not_allowed("GET, POST")),
             )
             .default_service(web::route().to(fallback::not_found)),
     )

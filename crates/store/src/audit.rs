@@ -245,6 +245,8 @@ pub fn verify_chain(conn: &mut DbConnection) -> Result<ChainReport, StoreError> 
 /// given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
+    /// One record by its sequence number (`AuditEvent/{seq}`).
+    pub seq: Option<i64>,
     pub patient_nhs: Option<String>,
     pub agent_user: Option<String>,
     pub agent_org: Option<String>,
@@ -264,6 +266,9 @@ pub fn search_audit(
 ) -> Result<(Vec<AuditRow>, i64), StoreError> {
     let build = || {
         let mut q = audit_event::table.into_boxed();
+        if let Some(seq) = filter.seq {
+            q = q.filter(audit_event::seq.eq(seq));
+        }
         if let Some(p) = &filter.patient_nhs {
             q = q.filter(audit_event::patient_nhs.eq(p.clone()));
         }

@@ -36,6 +36,55 @@ pub async fn search(
     .await
 }
 
+/// `GET /AuditEvent/{id}`: one record of the trail, at the `fullUrl` a search gave it, for the
+/// callers who may search it and with the same view (a patient: only their own record's
+/// events, redacted). Any other id is 404, as for one that does not exist.
+pub async fn read(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_accept(&req)?;
+    let id = path.into_inner();
+    audit::audited(&state, &req, Subtype::Read, async |access| {
+        read_as(&state, access, &id).await
+    })
+    .await
+}
+
+async fn read_as(state: &AppState, access: &Access, id: &str) -> Result<HttpResponse, ApiError> {
+    state.records.require(access, "AuditEvent", Action::Read)?;
+    let own = scr_policy::patient_scope(&access.subject);
+    let patient_caller = own.is_some();
+    let filter = AuditFilter {
+        seq: Some(
+            id.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ApiError::not_found("AuditEvent", id))?,
+        ),
+        patient_nhs: own.map(str::to_owned),
+        ..AuditFilter::default()
+    };
+    state
+        .records
+        .permit(access, Ask::AuditTrail, filter.patient_nhs.as_deref())?;
+    let (rows, _) = state
+        .records
+        .with_store(move |conn| search_audit(conn, &filter, 0, 1))
+        .await?;
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("AuditEvent", id))?;
+    let mut event: Value = serde_json::from_str(&row.resource).map_err(ApiError::internal)?;
+    event["id"] = row.seq.to_string().into();
+    if patient_caller {
+        redact_people(&mut event);
+    }
+    Ok(fhir_json(StatusCode::OK, &event))
+}
+
 fn number(key: &str, value: &str) -> Result<i64, ApiError> {
     value
         .parse::<i64>()
@@ -61,6 +110,7 @@ async fn search_as(
     for (key, value) in &pairs {
         match key.as_str() {
             "patient" => filter.patient_nhs = Some(parse_patient_reference(value).map_err(|m| ApiError::invalid("patient", m))?),
+            "_id" => filter.seq = Some(value.parse::<i64>().map_err(|_| ApiError::invalid("_id", "an AuditEvent id is a whole number"))?),
             "agent" => filter.agent_user = Some(value.clone()),
             "agent-org" => filter.agent_org = Some(value.clone()),
             "outcome" if matches!(value.as_str(), "0" | "4" | "8" | "12") => filter.outcome = Some(value.clone()),

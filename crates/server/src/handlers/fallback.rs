@@ -5,12 +5,10 @@ use actix_web::HttpRequest;
 
 use crate::error::ApiError;
 
-pub async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    let allow = if req.path().ends_with("/_search") {
-        "POST"
-    } else {
-        "GET"
-    };
+pub async fn method_not_allowed(
+    req: HttpRequest,
+    allow: &'static str,
+) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
         allow,

@@ -159,11 +159,17 @@ async fn search_clinical(
     request: &SearchRequest,
     warnings: &mut Vec<Issue>,
 ) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+    let resource_type = served_type(&request.resource_type)?;
+    if let Some(ids) = request.ids() {
+        return Ok((
+            search_by_id(state, access, request, resource_type, &ids).await?,
+            Vec::new(),
+        ));
+    }
     let nhs = request
         .patient()
         .ok_or_else(|| ApiError::invalid("patient", "a patient is required"))?
         .to_owned();
-    let resource_type = served_type(&request.resource_type)?;
     let opened = state
         .records
         .open(access, &nhs, Action::Search, Wanted::OfType(resource_type))
@@ -183,6 +189,39 @@ async fn search_clinical(
     Ok((matches, included))
 }
 
+/// `_id` on a clinical type: each record read by id, as `GET /{type}/{id}` would (a record the
+/// caller may not see is simply not a match), then held to the search's other criteria and,
+/// when one is named, to the patient.
+async fn search_by_id(
+    state: &AppState,
+    access: &Access,
+    request: &SearchRequest,
+    resource_type: &'static str,
+    ids: &[String],
+) -> Result<Vec<Value>, ApiError> {
+    let patient_reference = request.patient().map(|p| format!("Patient/{p}"));
+    let mut out = Vec::new();
+    for id in ids {
+        match state.records.read(access, resource_type, id).await {
+            Ok(record) => {
+                let subject = record.resource["subject"]["reference"]
+                    .as_str()
+                    .or(record.resource["patient"]["reference"].as_str());
+                let for_patient = patient_reference
+                    .as_deref()
+                    .is_none_or(|p| subject == Some(p));
+                if for_patient && request.matches(&record.resource) {
+                    out.push(record.resource);
+                }
+            }
+            Err(scr_record::RecordError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort_by(record_order);
+    Ok(out)
+}
+
 async fn search_patients(
     state: &AppState,
     access: &Access,
@@ -194,7 +233,15 @@ async fn search_patients(
         if let [Criterion::Token(t)] = values.as_slice() {
             if matches!(def.name, "identifier" | "_id") {
                 if let Some(code) = &t.code {
-                    query = Some(PatientQuery::NhsNumber(code.clone()));
+                    // An identifier of another system (a hospital number) names no one here:
+                    // an empty searchset, never a match on its digits.
+                    let nhs = def.name == "_id"
+                        || t.system.as_deref() == Some(scr_fhir::systems::NHS_NUMBER);
+                    query = Some(PatientQuery::NhsNumber(if nhs {
+                        code.clone()
+                    } else {
+                        String::new()
+                    }));
                 }
             }
         }
