@@ -159,19 +159,6 @@ fn verify(s: &Server) -> (bool, String) {
     )
 }
 
-fn store(s: &Server) -> scr_db::PooledDb {
-    let pool = scr_db::open_pool(
-        "store",
-        &s.store_url,
-        &scr_db::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    pool.get().unwrap()
-}
-
 #[test]
 fn r_aud_3_audit_verify_passes_then_names_a_record_altered_by_hand() {
     for s in servers() {
@@ -182,7 +169,7 @@ fn r_aud_3_audit_verify_passes_then_names_a_record_altered_by_hand() {
         );
         let (ok, out) = verify(s);
         assert!(ok && out.contains("audit chain intact"), "{out}");
-        let mut conn = store(s);
+        let mut conn = store_connection(s);
         let original: String = diesel::sql_query("SELECT resource FROM audit_event WHERE seq = 1")
             .get_result::<Resource>(&mut conn)
             .unwrap()
@@ -216,7 +203,7 @@ fn r_aud_2_no_audit_no_data() {
     let s = Server::sqlite_named("audit-down", 0);
     let t = clinician(&s, "M85001");
     assert_eq!(s.get(&format!("/Patient/{JANE}"), Some(&t)).status, 200);
-    let mut conn = store(&s);
+    let mut conn = store_connection(&s);
     diesel::sql_query("ALTER TABLE audit_event RENAME TO audit_event_away")
         .execute(&mut conn)
         .unwrap();

@@ -216,36 +216,16 @@ struct Newest {
 
 fn audit_rows(s: &Server) -> i64 {
     use diesel::RunQueryDsl;
-    let pool = scr_db::open_pool(
-        "store",
-        &s.store_url,
-        &scr_db::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut conn = pool.get().unwrap();
     diesel::sql_query("SELECT COUNT(*) AS n FROM audit_event")
-        .get_result::<Rows>(&mut conn)
+        .get_result::<Rows>(&mut store_connection(s))
         .unwrap()
         .n
 }
 
 fn newest_audit_resource(s: &Server) -> String {
     use diesel::RunQueryDsl;
-    let pool = scr_db::open_pool(
-        "store",
-        &s.store_url,
-        &scr_db::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut conn = pool.get().unwrap();
     diesel::sql_query("SELECT resource FROM audit_event ORDER BY seq DESC LIMIT 1")
-        .get_result::<Newest>(&mut conn)
+        .get_result::<Newest>(&mut store_connection(s))
         .unwrap()
         .resource
 }
@@ -264,22 +244,7 @@ fn limited(config: String) -> String {
 
 #[test]
 fn item4_r_aud_1_refusals_are_limited_per_address_and_stop_growing_the_audit_trail() {
-    let mut servers = vec![Server::sqlite_prepared("limits", 0, |dir| {
-        let path = dir.join("scr.toml");
-        let config = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, limited(config)).unwrap();
-    })];
-    if let Some(admin) = std::env::var("TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        servers.push(Server::postgres_configured(
-            "limitspg",
-            &admin,
-            &|_, url| url.to_owned(),
-            &limited,
-        ));
-    }
+    let servers = own_servers("limits", limited);
     for s in servers {
         let before = audit_rows(&s);
         // A refusal's query is kept only in part.

@@ -743,3 +743,43 @@ pub fn warnings(bundle: &Value) -> String {
         .map(|e| e["resource"].to_string())
         .collect()
 }
+
+/// A connection to a server's own store, for tests that inspect or tamper with it.
+pub fn store_connection(s: &Server) -> scr_db::PooledDb {
+    let pool = scr_db::open_pool(
+        "store",
+        &s.store_url,
+        &scr_db::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    pool.get().unwrap()
+}
+
+/// Servers of a test's own, SQLite and (when `TEST_POSTGRES_URL` is set) PostgreSQL, whose
+/// configuration `edit` changes before they start: for tests that change shared state or need
+/// settings of their own.
+pub fn own_servers(name: &'static str, edit: fn(String) -> String) -> Vec<Server> {
+    let mut out = vec![Server::sqlite_prepared(name, 0, |dir| {
+        let path = dir.join("scr.toml");
+        let config = std::fs::read_to_string(&path).expect("config");
+        std::fs::write(&path, edit(config)).expect("config");
+    })];
+    if let Some(admin) = std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        // Its scratch folder must differ from the SQLite server's.
+        let pg_name: &'static str =
+            Box::leak(format!("{}pg", name.replace('-', "")).into_boxed_str());
+        out.push(Server::postgres_configured(
+            pg_name,
+            &admin,
+            &|_, url| url.to_owned(),
+            &edit,
+        ));
+    }
+    out
+}

@@ -278,27 +278,6 @@ fn taj_elsewhere(config: String) -> String {
     )
 }
 
-/// A server (SQLite, and PostgreSQL when configured) whose TAJ sender is elsewhere.
-fn servers_with_taj_elsewhere() -> Vec<Server> {
-    let mut out = vec![Server::sqlite_prepared("mllp-senders", 0, |dir| {
-        let path = dir.join("scr.toml");
-        let config = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, taj_elsewhere(config)).unwrap();
-    })];
-    if let Some(admin) = std::env::var("TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        out.push(Server::postgres_configured(
-            "mllpsenders",
-            &admin,
-            &|_, url| url.to_owned(),
-            &taj_elsewhere,
-        ));
-    }
-    out
-}
-
 fn admission(control_id: &str, facility: &str, nhs: &str) -> String {
     [
         format!("MSH|^~\\&|PAS|{facility}|SCR|SCR|20261121100000||ADT^A01|{control_id}|P|2.4"),
@@ -322,7 +301,7 @@ fn result_for_linda(control_id: &str, filler: &str, obx3: &str, obx14: &str) -> 
 
 #[test]
 fn item1_r_lr_2_a_spoofed_sending_facility_is_ar_quarantined_and_opens_no_relationship() {
-    for s in servers_with_taj_elsewhere() {
+    for s in own_servers("mllp-senders", taj_elsewhere) {
         let taj = clinician(&s, "TAJ");
         let open = |s: &Server| s.get(&format!("/Patient/{LINDA}/$everything"), Some(&taj));
         assert_eq!(open(&s).status, 403, "TAJ has no relationship with Linda");

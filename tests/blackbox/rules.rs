@@ -767,25 +767,9 @@ fn item7_r_obj_1_a_statement_dated_ahead_is_refused_and_offsets_order_statements
     }
 }
 
-/// Servers of their own (SQLite, and PostgreSQL when configured), for tests that write alerts
-/// on the fixture patients other tests read.
-fn own_servers(name: &'static str) -> Vec<Server> {
-    let mut out = vec![Server::sqlite_named(name, 0)];
-    if let Some(admin) = std::env::var("TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        let pg_name: &'static str = Box::leak(name.replace('-', "").into_boxed_str());
-        out.push(Server::postgres_named(pg_name, &admin, &|_, url| {
-            url.to_owned()
-        }));
-    }
-    out
-}
-
 #[test]
 fn item2_r_write_1_social_care_writes_other_alerts_but_never_changes_a_clinicians() {
-    for s in own_servers("sw-alerts") {
+    for s in own_servers("sw-alerts", |c| c) {
         let alex = staff_as(
             &s,
             "sw-dud-0001",
