@@ -580,7 +580,12 @@ mod tests {
             );
             let key = CheckpointKey::load(&scratch.key())?;
             let v = verify(&mut conn, &key, &scratch.file())?;
-            assert_eq!(v.chain.beyond_end.as_ref().map(|a| a.seq), Some(5), "{}", db.label);
+            assert_eq!(
+                v.chain.beyond_end.as_ref().map(|a| a.seq),
+                Some(5),
+                "{}",
+                db.label
+            );
             let problems = v.problems(&scratch.file());
             assert_eq!(problems.len(), 1, "{problems:?}");
             assert!(
