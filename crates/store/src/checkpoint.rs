@@ -354,9 +354,19 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Loads the key (creating it if missing; `true` then) and the file's latest checkpoint.
+    /// Loads the key (creating it if missing; `true` then) and the file's latest checkpoint;
+    /// creates the file if missing, so a file that cannot be written is known at once.
     pub fn open(key_file: &Path, file: &Path) -> Result<(Checkpointer, bool), CheckpointError> {
         let (key, created) = CheckpointKey::load_or_create(key_file)?;
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(file)
+                .map_err(file_error(file))?;
+        }
         let last = latest_in_tail(file, &key)?;
         Ok((
             Checkpointer {
@@ -753,6 +763,15 @@ mod tests {
                 "{v:?}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_checkpoint_file_that_cannot_be_created_is_known_when_the_writer_opens() -> TestResult {
+        let scratch = Scratch::new("unwritable")?;
+        let file = scratch.0.join("no-such-folder").join("checkpoints.jsonl");
+        let err = Checkpointer::open(&scratch.key(), &file).unwrap_err();
+        assert!(matches!(err, CheckpointError::File { .. }), "{err:?}");
         Ok(())
     }
 
