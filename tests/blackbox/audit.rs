@@ -271,3 +271,179 @@ fn r_aud_4_break_glass_claims_await_review_until_a_privacy_officer_reviews_them(
         );
     }
 }
+
+/// Every row of the trail, in order.
+fn audit_rows(conn: &mut scr_db::DbConnection) -> Vec<scr_store::audit::AuditRow> {
+    use scr_store::schema::audit_event;
+    audit_event::table
+        .order(audit_event::seq.asc())
+        .select(scr_store::audit::AuditRow::as_select())
+        .load(conn)
+        .unwrap()
+}
+
+/// Replaces the trail's rows with `rows`, hashes and all, as someone with database access can.
+fn put_rows(conn: &mut scr_db::DbConnection, rows: &[scr_store::audit::AuditRow]) {
+    use scr_store::schema::audit_event;
+    for r in rows {
+        diesel::delete(audit_event::table.find(r.seq))
+            .execute(conn)
+            .unwrap();
+        diesel::insert_into(audit_event::table)
+            .values((
+                audit_event::seq.eq(r.seq),
+                audit_event::recorded.eq(&r.recorded),
+                audit_event::patient_nhs.eq(&r.patient_nhs),
+                audit_event::agent_user.eq(&r.agent_user),
+                audit_event::agent_org.eq(&r.agent_org),
+                audit_event::outcome.eq(&r.outcome),
+                audit_event::rule.eq(&r.rule),
+                audit_event::break_glass.eq(r.break_glass),
+                audit_event::resource.eq(&r.resource),
+                audit_event::prev_hash.eq(&r.prev_hash),
+                audit_event::hash.eq(&r.hash),
+                audit_event::hash_version.eq(r.hash_version),
+            ))
+            .execute(conn)
+            .unwrap();
+    }
+}
+
+/// Issue 11 item 6 against the real binary: `scr audit verify` passes on an untampered trail
+/// after `scr audit checkpoint`, and fails, saying what and where, when a patient's NHS number
+/// is nulled, when the chain is then recomputed with the documented algorithm, when the newest
+/// rows are deleted, and when a checkpoint is forged.
+#[test]
+fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_truncation_and_a_forged_checkpoint(
+) {
+    let mut own = vec![Server::sqlite_named("audit-tamper", 0)];
+    if let Some(url) = std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        own.push(Server::postgres_named("audit_tamper", &url, &|_, u| {
+            u.to_owned()
+        }));
+    }
+    for s in &own {
+        let checkpoints = s.dir.join("audit-checkpoints.jsonl");
+        // The server checkpoints the (empty) trail as it starts.
+        for _ in 0..100 {
+            if std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains("\"seq\":0")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains("\"seq\":0")),
+            "{}: the server wrote no checkpoint at start: {}",
+            s.name,
+            s.log()
+        );
+        let t = clinician(s, "M85001");
+        for _ in 0..3 {
+            assert_eq!(s.get(&format!("/Patient/{JANE}"), Some(&t)).status, 200);
+        }
+        let out = scr_audit(s, &["checkpoint"]);
+        assert!(out.contains("checkpoint written"), "{out}");
+        let (ok, out) = verify(s);
+        assert!(
+            ok && out.contains("signed checkpoint(s)")
+                && out.ends_with("audit chain intact: 3 records\n"),
+            "{}: {out}",
+            s.name
+        );
+        let mut conn = store_connection(s);
+        let saved = audit_rows(&mut conn);
+        let last = saved.len() as i64;
+        let target = saved
+            .iter()
+            .rev()
+            .find(|r| r.patient_nhs.as_deref() == Some(JANE))
+            .expect("an access to Jane")
+            .seq;
+
+        // Hiding the access from the patient's own log.
+        diesel::sql_query(format!(
+            "UPDATE audit_event SET patient_nhs = NULL WHERE seq = {target}"
+        ))
+        .execute(&mut conn)
+        .unwrap();
+        let (ok, out) = verify(s);
+        assert!(
+            !ok && out.contains(&format!("audit chain broken at record {target}"))
+                && out.contains("does not match its stored columns"),
+            "{}: {out}",
+            s.name
+        );
+        put_rows(&mut conn, &saved);
+        assert!(verify(s).0, "{}: restored", s.name);
+
+        // The same, with every hash from there on recomputed (docs/audit.md).
+        let mut prev = saved[(target - 2).max(0) as usize].hash.clone();
+        if target == 1 {
+            prev = scr_store::audit::GENESIS.to_owned();
+        }
+        let mut rewritten = Vec::new();
+        for r in saved.iter().filter(|r| r.seq >= target) {
+            let mut r = r.clone();
+            if r.seq == target {
+                r.patient_nhs = None;
+            }
+            r.prev_hash = prev;
+            r.hash = scr_store::audit::link_hash_v2(&r.chained());
+            prev = r.hash.clone();
+            rewritten.push(r);
+        }
+        put_rows(&mut conn, &rewritten);
+        let (ok, out) = verify(s);
+        assert!(
+            !ok && !out.contains("broken at")
+                && out.contains(&format!(
+                    "record {last} does not hold the hash its signed checkpoint recorded"
+                ))
+                && out.contains("recomputed"),
+            "{}: {out}",
+            s.name
+        );
+        put_rows(&mut conn, &saved);
+        assert!(verify(s).0, "{}: restored", s.name);
+
+        // Deleting the newest rows.
+        diesel::sql_query(format!("DELETE FROM audit_event WHERE seq > {}", last - 2))
+            .execute(&mut conn)
+            .unwrap();
+        let (ok, out) = verify(s);
+        assert!(
+            !ok && out.contains(&format!(
+                "the trail ends at record {} but a signed checkpoint covers record {last}",
+                last - 2
+            )) && out.contains("truncated"),
+            "{}: {out}",
+            s.name
+        );
+        put_rows(&mut conn, &saved);
+        assert!(verify(s).0, "{}: restored", s.name);
+
+        // A checkpoint altered to claim a longer trail.
+        let file = std::fs::read_to_string(&checkpoints).unwrap();
+        let mut forged: Value = serde_json::from_str(file.lines().last().unwrap()).unwrap();
+        forged["seq"] = Value::from(last + 100);
+        std::fs::write(&checkpoints, format!("{file}{forged}\n")).unwrap();
+        let n = file.lines().count() + 1;
+        let (ok, out) = verify(s);
+        assert!(
+            !ok && out.contains(&format!("line {n}: its signature does not verify")),
+            "{}: {out}",
+            s.name
+        );
+        std::fs::write(&checkpoints, file).unwrap();
+        let (ok, out) = verify(s);
+        assert!(ok, "{}: {out}", s.name);
+        assert!(
+            !s.log().contains(JANE),
+            "{}: no NHS number in the log",
+            s.name
+        );
+    }
+}

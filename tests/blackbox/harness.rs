@@ -299,6 +299,7 @@ impl Server {
         let mllp_port = free_port();
         let key = dir.join("token-signing-key.pem");
         let key = key.display();
+        let d = dir.display();
         let config = format!(
             r#"[server]
 bind = "127.0.0.1:{port}"
@@ -333,6 +334,9 @@ addresses = ["127.0.0.1"]
 [[mllp.senders]]
 facility = "TAJ"
 addresses = ["127.0.0.1"]
+[audit]
+checkpoint_key_file = "{d}/audit-checkpoint-key.pem"
+checkpoint_file = "{d}/audit-checkpoints.jsonl"
 [policy]
 sensitive_valuesets = ["{p}/ValueSet-scr-sensitive-codes.json"]
 objection_valueset = "{p}/ValueSet-scr-objection-codes.json"

@@ -54,6 +54,10 @@ impl DataUrls {
     }
 }
 
+/// The demo's checkpoint file: it belongs to the store it was written for, so a fresh store
+/// starts without it.
+pub(crate) const CHECKPOINT_FILE: &str = "audit-checkpoints.jsonl";
+
 fn demo_config(data: &Path, port: u16, mllp_port: u16) -> String {
     config_text(data, &DataUrls::sqlite(data), port, mllp_port)
 }
@@ -130,6 +134,13 @@ time_zone = "Europe/London"
 [hl7.facilities.TAJ]
 time_zone = "Europe/London"
 
+[audit]
+# Signed checkpoints of the audit chain's head (docs/audit.md): the key is created on first
+# start. In production keep both outside the database's reach, the file on append-only storage.
+checkpoint_key_file = "{d}/audit-checkpoint-key.pem"
+checkpoint_file = "{d}/{CHECKPOINT_FILE}"
+checkpoint_interval_seconds = 60
+
 [policy]
 sensitive_valuesets = ["{p}/ValueSet-scr-sensitive-codes.json"]
 objection_valueset = "{p}/ValueSet-scr-objection-codes.json"
@@ -145,7 +156,7 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let config_path = data.join("scr.toml");
     let seeded_marker = data.join(".seeded");
     if !seeded_marker.exists() {
-        for f in ["scr.db", "gp.db", "social-care-dudley.db"] {
+        for f in ["scr.db", "gp.db", "social-care-dudley.db", CHECKPOINT_FILE] {
             let _ = std::fs::remove_file(data.join(f));
         }
         std::fs::write(&config_path, demo_config(&data, args.port, args.mllp_port))
@@ -161,6 +172,7 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     print_banner(&config)?;
     if !args.no_serve {
         crate::mllp::spawn(&config, &state.store)?;
+        crate::checkpoints::spawn(&config, &state.store)?;
     }
     if args.no_serve {
         let _ = report.join();

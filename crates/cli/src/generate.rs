@@ -80,6 +80,8 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             config_path.display()
         ));
     }
+    // The checkpoints of a store about to be replaced would not match the new one.
+    let _ = std::fs::remove_file(out.join(crate::demo::CHECKPOINT_FILE));
     let urls = match &args.postgres {
         None => {
             remove_sqlite_files(&out);

@@ -1,5 +1,6 @@
 //! `scr`: the shared care record facade's one binary.
 
+mod checkpoints;
 mod demo;
 mod generate;
 mod ingest;
@@ -152,8 +153,16 @@ enum AuditCommand {
         config: PathBuf,
         id: i64,
     },
-    /// Recompute the hash chain; names the first altered, removed or inserted record (R-AUD-3).
+    /// Recompute the hash chain over every column and check it against the signed checkpoints;
+    /// names the first altered, removed or inserted record, a recomputed chain and removed
+    /// newest records (R-AUD-3, docs/audit.md). Exits non-zero on any failure.
     Verify {
+        #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
+        config: PathBuf,
+    },
+    /// Sign a checkpoint of the chain's head now (audit.checkpoint_key_file), after checking
+    /// that the trail follows from the last one, and append it to audit.checkpoint_file.
+    Checkpoint {
         #[arg(long, env = "SCR_CONFIG", default_value = "scr.toml")]
         config: PathBuf,
     },
@@ -180,6 +189,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
             state.report_unmatched_rows();
             mllp::spawn(&config, &state.store)?;
+            checkpoints::spawn(&config, &state.store)?;
             actix_web::rt::System::new()
                 .block_on(scr_server::serve(config, state))
                 .map_err(|e| format!("server stopped: {e}"))
@@ -291,19 +301,10 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Audit {
             what: AuditCommand::Verify { config },
-        } => {
-            let config = load(&config)?;
-            let store = scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
-            let mut conn = store.conn().map_err(|e| e.to_string())?;
-            let report = scr_store::audit::verify_chain(&mut conn).map_err(|e| e.to_string())?;
-            match report.first_broken {
-                None => {
-                    println!("audit chain intact: {} records", report.rows);
-                    Ok(())
-                }
-                Some(seq) => Err(format!("audit chain broken at record {seq} (AuditEvent/{seq}): it, or the record before it, was altered, removed or inserted")),
-            }
-        }
+        } => checkpoints::verify(&load(&config)?),
+        Command::Audit {
+            what: AuditCommand::Checkpoint { config },
+        } => checkpoints::checkpoint(&load(&config)?),
         Command::Policy {
             what:
                 PolicyCommand::Explain {

@@ -26,6 +26,8 @@ pub struct Config {
     pub mllp: MllpConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 /// How alerts from sources that do not categorise them (the GP replica) are classified.
@@ -38,6 +40,43 @@ pub struct AlertsConfig {
     /// `fhir-profiles/ValueSet-scr-alert-{category}.json`, built into the binary.
     #[serde(default)]
     pub category_valuesets: BTreeMap<String, PathBuf>,
+}
+
+/// `[audit]`: signed checkpoints of the audit chain, kept outside the database (docs/audit.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// PEM Ed25519 private key checkpoints are signed with; created on first use if missing.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// The append-only file of signed checkpoints (one JSON line each).
+    pub checkpoint_file: Option<PathBuf>,
+    /// How often the server checkpoints the chain's head (when it grew).
+    #[serde(default = "default_checkpoint_interval_seconds")]
+    pub checkpoint_interval_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_key_file: None,
+            checkpoint_file: None,
+            checkpoint_interval_seconds: default_checkpoint_interval_seconds(),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The key and the file, when checkpoints are configured.
+    pub fn checkpoints(&self) -> Option<(&Path, &Path)> {
+        match (&self.checkpoint_key_file, &self.checkpoint_file) {
+            (Some(key), Some(file)) => Some((key, file)),
+            _ => None,
+        }
+    }
+}
+
+fn default_checkpoint_interval_seconds() -> u64 {
+    60
 }
 
 /// The MLLP listener for hospital HL7 v2 feeds; served by `scr serve` when `bind` is set, or
@@ -762,6 +801,26 @@ impl Config {
                     .map_err(|e| invalid(&format!("mllp.senders[{i}].addresses"), e))?;
             }
         }
+        if self.audit.checkpoint_key_file.is_some() != self.audit.checkpoint_file.is_some() {
+            return Err(invalid(
+                "audit.checkpoint_file",
+                "checkpoint_key_file and checkpoint_file go together",
+            ));
+        }
+        if self.audit.checkpoint_key_file.is_some()
+            && self.audit.checkpoint_key_file == self.audit.checkpoint_file
+        {
+            return Err(invalid(
+                "audit.checkpoint_file",
+                "must not be the checkpoint key file",
+            ));
+        }
+        if !(1..=86_400).contains(&self.audit.checkpoint_interval_seconds) {
+            return Err(invalid(
+                "audit.checkpoint_interval_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
         if self.store.pool_size == 0 {
             return Err(invalid("store.pool_size", "must be above 0"));
         }
@@ -987,6 +1046,28 @@ dev_issuer = true
         assert!(e.starts_with("hl7.facilities[1]"), "{e}");
         let e = err("[hl7]\nfacilities = [\"RXK\", \"rxk\"]\n");
         assert!(e.starts_with("hl7.facilities"), "{e}");
+    }
+
+    #[test]
+    fn item6_checkpoint_key_and_file_go_together_and_the_interval_is_bounded() {
+        let key_only = format!("{MINIMAL}[audit]\ncheckpoint_key_file = \"k.pem\"\n");
+        let err = Config::from_toml(&key_only, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("audit.checkpoint_file"), "{err}");
+        let same = format!("{key_only}checkpoint_file = \"k.pem\"\n");
+        let err = Config::from_toml(&same, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("audit.checkpoint_file"), "{err}");
+        let both = format!("{key_only}checkpoint_file = \"c.jsonl\"\n");
+        let c = Config::from_toml(&both, &[]).expect("both");
+        assert_eq!(c.audit.checkpoint_interval_seconds, 60);
+        assert!(c.audit.checkpoints().is_some());
+        let zero = format!("{both}checkpoint_interval_seconds = 0\n");
+        let err = Config::from_toml(&zero, &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("audit.checkpoint_interval_seconds"),
+            "{err}"
+        );
+        let none = Config::from_toml(MINIMAL, &[]).expect("minimal");
+        assert!(none.audit.checkpoints().is_none());
     }
 
     #[test]

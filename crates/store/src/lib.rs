@@ -8,6 +8,7 @@
 //! [`run_migrations`]. The few dialect differences live in [`dialect`].
 
 pub mod audit;
+pub mod checkpoint;
 pub mod consent;
 pub mod dialect;
 pub mod flags;

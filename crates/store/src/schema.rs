@@ -134,6 +134,9 @@ diesel::table! {
         resource -> Text,
         prev_hash -> Text,
         hash -> Text,
+        /// 1: `hash` covers the previous hash, `seq` and `resource` only (rows written before
+        /// migration 000007); 2: every stored column (docs/audit.md).
+        hash_version -> Integer,
     }
 }
 
