@@ -383,14 +383,18 @@ fn relationship<'f>(
             {
                 Rule::Lr2
             }
-            // The allocation is the council's: it is a relationship for the worker (or team
-            // member) acting at that council, not for the same person under a role elsewhere.
+            // The allocation is the council's social care: it is a relationship for the worker
+            // (or team member) acting at that council in a social care role, not for the same
+            // person under another role, there or elsewhere.
             CareLink::Allocation {
                 org: o,
                 worker,
                 team_members,
                 open: true,
-            } if o == org && (worker.as_deref() == Some(user) || team_members.contains(user)) => {
+            } if o == org
+                && (worker.as_deref() == Some(user) || team_members.contains(user))
+                && profile_of(subject, config) == Some(Profile::SocialCare) =>
+            {
                 Rule::Lr3
             }
             _ => continue,

@@ -816,3 +816,34 @@ fn r_obj_5_statements_registered_here_in_the_same_second_are_ordered_by_the_log(
     f.statements = vec![here(false, 1), here(true, 2)];
     assert!(objection_status(&f).restricts());
 }
+
+#[test]
+fn item8_r_lr_3_an_allocation_counts_only_in_a_social_care_role_at_its_council() {
+    let f = facts(vec![CareLink::Allocation {
+        org: "LA-DUD".into(),
+        worker: Some("sw".into()),
+        team_members: vec![],
+        open: true,
+    }]);
+    let open = |s: &Subject| {
+        decide(
+            &Request {
+                subject: s,
+                grants: &AllGrants,
+                ask: Ask::Open {
+                    action: Action::Read,
+                },
+                patient: Some("p"),
+                facts: Some(&f),
+                records: &[],
+            },
+            &PolicyConfig::default(),
+        )
+    };
+    assert!(open(&staff("LA-DUD", "R8014", "sw")).permitted);
+    assert!(
+        !open(&staff("LA-DUD", "R8008", "sw")).permitted,
+        "the same person in an administrative role at the council"
+    );
+    assert!(!open(&staff("RXK", "R8000", "sw")).permitted);
+}
