@@ -659,7 +659,8 @@ pub(crate) mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-    fn event(n: usize) -> NewAuditEvent {
+    /// An audit event numbered `n`, for tests of the trail.
+    pub(crate) fn event(n: usize) -> NewAuditEvent {
         NewAuditEvent {
             recorded: format!("2026-11-25T10:00:{n:02}Z"),
             patient_nhs: Some("9990000018".into()),

@@ -505,8 +505,9 @@ impl Verification {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::tests::event;
     use crate::audit::tests::{all_rows, restore};
-    use crate::audit::{link_hash_v2, verify_chain, NewAuditEvent};
+    use crate::audit::{link_hash_v2, verify_chain};
     use crate::schema::audit_event;
     use crate::test_support::test_databases;
     use crate::Store;
@@ -540,19 +541,6 @@ mod tests {
     impl Drop for Scratch {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn event(n: usize) -> NewAuditEvent {
-        NewAuditEvent {
-            recorded: format!("2026-12-03T10:00:{n:02}Z"),
-            patient_nhs: Some("9990000018".into()),
-            agent_user: "u1".into(),
-            agent_org: Some("M85001".into()),
-            outcome: "0".into(),
-            rule: Some("R-LR-1".into()),
-            break_glass: false,
-            resource: format!("{{\"resourceType\":\"AuditEvent\",\"n\":{n}}}"),
         }
     }
 
