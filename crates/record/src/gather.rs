@@ -51,13 +51,23 @@ struct FannedOut<T> {
     unanswered: Vec<Unanswered>,
 }
 
-/// Calls every source; returns the successful answers and a warning per failed source.
-async fn fan_out<T, F>(records: &Records, f: F) -> Result<FannedOut<T>, RecordError>
+/// Calls every source `asked` picks; returns the successful answers and a warning per failed
+/// source.
+async fn fan_out<T, F>(
+    records: &Records,
+    asked: impl Fn(&dyn Source) -> bool,
+    f: F,
+) -> Result<FannedOut<T>, RecordError>
 where
     T: Send + 'static,
     F: Fn(&dyn Source) -> Result<T, SourceError> + Send + Sync + Clone + 'static,
 {
-    let calls = records.sources.iter().map(|s| {
+    let asked: Vec<&Arc<dyn Source>> = records
+        .sources
+        .iter()
+        .filter(|s| asked(s.as_ref()))
+        .collect();
+    let calls = asked.iter().map(|&s| {
         let f = f.clone();
         async move { (s, call(records, s, move |src| f(src)).await) }
     });
@@ -89,7 +99,7 @@ where
             }
         }
     }
-    if answers.is_empty() && !records.sources.is_empty() {
+    if answers.is_empty() && !asked.is_empty() {
         return Err(RecordError::Unavailable {
             detail: "every source failed".into(),
         });
@@ -123,7 +133,12 @@ pub(crate) async fn view(
     wanted: Wanted,
 ) -> Result<PatientView, RecordError> {
     let n = nhs.to_owned();
-    let out = fan_out(records, move |s| s.patient_records(&n, wanted)).await?;
+    let out = fan_out(
+        records,
+        |s| s.needed_for(wanted),
+        move |s| s.patient_records(&n, wanted),
+    )
+    .await?;
     let mut all = PatientRecords::default();
     let mut relationships = Vec::new();
     let mut objections = Vec::new();
@@ -156,7 +171,7 @@ pub(crate) async fn find_patients(
     records: &Records,
     query: PatientQuery,
 ) -> Result<(Vec<String>, Vec<Issue>), RecordError> {
-    let out = fan_out(records, move |s| s.find_patients(&query)).await?;
+    let out = fan_out(records, |_| true, move |s| s.find_patients(&query)).await?;
     let mut all: Vec<String> = out.answers.into_iter().flat_map(|(_, a)| a).collect();
     all.sort();
     all.dedup();

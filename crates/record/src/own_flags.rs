@@ -91,6 +91,11 @@ impl Source for OwnFlags {
         Feeds::default()
     }
 
+    /// Alerts only: a request for other records, or for the patient alone, need not ask.
+    fn needed_for(&self, wanted: Wanted) -> bool {
+        wanted.includes("Flag")
+    }
+
     fn find_patients(&self, _query: &PatientQuery) -> Result<Vec<String>, SourceError> {
         Ok(Vec::new())
     }

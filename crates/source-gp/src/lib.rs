@@ -39,6 +39,14 @@ pub struct GpCodes {
     pub alerts: scr_fhir::alerts::AlertCodes,
 }
 
+type RecordLevelFilter = Box<
+    dyn BoxableExpression<
+        observation::table,
+        <DbConnection as diesel::Connection>::Backend,
+        SqlType = diesel::sql_types::Bool,
+    >,
+>;
+
 pub struct GpSource {
     name: String,
     pool: DbPool,
@@ -61,6 +69,19 @@ impl GpSource {
             codes,
             record_level_codes,
         }
+    }
+
+    /// `snomed_concept_id` is one of the objection or consent codes (`None` when there are
+    /// none), written as `=`s joined by `OR`: the same text on every call, so the statement
+    /// stays in the connection's prepared statement cache. `IN (...)` is never cached, and
+    /// preparing it again on every record opened cost about 7% of a search's CPU.
+    fn record_level_filter(&self) -> Option<RecordLevelFilter> {
+        self.record_level_codes
+            .iter()
+            .map(|code| -> RecordLevelFilter {
+                Box::new(observation::snomed_concept_id.eq(code.clone()))
+            })
+            .reduce(|a, b| Box::new(a.or(b)))
     }
 
     fn unavailable(&self, detail: impl std::fmt::Display) -> SourceError {
@@ -136,14 +157,16 @@ impl GpSource {
                     .select(ObservationRow::as_select())
                     .load::<ObservationRow>(conn)
                     .map_err(unavailable)?
-            } else {
+            } else if let Some(record_level) = self.record_level_filter() {
                 observation::table
                     .filter(observation::patient_guid.eq(guid))
                     .filter(observation::entered_in_error.eq(0))
-                    .filter(observation::snomed_concept_id.eq_any(&self.record_level_codes))
+                    .filter(record_level)
                     .select(ObservationRow::as_select())
                     .load::<ObservationRow>(conn)
                     .map_err(unavailable)?
+            } else {
+                Vec::new()
             });
             if wanted.includes("AllergyIntolerance") {
                 allergies.extend(

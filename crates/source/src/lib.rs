@@ -187,6 +187,12 @@ pub trait Source: Send + Sync {
     fn description(&self) -> String;
     /// Which patient facts it holds: required, so no source can be forgotten when it is down.
     fn feeds(&self) -> Feeds;
+    /// Whether a request that wants `wanted` needs this source at all. A source that holds
+    /// demographics or patient facts is always needed: its silence must make them unknown. One
+    /// that holds only records of some types may say no, and is then not asked.
+    fn needed_for(&self, _wanted: Wanted) -> bool {
+        true
+    }
     /// NHS numbers (already validated) of the people matching the query.
     fn find_patients(&self, query: &PatientQuery) -> Result<Vec<String>, SourceError>;
     /// What this source holds about one NHS number: demographics, relationships and objections
