@@ -766,6 +766,11 @@ pub fn store_connection(s: &Server) -> scr_db::PooledDb {
 /// configuration `edit` changes before they start: for tests that change shared state or need
 /// settings of their own.
 pub fn own_servers(name: &'static str, edit: fn(String) -> String) -> Vec<Server> {
+    own_servers_with(name, &edit)
+}
+
+/// [`own_servers`] with an edit that may capture (another server's address, a key file).
+pub fn own_servers_with(name: &'static str, edit: &dyn Fn(String) -> String) -> Vec<Server> {
     let mut out = vec![Server::sqlite_prepared(name, 0, |dir| {
         let path = dir.join("scr.toml");
         let config = std::fs::read_to_string(&path).expect("config");
@@ -782,7 +787,7 @@ pub fn own_servers(name: &'static str, edit: fn(String) -> String) -> Vec<Server
             pg_name,
             &admin,
             &|_, url| url.to_owned(),
-            &edit,
+            edit,
         ));
     }
     out

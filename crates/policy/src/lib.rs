@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub mod asking;
 pub mod decide;
 pub mod facts;
 pub mod rule;
 
+pub use asking::{peer_ask, PeerAsk};
 pub use decide::{
     decide, objection_status, own_org, patient_scope, Action, AllGrants, Ask, Decision,
     ExistingAlert, Grants, Notice, ObjectionStatus, Request, Step, StepResult, Verdict,

@@ -13,6 +13,9 @@ use scr_source::Record;
 pub struct Access {
     pub caller: Caller,
     pub subject: Subject,
+    /// This request's id: it travels to the neighbouring records, so both audit trails can be
+    /// joined.
+    pub request_id: String,
     touched: Mutex<Vec<Touched>>,
 }
 
@@ -67,6 +70,7 @@ impl Access {
         Access {
             caller,
             subject,
+            request_id: scr_auth::dev::new_jti(),
             touched: Mutex::new(Vec::new()),
         }
     }

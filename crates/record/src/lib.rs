@@ -6,6 +6,7 @@
 pub mod access;
 mod explain;
 mod gather;
+mod neighbours;
 mod open;
 pub mod own_flags;
 
@@ -70,6 +71,8 @@ pub struct Records {
     store: scr_store::Store,
     policy: PolicyConfig,
     source_timeout: Duration,
+    /// The neighbouring records (issue 12), asked after the sources.
+    peers: Vec<Arc<scr_source_peer::PeerSource>>,
 }
 
 impl Records {
@@ -86,7 +89,18 @@ impl Records {
             store,
             policy,
             source_timeout,
+            peers: Vec::new(),
         }
+    }
+
+    /// The neighbouring records to ask for every record opened here.
+    pub fn with_peers(mut self, peers: Vec<Arc<scr_source_peer::PeerSource>>) -> Records {
+        self.peers = peers;
+        self
+    }
+
+    pub fn peers(&self) -> &[Arc<scr_source_peer::PeerSource>] {
+        &self.peers
     }
 
     pub fn policy(&self) -> &PolicyConfig {

@@ -330,10 +330,15 @@ impl Records {
     ) -> Result<OpenedRecord, RecordError> {
         let (view, facts) = self.known(nhs, wanted).await?;
         let PatientView {
-            records: all,
+            records: mut all,
             mut warnings,
             ..
         } = view;
+        let neighbours = self
+            .ask_neighbours(access, nhs, action, wanted, &facts)
+            .await;
+        all.extend(neighbours.records);
+        warnings.extend(neighbours.warnings);
         let offered: Vec<RecordFacts<'_>> = all
             .fragments
             .iter()

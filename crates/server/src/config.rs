@@ -308,6 +308,49 @@ pub struct SourcesConfig {
     /// The name under which records received over HL7 v2 are served (ids start `{name}.`).
     #[serde(default = "default_hl7_name")]
     pub hl7_name: String,
+    /// Neighbouring shared care records read live over FHIR (`docs/federation.md`).
+    #[serde(default)]
+    pub peer: Vec<PeerSourceConfig>,
+}
+
+/// How the facade authenticates at a neighbouring record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerAuthKind {
+    /// RFC 8693 token exchange on behalf of the end user: a neighbouring `scr`.
+    Exchange,
+    /// A system token (SMART Backend Services): a plain FHIR server.
+    ClientCredentials,
+    /// No token.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSourceConfig {
+    /// The label on everything from the neighbour, and its records' id prefix.
+    pub name: String,
+    pub base_url: String,
+    pub auth: PeerAuthKind,
+    pub token_url: Option<String>,
+    pub client_id: Option<String>,
+    /// Our private key (PEM, EC P-384 or RSA) for the assertions we sign.
+    pub key_file: Option<PathBuf>,
+    pub key_id: Option<String>,
+    #[serde(default = "default_peer_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_peer_max_concurrent")]
+    pub max_concurrent: usize,
+    /// PEM trust anchors for the neighbour's TLS, besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_peer_timeout_ms() -> u64 {
+    3_000
+}
+
+fn default_peer_max_concurrent() -> usize {
+    8
 }
 
 impl Default for SourcesConfig {
@@ -316,6 +359,7 @@ impl Default for SourcesConfig {
             gp: Vec::new(),
             social_care: Vec::new(),
             hl7_name: default_hl7_name(),
+            peer: Vec::new(),
         }
     }
 }
@@ -690,8 +734,82 @@ impl Config {
         for v in self.alerts.category_valuesets.values_mut() {
             fix(v);
         }
+        for p in &mut self.sources.peer {
+            for f in [&mut p.key_file, &mut p.ca_file].into_iter().flatten() {
+                fix(f);
+            }
+        }
         fix(&mut self.policy.objection_valueset);
         fix(&mut self.policy.consent_valueset);
+    }
+
+    /// `[[sources.peer]]`: names that cannot clash with another source's ids, URLs, and the
+    /// client registration every authenticated kind needs.
+    fn validate_peers(&self) -> Result<(), ConfigError> {
+        let mut names: Vec<&str> = self
+            .sources
+            .gp
+            .iter()
+            .map(|g| g.name.as_str())
+            .chain(self.sources.social_care.iter().map(|s| s.name.as_str()))
+            .chain([self.sources.hl7_name.as_str(), "scr"])
+            .collect();
+        for (i, p) in self.sources.peer.iter().enumerate() {
+            let key = |k: &str| format!("sources.peer[{i}].{k}");
+            let good_name = !p.name.is_empty()
+                && p.name.len() <= 32
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !good_name {
+                return Err(invalid(
+                    &key("name"),
+                    "must be 1 to 32 letters, digits or '-': it prefixes the neighbour's record ids",
+                ));
+            }
+            if names.contains(&p.name.as_str()) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("'{}' is already the name of another source", p.name),
+                ));
+            }
+            names.push(&p.name);
+            let url_ok = |u: &str| {
+                (u.starts_with("http://") || u.starts_with("https://")) && !u.ends_with('/')
+            };
+            if !url_ok(&p.base_url) {
+                return Err(invalid(
+                    &key("base_url"),
+                    "must be an http(s) URL without a trailing slash",
+                ));
+            }
+            if p.timeout_ms == 0 {
+                return Err(invalid(&key("timeout_ms"), "must be above 0"));
+            }
+            if p.max_concurrent == 0 || p.max_concurrent > 256 {
+                return Err(invalid(&key("max_concurrent"), "must be between 1 and 256"));
+            }
+            if p.auth != PeerAuthKind::None {
+                if !p.token_url.as_deref().is_some_and(url_ok) {
+                    return Err(invalid(
+                        &key("token_url"),
+                        "the neighbour's token endpoint (an http(s) URL) is required unless auth = \"none\"",
+                    ));
+                }
+                for (k, v) in [("client_id", &p.client_id), ("key_id", &p.key_id)] {
+                    if v.as_deref().is_none_or(str::is_empty) {
+                        return Err(invalid(&key(k), "is required unless auth = \"none\""));
+                    }
+                }
+                if p.key_file.is_none() {
+                    return Err(invalid(
+                        &key("key_file"),
+                        "is required unless auth = \"none\"",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -750,6 +868,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_peers()?;
         if let Some(bind) = &self.mllp.bind {
             if bind.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid(

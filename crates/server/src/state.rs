@@ -271,17 +271,7 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
         .map_err(|source| StartupError::Store { source })?;
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     for g in &config.sources.gp {
-        let options = scr_db::PoolOptions {
-            max_size: g.pool_size,
-            read_only: true,
-            ..Default::default()
-        };
-        let pool = scr_db::open_pool(&g.name, &g.url, &options).map_err(|source| {
-            StartupError::Source {
-                name: g.name.clone(),
-                source,
-            }
-        })?;
+        let pool = replica_pool(&g.name, &g.url, g.pool_size)?;
         let codes = scr_source_gp::GpCodes {
             objection: objection.clone(),
             consent: consent.clone(),
@@ -299,17 +289,7 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
         store.pool().clone(),
     )));
     for s in &config.sources.social_care {
-        let options = scr_db::PoolOptions {
-            max_size: s.pool_size,
-            read_only: true,
-            ..Default::default()
-        };
-        let pool = scr_db::open_pool(&s.name, &s.url, &options).map_err(|source| {
-            StartupError::Source {
-                name: s.name.clone(),
-                source,
-            }
-        })?;
+        let pool = replica_pool(&s.name, &s.url, s.pool_size)?;
         sources.push(Arc::new(scr_source_social_care::SocialCareSource::new(
             s.name.clone(),
             s.council.clone(),
@@ -317,15 +297,92 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
             pool,
         )));
     }
+    let peers = config
+        .sources
+        .peer
+        .iter()
+        .enumerate()
+        .map(|(i, p)| peer_source(i, p, &sensitive).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((
         scr_record::Records::new(
             sources,
             store.clone(),
             config.policy_config(),
             Duration::from_millis(config.server.source_timeout_ms),
-        ),
+        )
+        .with_peers(peers),
         store,
     ))
+}
+
+/// A read-only pool on a provider's reporting replica.
+fn replica_pool(name: &str, url: &str, size: u32) -> Result<scr_db::DbPool, StartupError> {
+    let options = scr_db::PoolOptions {
+        max_size: size,
+        read_only: true,
+        ..Default::default()
+    };
+    scr_db::open_pool(name, url, &options).map_err(|source| StartupError::Source {
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// One neighbouring record from its `[[sources.peer]]` table (validated already): the key file
+/// read and its algorithm chosen from its type.
+fn peer_source(
+    i: usize,
+    p: &crate::config::PeerSourceConfig,
+    sensitive: &[String],
+) -> Result<scr_source_peer::PeerSource, StartupError> {
+    use crate::config::PeerAuthKind;
+    use scr_source_peer::{ClientKey, PeerAuth, PeerConfig};
+    let key = |k: &str| format!("sources.peer[{i}].{k}");
+    let read = |k: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| config_error(key(k), format!("{}: {e}", path.display())))
+    };
+    let client_key = || -> Result<ClientKey, StartupError> {
+        let path = p.key_file.as_deref().unwrap_or(std::path::Path::new(""));
+        let pem = read("key_file", path)?;
+        let alg = match openssl::pkey::PKey::private_key_from_pem(&pem).map(|k| (k.id(), k.bits()))
+        {
+            Ok((openssl::pkey::Id::EC, 384)) => "ES384",
+            Ok((openssl::pkey::Id::RSA, bits)) if bits >= 2048 => "RS384",
+            _ => return Err(config_error(
+                key("key_file"),
+                "must be a PEM private key: EC P-384 (ES384) or RSA of 2048 bits or more (RS384)",
+            )),
+        };
+        Ok(ClientKey {
+            token_url: p.token_url.clone().unwrap_or_default(),
+            client_id: p.client_id.clone().unwrap_or_default(),
+            key_pem: pem,
+            key_id: p.key_id.clone().unwrap_or_default(),
+            alg,
+        })
+    };
+    let auth = match p.auth {
+        PeerAuthKind::None => PeerAuth::None,
+        PeerAuthKind::ClientCredentials => PeerAuth::ClientCredentials(client_key()?),
+        PeerAuthKind::Exchange => PeerAuth::Exchange(client_key()?),
+    };
+    let ca_pem = p
+        .ca_file
+        .as_deref()
+        .map(|f| read("ca_file", f))
+        .transpose()?;
+    let config = PeerConfig {
+        name: p.name.clone(),
+        base_url: p.base_url.clone(),
+        auth,
+        timeout: Duration::from_millis(p.timeout_ms),
+        max_concurrent: p.max_concurrent,
+        ca_pem,
+    };
+    let sensitive = scr_source_peer::Sensitive::new(sensitive.iter().cloned());
+    scr_source_peer::PeerSource::new(config, sensitive)
+        .map_err(|e| config_error(key("ca_file"), e.to_string()))
 }
 
 impl AppState {

@@ -126,6 +126,14 @@ pub enum SourceError {
     /// The source did not answer within its timeout.
     #[error("source {source_name} timed out")]
     Timeout { source_name: String },
+    /// The source refused our request (a neighbouring record's own policy). `reason` is its
+    /// OperationOutcome's text, which it meant for the end user.
+    #[error("source {source_name} refused the request ({status}): {reason}")]
+    Refused {
+        source_name: String,
+        status: u16,
+        reason: String,
+    },
     /// The source answered with data the facade cannot translate.
     #[error("source {source_name} returned data that cannot be translated: {detail}")]
     BadData { source_name: String, detail: String },
@@ -136,6 +144,7 @@ impl SourceError {
         match self {
             SourceError::Unavailable { source_name, .. }
             | SourceError::Timeout { source_name }
+            | SourceError::Refused { source_name, .. }
             | SourceError::BadData { source_name, .. } => source_name,
         }
     }

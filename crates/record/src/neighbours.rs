@@ -1,0 +1,90 @@
+//! The neighbouring records (issue 12): asked only after this side's own facts are known and its
+//! policy permits the caller, concurrently, each bounded by its own timeout and concurrency. What
+//! they answer joins the patient's other records and passes the same policy; a neighbour that is
+//! down, slow or refusing is a warning naming it, never a failed request.
+
+use futures_util::future::join_all;
+
+use scr_fhir::bundle::{Issue, Severity};
+use scr_policy::{peer_ask, Action, Ask, PatientFacts};
+use scr_source::{PatientRecords, SourceError, Wanted};
+use scr_source_peer::Asking;
+
+use crate::{Access, Records};
+
+/// What the neighbours added: their records and Patient fragments, and the warnings for the
+/// Bundle (theirs, and one per neighbour that did not answer).
+#[derive(Default)]
+pub(crate) struct FromNeighbours {
+    pub records: PatientRecords,
+    pub warnings: Vec<Issue>,
+}
+
+impl Records {
+    pub(crate) async fn ask_neighbours(
+        &self,
+        access: &Access,
+        nhs: &str,
+        action: Action,
+        wanted: Wanted,
+        facts: &PatientFacts,
+    ) -> FromNeighbours {
+        let mut out = FromNeighbours::default();
+        if self.peers.is_empty() {
+            return out;
+        }
+        // The patient-level decision alone (no records): not kept for the audit, which keeps the
+        // one made with every record below.
+        let first = self.decide(access, Ask::Open { action }, Some(nhs), Some(facts), &[]);
+        let Some(ask) = peer_ask(&access.subject, &first) else {
+            return out;
+        };
+        let asking = Asking {
+            user_id: access.caller.subject.clone(),
+            name: None,
+            org_code: access.caller.organisation.clone().unwrap_or_default(),
+            role_code: access.caller.role_code.clone().unwrap_or_default(),
+            purpose_of_use: ask.purpose_of_use,
+            reason: ask.reason,
+            relationship: ask
+                .relationship
+                .map(|(rule, org)| (rule.id().to_owned(), org)),
+            request_id: access.request_id.clone(),
+        };
+        let answers = join_all(self.peers.iter().map(|p| p.fetch(&asking, nhs, wanted))).await;
+        for (peer, answer) in self.peers.iter().zip(answers) {
+            match answer {
+                Ok(a) => {
+                    out.records.extend(a.records);
+                    out.warnings.extend(a.warnings.into_iter().map(|text| {
+                        Issue::new(
+                            Severity::Warning,
+                            "informational",
+                            format!("{}: {text}", peer.name()),
+                        )
+                    }));
+                }
+                Err(e) => {
+                    log::warn!("{e}");
+                    let why = match &e {
+                        SourceError::Timeout { .. } => "did not answer in time".to_owned(),
+                        SourceError::Refused { reason, .. } if !reason.is_empty() => {
+                            format!("refused: {reason}")
+                        }
+                        SourceError::Refused { .. } => "refused the request".to_owned(),
+                        _ => "is unavailable".to_owned(),
+                    };
+                    out.warnings.push(Issue::new(
+                        Severity::Warning,
+                        "incomplete",
+                        format!(
+                            "{} {why}: its records are missing from this response",
+                            peer.description()
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,189 @@
+//! Federation (issue 12, `docs/federation.md`): a neighbouring shared care record read live
+//! over FHIR R4 REST. The neighbour here is a real `scr` on SQLite ("A"); the asking side ("B")
+//! runs on SQLite and on PostgreSQL. This file covers a neighbour read as a plain FHIR server
+//! (`auth = "client_credentials"`, a system token): what arrives is labelled with the
+//! neighbour's name and passes B's own policy, nothing is fetched for a patient whose objection
+//! restricts the caller, and a neighbour that is down is a warning naming it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const JANE: &str = "9990000018"; // GP M85001, RXK visit
+const KHAN: &str = "9990000026"; // objected in the GP record; M85001, RXK visit
+const NEIGHBOUR: &str = "NEIGHBOUR";
+const SOURCE_TAG: &str = "https://scr.example.nhs.uk/CodeSystem/source-system";
+
+/// B's configuration: A as a plain peer, read with the development backend client (which A's
+/// demo configuration registers).
+fn with_neighbour(a_base: &str) -> impl Fn(String) -> String + '_ {
+    move |config: String| {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dev-issuer");
+        format!(
+            "{config}\n[[sources.peer]]\nname = \"{NEIGHBOUR}\"\nbase_url = \"{a_base}\"\n\
+             auth = \"client_credentials\"\ntoken_url = \"{a_base}/auth/token\"\n\
+             client_id = \"dev-backend-client\"\nkey_file = \"{}\"\n\
+             key_id = \"scr-dev-client-es384-1\"\ntimeout_ms = 5000\n",
+            keys.join("DEVELOPMENT-ONLY-client-es384.pem").display()
+        )
+    }
+}
+
+/// Whether a resource carries our source tag with `name`.
+fn tagged(resource: &Value, name: &str) -> bool {
+    resource["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["system"] == SOURCE_TAG && t["code"] == name)
+}
+
+fn clinical_ids(bundle: &Value, keep: impl Fn(&Value) -> bool) -> BTreeSet<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .filter(|r| {
+            !matches!(
+                r["resourceType"].as_str(),
+                Some("Patient" | "OperationOutcome")
+            )
+        })
+        .filter(|r| keep(r))
+        .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn federation_a_plain_neighbour_is_read_labelled_restricted_by_objection_and_missed_when_down() {
+    let a = Server::sqlite_named("fed-a", 0);
+    let edit = with_neighbour(&a.base);
+    for b in own_servers_with("fed-b", &edit) {
+        // What A gives the neighbour's system token for Jane: every clinical record of hers
+        // that A's own policy lets a backend client see.
+        let system_at_a = system(&a, "RXK", "system/*.rs");
+        let at_a = a.get(&format!("/Patient/{JANE}/$everything"), Some(&system_at_a));
+        assert_eq!(at_a.status, 200, "{}", String::from_utf8_lossy(&at_a.body));
+        let expected: BTreeSet<String> = clinical_ids(&at_a.json(), |_| true)
+            .into_iter()
+            .map(|id| format!("{NEIGHBOUR}.{id}"))
+            .collect();
+        assert!(!expected.is_empty(), "A holds records for Jane");
+
+        // B's clinician at Jane's practice sees B's records and A's, A's labelled with A's
+        // name and with their holder's ODS tag kept.
+        let clinician = clinician(&b, "M85001");
+        let r = b.get(&format!("/Patient/{JANE}/$everything"), Some(&clinician));
+        assert_eq!(
+            r.status,
+            200,
+            "{}: {}",
+            b.name,
+            String::from_utf8_lossy(&r.body)
+        );
+        let bundle = r.json();
+        check_r4(&bundle);
+        let from_a = clinical_ids(&bundle, |r| tagged(r, NEIGHBOUR));
+        assert_eq!(
+            from_a, expected,
+            "{}: A's records, each once, labelled",
+            b.name
+        );
+        let local = clinical_ids(&bundle, |r| !tagged(r, NEIGHBOUR));
+        assert!(
+            !local.is_empty(),
+            "{}: B's own records are there too",
+            b.name
+        );
+        for e in bundle["entry"].as_array().unwrap() {
+            let resource = &e["resource"];
+            if tagged(resource, NEIGHBOUR) && resource["resourceType"] != "Patient" {
+                assert!(
+                    !ods_tags(resource).is_empty(),
+                    "the holder's ODS tag is kept"
+                );
+                assert_eq!(
+                    resource["subject"]["reference"]
+                        .as_str()
+                        .or(resource["patient"]["reference"].as_str()),
+                    Some(format!("Patient/{JANE}").as_str()),
+                    "A's records point at the patient as B serves them"
+                );
+            }
+        }
+        // Bundle.total counts A's records with B's.
+        let search = b.get(
+            &format!("/AllergyIntolerance?patient={JANE}&_count=100"),
+            Some(&clinician),
+        );
+        assert_eq!(search.status, 200);
+        let search = search.json();
+        let allergies_from_a = of_type(&search, "AllergyIntolerance")
+            .into_iter()
+            .filter(|r| tagged(r, NEIGHBOUR))
+            .count();
+        assert_eq!(
+            allergies_from_a,
+            expected
+                .iter()
+                .filter(|id| of_type(&bundle, "AllergyIntolerance")
+                    .iter()
+                    .any(|r| r["id"] == id.as_str()))
+                .count()
+        );
+        assert_eq!(
+            search["total"].as_u64(),
+            Some(of_type(&search, "AllergyIntolerance").len() as u64)
+        );
+
+        // R-OBJ-2: Khan objected in B's GP record. B's clinician sees only their own
+        // organisation's records, so nothing is fetched from the neighbour at all.
+        let r = b.get(&format!("/Patient/{KHAN}/$everything"), Some(&clinician));
+        assert_eq!(r.status, 200);
+        let bundle = r.json();
+        assert!(
+            clinical_ids(&bundle, |r| tagged(r, NEIGHBOUR)).is_empty(),
+            "{}: R-OBJ-2, nothing from the neighbour",
+            b.name
+        );
+        assert!(
+            warnings(&bundle).contains("R-OBJ-3"),
+            "{}",
+            warnings(&bundle)
+        );
+    }
+
+    // Every B asked A for Jane, never for Khan: A's own audit trail says so.
+    let po = staff_as(&a, "po-fed", "M85001", "R0001", "user/AuditEvent.rs");
+    for (nhs, asked) in [(JANE, true), (KHAN, false)] {
+        let r = a.get(
+            &format!("/AuditEvent?patient={nhs}&agent=dev-backend-client&_count=100"),
+            Some(&po),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let found = of_type(&r.json(), "AuditEvent").len();
+        assert_eq!(found > 0, asked, "{nhs}: A's audit trail");
+    }
+
+    // A down: B still answers with its own records and a warning naming the neighbour.
+    a.kill();
+    let edit = with_neighbour(&a.base);
+    let b = &own_servers_with("fed-b-down", &edit)[0];
+    let r = b.get(
+        &format!("/Patient/{JANE}/$everything"),
+        Some(&clinician(b, "M85001")),
+    );
+    assert_eq!(r.status, 200);
+    let bundle = r.json();
+    assert!(clinical_ids(&bundle, |r| tagged(r, NEIGHBOUR)).is_empty());
+    assert!(!clinical_ids(&bundle, |_| true).is_empty());
+    let w = warnings(&bundle);
+    assert!(
+        w.contains("neighbouring record NEIGHBOUR is unavailable"),
+        "{w}"
+    );
+}
