@@ -13,6 +13,7 @@ mod decision_table;
 mod errors;
 mod explain;
 mod fail_closed;
+mod federation;
 mod hazard_log;
 mod ingest;
 mod mllp;
