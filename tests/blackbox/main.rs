@@ -14,6 +14,7 @@ mod errors;
 mod explain;
 mod fail_closed;
 mod federation;
+mod federation_plain;
 mod hazard_log;
 mod ingest;
 mod mllp;

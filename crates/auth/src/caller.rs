@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::federation::{self, Federation, ACTOR_CLAIM, FEDERATION_CLAIM};
 use crate::jwt::{optional_string_claim, string_claim, VerifiedClaims};
 use crate::scopes::{ScopeContext, Scopes};
 use crate::AuthError;
@@ -42,11 +43,19 @@ pub struct Caller {
     pub identity_proofing_level: Option<String>,
     /// `fhirUser`, e.g. `Practitioner/555021935107`.
     pub fhir_user: Option<String>,
+    /// `name`: the user's display name (CIS2), told to a neighbouring record asked on their
+    /// behalf.
+    pub name: Option<String>,
     /// `jti`.
     pub token_id: String,
     /// `exp`, seconds since the epoch.
     pub expires_at: i64,
     pub scopes: Scopes,
+    /// A user of a neighbouring shared care record, asking through it (docs/federation.md):
+    /// present only in access tokens this server's token endpoint minted by token exchange;
+    /// the verifier refuses them from any other issuer. Such a caller is [`CallerKind::Staff`],
+    /// with the end user's organisation and job role.
+    pub federation: Option<Federation>,
 }
 
 /// Redacts the NHS number, so that `{:?}` of a caller is safe in a log line.
@@ -67,6 +76,7 @@ impl std::fmt::Debug for Caller {
             .field("token_id", &self.token_id)
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes.as_string())
+            .field("federation", &self.federation)
             .finish()
     }
 }
@@ -85,11 +95,20 @@ impl Caller {
             nhs_number: None,
             identity_proofing_level: None,
             fhir_user: optional_string_claim(claims, "fhirUser")?,
+            name: optional_string_claim(claims, "name")?,
             token_id: verified.token_id.clone(),
             expires_at: verified.expires_at,
             scopes,
+            federation: None,
         };
-        if is_present(claims, "nhs_number") {
+        if is_present(claims, FEDERATION_CLAIM) || is_present(claims, ACTOR_CLAIM) {
+            // A user of a neighbouring record, whatever else the token says.
+            let (fed, org, role) = federation::from_access_token(&verified.subject, claims)?;
+            caller.kind = CallerKind::Staff;
+            caller.organisation = Some(org);
+            caller.role_code = Some(role);
+            caller.federation = Some(fed);
+        } else if is_present(claims, "nhs_number") {
             caller.kind = CallerKind::Patient;
             caller.nhs_number = Some(nhs_number(claims)?);
             caller.identity_proofing_level =
@@ -157,7 +176,7 @@ fn role_in_force(claims: &Map<String, Value>) -> Result<(String, String), AuthEr
 
 /// The last colon-separated part of an RBAC `role_code` (`S8000:G8000:R8000`) that is a job role
 /// code: `R` followed by digits.
-fn job_role_code(role_code: &str) -> Option<&str> {
+pub(crate) fn job_role_code(role_code: &str) -> Option<&str> {
     role_code.split(':').rev().map(str::trim).find(|part| {
         part.len() > 1 && part.starts_with('R') && part[1..].bytes().all(|b| b.is_ascii_digit())
     })

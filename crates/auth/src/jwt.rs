@@ -92,6 +92,10 @@ pub struct IssuerLimits {
     pub organisations: Option<Vec<String>>,
     /// The longest `exp - iat` accepted.
     pub max_lifetime_seconds: i64,
+    /// Whether its tokens may carry a federated caller (`act`, `scr_federation`): true only
+    /// for this server's own token endpoint, which mints them by token exchange
+    /// (docs/federation.md). Any other issuer's such token is refused.
+    pub federation: bool,
 }
 
 impl IssuerLimits {
@@ -101,10 +105,32 @@ impl IssuerLimits {
             kinds: vec![CallerKind::Staff, CallerKind::Patient, CallerKind::System],
             organisations: None,
             max_lifetime_seconds,
+            federation: false,
         }
     }
 
     fn check(&self, caller: &Caller, issued_at: i64) -> Result<(), AuthError> {
+        if caller.federation.is_some() {
+            // The neighbour's user acts for an organisation of the neighbour's region, which
+            // the token endpoint accepted from a configured peer (R-FED-1): the issuer's own
+            // kinds and organisations are for its other callers.
+            if !self.federation {
+                return Err(AuthError::BeyondIssuer {
+                    reason: "only this server's token endpoint issues federated tokens",
+                });
+            }
+        } else {
+            self.check_kind_and_organisation(caller)?;
+        }
+        if caller.expires_at.saturating_sub(issued_at) > self.max_lifetime_seconds {
+            return Err(AuthError::BeyondIssuer {
+                reason: "the token lives longer than its issuer's tokens may",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_kind_and_organisation(&self, caller: &Caller) -> Result<(), AuthError> {
         if !self.kinds.contains(&caller.kind) {
             return Err(AuthError::BeyondIssuer {
                 reason: "the token's issuer may not assert this kind of caller",
@@ -123,11 +149,6 @@ impl IssuerLimits {
         {
             return Err(AuthError::BeyondIssuer {
                 reason: "the token's issuer may assert only named organisations",
-            });
-        }
-        if caller.expires_at.saturating_sub(issued_at) > self.max_lifetime_seconds {
-            return Err(AuthError::BeyondIssuer {
-                reason: "the token lives longer than its issuer's tokens may",
             });
         }
         Ok(())

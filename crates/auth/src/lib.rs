@@ -11,6 +11,10 @@
 //! - [`scopes`]: SMART v1 and v2 scopes and their search constraints.
 //! - [`caller`]: CIS2 / NHS login / backend-services claims to a [`Caller`].
 //! - [`dev`]: the development-only issuer used by the demo and the tests.
+//! - [`federation`]: the user context a neighbouring shared care record sends by token exchange,
+//!   and the federated caller of the access token minted for it (docs/federation.md).
+//! - [`token_endpoint`]: the token endpoint's logic: SMART Backend Services client credentials
+//!   and RFC 8693 token exchange for configured peers.
 //!
 //! The crate does no I/O: fetching a JWKS URL and deciding what a caller may see belong to the
 //! server and the policy crate.
@@ -20,12 +24,14 @@
 
 pub mod caller;
 pub mod dev;
+pub mod federation;
 pub mod jwks;
 pub mod jwt;
 pub mod scopes;
 pub mod token_endpoint;
 
 pub use caller::{Caller, CallerKind};
+pub use federation::{AssertedRelationship, Federation, PurposeOfUse};
 pub use jwks::{Jwk, Jwks};
 pub use jwt::{Algorithm, Issuer, IssuerLimits, Verifier};
 pub use scopes::{Interaction, Scope, ScopeContext, Scopes};

@@ -3,13 +3,20 @@
 //! scopes asked for and the scopes the client may have, and mints an access token signed with
 //! the server's own key, which the server also trusts as an issuer.
 //!
+//! It also answers RFC 8693 token exchange for neighbouring shared care records configured as
+//! peers (docs/federation.md, R-FED-1): the peer authenticates with an actor token (its client
+//! assertion) and sends its user's context in a subject token, both signed with the peer's key;
+//! the access token minted carries the user, the peer as `act` and the context as
+//! `scr_federation`, and lives at most five minutes.
+//!
 //! Replay of an assertion's `jti` is refused by the caller, which remembers used `jti`s durably
-//! (the server keeps them in its store); this module returns the `jti` and its expiry for that.
+//! (the server keeps them in its store); this module returns each `jti` and its expiry for that.
 
 use openssl::pkey::{PKey, Private};
 use serde_json::json;
 
 use crate::dev::new_jti;
+use crate::federation::{user_context, UserContext};
 use crate::jwks::public_jwk_json;
 use crate::jwt::IssuerLimits;
 use crate::jwt::{declared_algorithm, declared_issuer};
@@ -19,6 +26,28 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The longest an assertion may live (SMART Backend Services: at most five minutes ahead).
 pub const MAX_ASSERTION_SECONDS: i64 = 300;
+/// RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 §3: the type of both tokens a peer sends.
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// RFC 8693 §3: the type of the token this server issues by exchange.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// The longest an access token minted by exchange lives (docs/federation.md).
+pub const MAX_EXCHANGED_TOKEN_SECONDS: i64 = 300;
+/// The scope an exchange is granted when it asks for none and its peer allows it.
+pub const DEFAULT_PEER_SCOPE: &str = "user/*.rs";
+
+/// A neighbouring shared care record allowed to exchange tokens here (`[[auth.peers]]`).
+pub struct RegisteredPeer {
+    /// How this server names it (its audit trail, the `scr_federation.peer` claim).
+    pub name: String,
+    /// `iss` (and `sub`) of its actor tokens, `iss` of its subject tokens.
+    pub client_id: String,
+    /// Its public keys: both its tokens verify against them.
+    pub jwks: Jwks,
+    /// The most an exchanged token may carry (`user/` scopes).
+    pub allowed_scopes: Vec<String>,
+}
 
 /// A backend client registered in configuration.
 pub struct RegisteredClient {
@@ -94,6 +123,65 @@ pub struct TokenService {
     lifetime_seconds: i64,
     leeway_seconds: i64,
     clients: Vec<RegisteredClient>,
+    peers: Vec<RegisteredPeer>,
+}
+
+/// A token request the endpoint accepted, before the access token is minted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// `client_credentials` with a backend client's assertion.
+    Assertion(AcceptedAssertion),
+    /// Token exchange by a peer, for one of its users.
+    Exchange(AcceptedExchange),
+}
+
+impl Accepted {
+    /// Every `jti` (with the client it belongs to and its `exp`) that must never be accepted
+    /// again: the caller remembers them all before minting, and refuses the request if any
+    /// was seen before.
+    pub fn jtis(&self) -> Vec<(String, String, i64)> {
+        match self {
+            Accepted::Assertion(a) => vec![(a.client_id.clone(), a.jti.clone(), a.expires_at)],
+            Accepted::Exchange(e) => vec![
+                (e.client_id.clone(), e.actor_jti.clone(), e.actor_expires_at),
+                (
+                    e.client_id.clone(),
+                    e.subject_jti.clone(),
+                    e.subject_expires_at,
+                ),
+            ],
+        }
+    }
+
+    /// The client (backend client or peer) that asked.
+    pub fn client_id(&self) -> &str {
+        match self {
+            Accepted::Assertion(a) => &a.client_id,
+            Accepted::Exchange(e) => &e.client_id,
+        }
+    }
+
+    pub fn scope(&self) -> &str {
+        match self {
+            Accepted::Assertion(a) => &a.scope,
+            Accepted::Exchange(e) => &e.scope,
+        }
+    }
+}
+
+/// An accepted token exchange (R-FED-1): the peer, both tokens' `jti`s, the scope granted and
+/// the user's context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedExchange {
+    /// The peer's configured name.
+    pub peer: String,
+    pub client_id: String,
+    pub actor_jti: String,
+    pub actor_expires_at: i64,
+    pub subject_jti: String,
+    pub subject_expires_at: i64,
+    pub scope: String,
+    pub user: UserContext,
 }
 
 impl TokenService {
@@ -117,7 +205,19 @@ impl TokenService {
             lifetime_seconds,
             leeway_seconds,
             clients,
+            peers: Vec::new(),
         })
+    }
+
+    /// The neighbouring records allowed to exchange tokens here.
+    pub fn with_peers(mut self, peers: Vec<RegisteredPeer>) -> TokenService {
+        self.peers = peers;
+        self
+    }
+
+    /// Whether token exchange is served (some peer is configured).
+    pub fn exchanges(&self) -> bool {
+        !self.peers.is_empty()
     }
 
     pub fn token_url(&self) -> &str {
@@ -142,8 +242,203 @@ impl TokenService {
                 kinds: vec![CallerKind::System],
                 organisations: Some(self.clients.iter().map(|c| c.org.clone()).collect()),
                 max_lifetime_seconds: self.lifetime_seconds,
+                // Its exchanged tokens carry its peers' users (R-FED-1).
+                federation: self.exchanges(),
             },
         })
+    }
+
+    /// Checks a token request of either grant (the form's fields) at `now`.
+    pub fn accept_grant(
+        &self,
+        form: &[(String, String)],
+        now: i64,
+    ) -> Result<Accepted, TokenError> {
+        let grant = form
+            .iter()
+            .find(|(k, _)| k == "grant_type")
+            .map(|(_, v)| v.as_str());
+        if grant == Some(TOKEN_EXCHANGE) && self.exchanges() {
+            self.accept_exchange(form, now).map(Accepted::Exchange)
+        } else {
+            self.accept(form, now).map(Accepted::Assertion)
+        }
+    }
+
+    /// Checks an RFC 8693 token exchange by a configured peer (R-FED-1). A peer that is not
+    /// configured, or whose actor token does not verify against its keys, is `invalid_client`;
+    /// a subject token that does not verify, lives too long or lacks the user's context is
+    /// `invalid_grant`.
+    pub fn accept_exchange(
+        &self,
+        form: &[(String, String)],
+        now: i64,
+    ) -> Result<AcceptedExchange, TokenError> {
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        if field("grant_type") != Some(TOKEN_EXCHANGE) {
+            return Err(TokenError::UnsupportedGrantType(
+                "only client_credentials and token exchange are supported",
+            ));
+        }
+        let actor = field("actor_token").ok_or(TokenError::InvalidRequest(
+            "actor_token is required: the peer's client assertion",
+        ))?;
+        if field("actor_token_type") != Some(JWT_TOKEN_TYPE) {
+            return Err(TokenError::InvalidRequest(
+                "actor_token_type must be urn:ietf:params:oauth:token-type:jwt",
+            ));
+        }
+        let subject = field("subject_token").ok_or(TokenError::InvalidRequest(
+            "subject_token is required: the end user's context",
+        ))?;
+        if field("subject_token_type") != Some(JWT_TOKEN_TYPE) {
+            return Err(TokenError::InvalidRequest(
+                "subject_token_type must be urn:ietf:params:oauth:token-type:jwt",
+            ));
+        }
+        // The actor token authenticates the peer (RFC 7523 client assertion).
+        if !matches!(
+            declared_algorithm(actor),
+            Ok(Algorithm::RS384 | Algorithm::ES384)
+        ) {
+            return Err(TokenError::InvalidClient(
+                "the actor token must be signed with RS384 or ES384",
+            ));
+        }
+        let client_id = declared_issuer(actor)
+            .ok_or(TokenError::InvalidClient("the actor token has no iss"))?;
+        let peer = self
+            .peers
+            .iter()
+            .find(|p| p.client_id == client_id)
+            .ok_or(TokenError::InvalidClient("unknown client"))?;
+        let verifier = Verifier::new(
+            vec![Issuer {
+                iss: peer.client_id.clone(),
+                jwks: peer.jwks.clone(),
+                // Checked as assertions (their lifetime below), never as callers.
+                limits: IssuerLimits::any(MAX_ASSERTION_SECONDS),
+            }],
+            self.token_url.clone(),
+            self.leeway_seconds,
+        );
+        let actor_claims = verifier
+            .verify_claims(actor, now)
+            .map_err(|_| TokenError::InvalidClient("the actor token could not be verified"))?;
+        if actor_claims.subject != peer.client_id {
+            return Err(TokenError::InvalidClient(
+                "the actor token's sub must equal its iss",
+            ));
+        }
+        if actor_claims.expires_at - now > MAX_ASSERTION_SECONDS + self.leeway_seconds {
+            return Err(TokenError::InvalidClient(
+                "the actor token's exp is more than five minutes ahead",
+            ));
+        }
+        // The subject token: the same peer's key, for this endpoint, short-lived.
+        if !matches!(
+            declared_algorithm(subject),
+            Ok(Algorithm::RS384 | Algorithm::ES384)
+        ) {
+            return Err(TokenError::InvalidGrant(
+                "the subject token must be signed with RS384 or ES384",
+            ));
+        }
+        if declared_issuer(subject).as_deref() != Some(peer.client_id.as_str()) {
+            return Err(TokenError::InvalidGrant(
+                "the subject token must be issued by the actor",
+            ));
+        }
+        let subject_claims = verifier
+            .verify_claims(subject, now)
+            .map_err(|_| TokenError::InvalidGrant("the subject token could not be verified"))?;
+        if subject_claims.expires_at - now > MAX_ASSERTION_SECONDS + self.leeway_seconds {
+            return Err(TokenError::InvalidGrant(
+                "the subject token's exp is more than five minutes ahead",
+            ));
+        }
+        let user =
+            user_context(&subject_claims.subject, &subject_claims.claims).map_err(|e| match e {
+                crate::AuthError::MissingClaim { claim: "reason" } => TokenError::InvalidGrant(
+                    "a break-glass purpose of use (ETREAT, BTG) needs a written reason",
+                ),
+                crate::AuthError::MissingClaim { .. } => TokenError::InvalidGrant(
+                    "the subject token lacks a claim of the user's context (docs/federation.md)",
+                ),
+                _ => TokenError::InvalidGrant(
+                    "the subject token has an invalid claim of the user's context",
+                ),
+            })?;
+        let asked: Vec<&str> = match field("scope") {
+            Some(scope) if !scope.trim().is_empty() => scope.split_whitespace().collect(),
+            _ => peer.allowed_scopes.iter().map(String::as_str).collect(),
+        };
+        let mut granted: Vec<&str> = asked
+            .into_iter()
+            .filter(|s| peer.allowed_scopes.iter().any(|a| a == s))
+            .collect();
+        granted.sort_unstable();
+        granted.dedup();
+        if granted.is_empty() {
+            return Err(TokenError::InvalidScope(
+                "none of the scopes asked for may be granted to this peer",
+            ));
+        }
+        Ok(AcceptedExchange {
+            peer: peer.name.clone(),
+            client_id: peer.client_id.clone(),
+            actor_jti: actor_claims.token_id,
+            actor_expires_at: actor_claims.expires_at,
+            subject_jti: subject_claims.token_id,
+            subject_expires_at: subject_claims.expires_at,
+            scope: granted.join(" "),
+            user,
+        })
+    }
+
+    /// Mints the access token for an accepted exchange whose `jti`s were not seen before:
+    /// signed with the server's own key, for the end user, at most five minutes. Returns the
+    /// token and its lifetime in seconds.
+    pub fn mint_exchanged(
+        &self,
+        accepted: &AcceptedExchange,
+        now: i64,
+    ) -> Result<(String, i64), AuthError> {
+        let lifetime = self.lifetime_seconds.min(MAX_EXCHANGED_TOKEN_SECONDS);
+        let mut claims = accepted
+            .user
+            .access_token_claims(&accepted.peer, &accepted.client_id);
+        for (k, v) in [
+            ("iss", json!(self.base_url)),
+            ("aud", json!(self.base_url)),
+            ("iat", json!(now)),
+            ("exp", json!(now + lifetime)),
+            ("jti", json!(new_jti())),
+            ("scope", json!(accepted.scope)),
+        ] {
+            claims.insert(k.to_owned(), v);
+        }
+        Ok((
+            crate::dev::sign(
+                &serde_json::Value::Object(claims),
+                "RS256",
+                &self.signing_key_pem,
+                &self.kid,
+            )?,
+            lifetime,
+        ))
+    }
+
+    /// Mints the access token of either grant.
+    pub fn mint_accepted(&self, accepted: &Accepted, now: i64) -> Result<(String, i64), AuthError> {
+        match accepted {
+            Accepted::Assertion(a) => self.mint(a, now),
+            Accepted::Exchange(e) => self.mint_exchanged(e, now),
+        }
     }
 
     /// Checks a token request (the form's fields) at `now`.
@@ -159,11 +454,9 @@ impl TokenService {
         };
         match field("grant_type") {
             Some(CLIENT_CREDENTIALS) => {}
-            Some(_) => {
-                return Err(TokenError::UnsupportedGrantType(
-                    "only client_credentials is supported",
-                ))
-            }
+            Some(_) => return Err(TokenError::UnsupportedGrantType(
+                "only client_credentials (and, for configured peers, token exchange) is supported",
+            )),
             None => return Err(TokenError::InvalidRequest("grant_type is required")),
         }
         if field("client_assertion_type") != Some(JWT_BEARER) {
@@ -356,5 +649,419 @@ mod tests {
             s.accept(&form(&rs256, ""), now).unwrap_err().code(),
             "invalid_client"
         );
+    }
+}
+
+/// Token exchange by a neighbouring record (docs/federation.md). Replay of a `jti` is the
+/// server's to refuse (it remembers them in its store): here, that both are returned for it.
+#[cfg(test)]
+mod exchange_tests {
+    use std::sync::OnceLock;
+
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::dev::sign;
+    use crate::federation::PurposeOfUse;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const BASE: &str = "https://scr.example/fhir";
+    const TOKEN_URL: &str = "https://scr.example/fhir/auth/token";
+    const PEER: &str = "scr-b";
+    const KID: &str = "scr-b-1";
+    const NOW: i64 = 1_800_000_000;
+
+    /// (peer private key PEM, its JWKS, another P-384 key's PEM, the server's RSA key PEM)
+    fn keys() -> &'static (Vec<u8>, String, Vec<u8>, Vec<u8>) {
+        static KEYS: OnceLock<(Vec<u8>, String, Vec<u8>, Vec<u8>)> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let p384 = || {
+                let group = EcGroup::from_curve_name(Nid::SECP384R1).expect("P-384");
+                PKey::from_ec_key(EcKey::generate(&group).expect("EC key")).expect("key")
+            };
+            let peer = p384();
+            let jwk = public_jwk_json(&peer, KID, Some(Algorithm::ES384)).expect("jwk");
+            let rsa = openssl::rsa::Rsa::generate(2048).expect("RSA key");
+            (
+                peer.private_key_to_pem_pkcs8().expect("pem"),
+                json!({ "keys": [jwk] }).to_string(),
+                p384().private_key_to_pem_pkcs8().expect("pem"),
+                PKey::from_rsa(rsa)
+                    .and_then(|k| k.private_key_to_pem_pkcs8())
+                    .expect("pem"),
+            )
+        })
+    }
+
+    fn service() -> TokenService {
+        let (_, jwks, _, server_key) = keys();
+        TokenService::new(BASE, TOKEN_URL, server_key.clone(), 300, 30, Vec::new())
+            .expect("service")
+            .with_peers(vec![RegisteredPeer {
+                name: "BlackCountrySCR".into(),
+                client_id: PEER.into(),
+                jwks: Jwks::from_json(jwks).expect("jwks"),
+                allowed_scopes: vec!["user/*.rs".into()],
+            }])
+    }
+
+    fn actor_claims(lifetime: i64) -> Value {
+        json!({
+            "iss": PEER, "sub": PEER, "aud": TOKEN_URL,
+            "iat": NOW, "exp": NOW + lifetime, "jti": new_jti(),
+        })
+    }
+
+    fn subject_claims(lifetime: i64) -> Value {
+        json!({
+            "iss": PEER, "aud": TOKEN_URL, "iat": NOW, "exp": NOW + lifetime, "jti": new_jti(),
+            "sub": "555021935107", "name": "Dr Asha Patel",
+            "org_code": "RXK", "role_code": "R8000", "purpose_of_use": "TREAT",
+            "patient": "9990000018", "request_id": "b-1f3c",
+            "relationship": { "rule": "R-LR-2", "org": "RXK" },
+        })
+    }
+
+    fn signed(claims: &Value, key: &[u8]) -> String {
+        sign(claims, "ES384", key, KID).expect("sign")
+    }
+
+    fn form(actor: &str, subject: &str, scope: Option<&str>) -> Vec<(String, String)> {
+        let mut f = vec![
+            ("grant_type".to_owned(), TOKEN_EXCHANGE.to_owned()),
+            ("actor_token".into(), actor.into()),
+            ("actor_token_type".into(), JWT_TOKEN_TYPE.into()),
+            ("subject_token".into(), subject.into()),
+            ("subject_token_type".into(), JWT_TOKEN_TYPE.into()),
+        ];
+        if let Some(scope) = scope {
+            f.push(("scope".into(), scope.into()));
+        }
+        f
+    }
+
+    fn good_form() -> Vec<(String, String)> {
+        let key = &keys().0;
+        form(
+            &signed(&actor_claims(120), key),
+            &signed(&subject_claims(120), key),
+            None,
+        )
+    }
+
+    fn code(s: &TokenService, f: &[(String, String)]) -> &'static str {
+        match s.accept_grant(f, NOW) {
+            Ok(_) => "accepted",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn r_fed_1_a_configured_peer_gets_a_token_for_its_user_that_this_server_trusts() -> TestResult {
+        let s = service();
+        let Accepted::Exchange(accepted) = s.accept_grant(&good_form(), NOW)? else {
+            return Err("not an exchange".into());
+        };
+        assert_eq!(accepted.peer, "BlackCountrySCR");
+        assert_eq!(accepted.scope, "user/*.rs");
+        let (token, lifetime) = s.mint_exchanged(&accepted, NOW)?;
+        assert!(lifetime <= MAX_EXCHANGED_TOKEN_SECONDS);
+        let verifier = Verifier::new(vec![s.own_issuer()?], BASE.into(), 30);
+        let caller = verifier.verify(&token, NOW)?;
+        assert_eq!(caller.kind, CallerKind::Staff);
+        assert_eq!(caller.subject, "555021935107");
+        assert_eq!(caller.organisation.as_deref(), Some("RXK"));
+        assert_eq!(caller.role_code.as_deref(), Some("R8000"));
+        assert!(caller.expires_at - NOW <= MAX_EXCHANGED_TOKEN_SECONDS);
+        let fed = caller.federation.ok_or("no federation")?;
+        assert_eq!(fed.peer, "BlackCountrySCR");
+        assert_eq!(fed.actor, PEER);
+        assert_eq!(fed.patient, "9990000018");
+        assert_eq!(fed.purpose, PurposeOfUse::Treatment);
+        assert_eq!(fed.request_id, "b-1f3c");
+        assert_eq!(
+            fed.relationship.map(|r| (r.rule, r.org)),
+            Some(("R-LR-2".into(), "RXK".into()))
+        );
+        // The raw claims: act and scr_federation as docs/federation.md names them.
+        let payload = token.split('.').nth(1).ok_or("no payload")?;
+        let claims: Value = serde_json::from_slice(&base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            payload,
+        )?)?;
+        assert_eq!(claims["act"]["sub"], PEER);
+        assert_eq!(claims["iss"], BASE);
+        assert_eq!(claims["aud"], BASE);
+        assert_eq!(claims["name"], "Dr Asha Patel");
+        assert_eq!(claims["scr_federation"]["peer"], "BlackCountrySCR");
+        assert_eq!(claims["scr_federation"]["purpose_of_use"], "TREAT");
+        Ok(())
+    }
+
+    #[test]
+    fn r_fed_1_both_jtis_are_returned_for_the_server_to_refuse_their_reuse() -> TestResult {
+        let s = service();
+        let accepted = s.accept_grant(&good_form(), NOW)?;
+        let jtis = accepted.jtis();
+        assert_eq!(jtis.len(), 2);
+        assert!(jtis.iter().all(|(client, _, _)| client == PEER));
+        assert_ne!(jtis[0].1, jtis[1].1);
+        Ok(())
+    }
+
+    #[test]
+    fn r_fed_1_an_unconfigured_client_is_invalid_client_401() {
+        let s = service();
+        let key = &keys().0;
+        let mut actor = actor_claims(120);
+        actor["iss"] = "scr-c".into();
+        actor["sub"] = "scr-c".into();
+        let f = form(
+            &signed(&actor, key),
+            &signed(&subject_claims(120), key),
+            None,
+        );
+        let err = s.accept_grant(&f, NOW).unwrap_err();
+        assert_eq!((err.code(), err.status()), ("invalid_client", 401));
+        // Without any peer configured, the grant itself is not served.
+        let (_, _, _, server_key) = keys();
+        let none = TokenService::new(BASE, TOKEN_URL, server_key.clone(), 300, 30, Vec::new())
+            .expect("service");
+        assert_eq!(code(&none, &good_form()), "unsupported_grant_type");
+    }
+
+    #[test]
+    fn r_fed_1_tokens_signed_with_another_key_are_refused() {
+        let s = service();
+        let (peer_key, _, other_key, _) = keys();
+        let actor = form(
+            &signed(&actor_claims(120), other_key),
+            &signed(&subject_claims(120), peer_key),
+            None,
+        );
+        assert_eq!(code(&s, &actor), "invalid_client");
+        let subject = form(
+            &signed(&actor_claims(120), peer_key),
+            &signed(&subject_claims(120), other_key),
+            None,
+        );
+        assert_eq!(code(&s, &subject), "invalid_grant");
+        // RS256 (or any algorithm but RS384 and ES384) is refused before any key is tried.
+        let rs256 = crate::dev::sign_rs256(&actor_claims(120), &keys().3, KID).expect("sign");
+        let f = form(&rs256, &signed(&subject_claims(120), peer_key), None);
+        assert_eq!(code(&s, &f), "invalid_client");
+    }
+
+    #[test]
+    fn r_fed_1_tokens_living_beyond_five_minutes_are_refused() {
+        let s = service();
+        let key = &keys().0;
+        let long_actor = form(
+            &signed(&actor_claims(600), key),
+            &signed(&subject_claims(120), key),
+            None,
+        );
+        assert_eq!(code(&s, &long_actor), "invalid_client");
+        let long_subject = form(
+            &signed(&actor_claims(120), key),
+            &signed(&subject_claims(600), key),
+            None,
+        );
+        assert_eq!(code(&s, &long_subject), "invalid_grant");
+        // Both expired.
+        let later = form(
+            &signed(&actor_claims(120), key),
+            &signed(&subject_claims(120), key),
+            None,
+        );
+        assert_eq!(
+            s.accept_grant(&later, NOW + 600).unwrap_err().code(),
+            "invalid_client"
+        );
+    }
+
+    #[test]
+    fn r_fed_1_tokens_for_another_audience_or_actor_are_refused() {
+        let s = service();
+        let key = &keys().0;
+        let mut actor = actor_claims(120);
+        actor["aud"] = BASE.into();
+        let f = form(
+            &signed(&actor, key),
+            &signed(&subject_claims(120), key),
+            None,
+        );
+        assert_eq!(code(&s, &f), "invalid_client");
+        let mut actor = actor_claims(120);
+        actor["sub"] = "someone-else".into();
+        let f = form(
+            &signed(&actor, key),
+            &signed(&subject_claims(120), key),
+            None,
+        );
+        assert_eq!(code(&s, &f), "invalid_client");
+        let mut subject = subject_claims(120);
+        subject["aud"] = BASE.into();
+        let f = form(
+            &signed(&actor_claims(120), key),
+            &signed(&subject, key),
+            None,
+        );
+        assert_eq!(code(&s, &f), "invalid_grant");
+    }
+
+    #[test]
+    fn r_fed_3_break_glass_without_a_reason_is_invalid_grant() {
+        let s = service();
+        let key = &keys().0;
+        for purpose in ["BTG", "ETREAT"] {
+            let mut subject = subject_claims(120);
+            subject["purpose_of_use"] = purpose.into();
+            if let Some(o) = subject.as_object_mut() {
+                o.remove("relationship");
+            }
+            let f = form(
+                &signed(&actor_claims(120), key),
+                &signed(&subject, key),
+                None,
+            );
+            let err = s.accept_grant(&f, NOW).unwrap_err();
+            assert_eq!(err.code(), "invalid_grant");
+            assert!(err.description().contains("reason"), "{err}");
+            subject["reason"] = "unconscious in ED".into();
+            let f = form(
+                &signed(&actor_claims(120), key),
+                &signed(&subject, key),
+                None,
+            );
+            assert_eq!(code(&s, &f), "accepted");
+        }
+    }
+
+    #[test]
+    fn r_fed_1_the_user_context_is_checked() {
+        let s = service();
+        let key = &keys().0;
+        for (claim, value) in [
+            ("patient", json!("9990000019")),
+            ("purpose_of_use", json!("RESEARCH")),
+            ("org_code", Value::Null),
+            ("role_code", json!("nurse")),
+            ("request_id", Value::Null),
+            ("name", Value::Null),
+        ] {
+            let mut subject = subject_claims(120);
+            subject[claim] = value;
+            let f = form(
+                &signed(&actor_claims(120), key),
+                &signed(&subject, key),
+                None,
+            );
+            assert_eq!(code(&s, &f), "invalid_grant", "{claim}");
+        }
+    }
+
+    #[test]
+    fn r_fed_1_malformed_requests_and_scopes_are_refused() {
+        let s = service();
+        let good = good_form();
+        for (name, value, expected) in [
+            ("actor_token_type", "urn:x", "invalid_request"),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+                "invalid_request",
+            ),
+            ("actor_token", "not-a-jwt", "invalid_client"),
+            ("subject_token", "not-a-jwt", "invalid_grant"),
+        ] {
+            let f: Vec<(String, String)> = good
+                .iter()
+                .map(|(k, v)| {
+                    if k == name {
+                        (k.clone(), value.to_owned())
+                    } else {
+                        (k.clone(), v.clone())
+                    }
+                })
+                .collect();
+            assert_eq!(code(&s, &f), expected, "{name}");
+        }
+        let missing: Vec<(String, String)> = good
+            .iter()
+            .filter(|(k, _)| k != "subject_token")
+            .cloned()
+            .collect();
+        assert_eq!(code(&s, &missing), "invalid_request");
+        let key = &keys().0;
+        let scoped = |scope: &str| {
+            form(
+                &signed(&actor_claims(120), key),
+                &signed(&subject_claims(120), key),
+                Some(scope),
+            )
+        };
+        assert_eq!(
+            code(&s, &scoped("system/*.rs user/Flag.cu")),
+            "invalid_scope"
+        );
+        match s.accept_grant(&scoped("user/*.rs user/Flag.cu"), NOW) {
+            Ok(a) => assert_eq!(a.scope(), "user/*.rs", "asked ∩ the peer's scopes"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn r_fed_1_federation_claims_from_any_other_issuer_are_refused() -> TestResult {
+        // The development issuer (trusted in demos) signs a token carrying scr_federation and
+        // act: still not minted by this server, so refused.
+        let s = service();
+        let Accepted::Exchange(accepted) = s.accept_grant(&good_form(), NOW)? else {
+            return Err("not an exchange".into());
+        };
+        let mut claims = accepted.user.access_token_claims("BlackCountrySCR", PEER);
+        for (k, v) in [
+            ("iss", json!(crate::dev::DEV_ISSUER)),
+            ("aud", json!(BASE)),
+            ("iat", json!(NOW)),
+            ("exp", json!(NOW + 60)),
+            ("jti", json!("j")),
+            ("scope", json!("user/*.rs")),
+        ] {
+            claims.insert(k.into(), v);
+        }
+        let forged = crate::dev::sign_rs256(
+            &Value::Object(claims.clone()),
+            crate::dev::dev_private_key_pem(),
+            crate::dev::DEV_KID,
+        )?;
+        let verifier = Verifier::new(
+            vec![crate::dev::dev_issuer()?, s.own_issuer()?],
+            BASE.into(),
+            30,
+        );
+        assert!(matches!(
+            verifier.verify(&forged, NOW),
+            Err(AuthError::BeyondIssuer { .. })
+        ));
+        // `act` alone (or scr_federation alone) is refused too.
+        for drop in ["scr_federation", "act"] {
+            let mut partial = claims.clone();
+            partial.remove(drop);
+            let token = crate::dev::sign_rs256(
+                &Value::Object(partial),
+                crate::dev::dev_private_key_pem(),
+                crate::dev::DEV_KID,
+            )?;
+            assert!(verifier.verify(&token, NOW).is_err(), "without {drop}");
+        }
+        // The server's own client-credentials tokens still verify: only federation is special.
+        let without_peers =
+            TokenService::new(BASE, TOKEN_URL, keys().3.clone(), 300, 30, Vec::new())?;
+        assert!(!without_peers.own_issuer()?.limits.federation);
+        Ok(())
     }
 }

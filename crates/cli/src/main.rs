@@ -328,6 +328,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 user,
                 scopes: scope,
                 purpose: Some(purpose),
+                peer: None,
+                relationship: None,
             };
             let explanation = actix_web::rt::System::new()
                 .block_on(records.explain(&described, &patient))

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::facts::{CareLink, Claim, PatientFacts, RecordFacts, Sensitivity, Sourced, Statement};
-use crate::{profile_of, PolicyConfig, Profile, Rule, Subject};
+use crate::{federation_of, profile_of, Federation, PolicyConfig, Profile, Rule, Subject};
 
 /// The RESTful action asked for, as the SMART scopes and the role table name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,9 +256,19 @@ impl Trace {
     }
 }
 
-/// The organisation whose own records an objection still lets the subject see (R-OBJ-2).
+/// The organisation whose own records an objection still lets the subject see (R-OBJ-2), and
+/// whose sensitive and confidential records it holds (R-SENS-1..3).
+///
+/// A user of a neighbouring record has none here (R-FED-4): their organisation is asserted by
+/// the neighbour, and this record holds none of that organisation's records (docs/federation.md);
+/// were a neighbour to name an organisation whose records this record holds, counting it would
+/// let the neighbour alone decide that sensitive, confidential or objected-to records leave.
 pub fn own_org(subject: &Subject) -> Option<&str> {
     match subject {
+        Subject::Staff {
+            federation: Some(_),
+            ..
+        } => None,
         Subject::Staff { org, .. } => Some(org),
         Subject::System { org, .. } => org.as_deref(),
         Subject::Patient { .. } => None,
@@ -371,6 +381,31 @@ fn relationship<'f>(
     let Subject::Staff { user, org, .. } = subject else {
         return None;
     };
+    if let Some((rule, fact)) = link_relationship(subject, facts, config) {
+        return Some((rule, fact, None));
+    }
+    if profile_of(subject, config) == Some(Profile::Clinical) {
+        if let Some(c) = facts
+            .claims
+            .iter()
+            .find(|c| &c.fact.user == user && &c.fact.org == org)
+        {
+            return Some((Rule::Lr4, described(c), Some(&c.fact)));
+        }
+    }
+    None
+}
+
+/// The registration, visit or allocation that is a relationship of a staff member, if any
+/// (R-LR-1..3).
+fn link_relationship(
+    subject: &Subject,
+    facts: &PatientFacts,
+    config: &PolicyConfig,
+) -> Option<(Rule, String)> {
+    let Subject::Staff { user, org, .. } = subject else {
+        return None;
+    };
     for link in &facts.links {
         let rule = match &link.fact {
             CareLink::Registration {
@@ -399,16 +434,7 @@ fn relationship<'f>(
             }
             _ => continue,
         };
-        return Some((rule, described(link), None));
-    }
-    if profile_of(subject, config) == Some(Profile::Clinical) {
-        if let Some(c) = facts
-            .claims
-            .iter()
-            .find(|c| &c.fact.user == user && &c.fact.org == org)
-        {
-            return Some((Rule::Lr4, described(c), Some(&c.fact)));
-        }
+        return Some((rule, described(link)));
     }
     None
 }
@@ -450,6 +476,12 @@ pub fn decide(request: &Request<'_>, config: &PolicyConfig) -> Decision {
                 )],
             );
         }
+    }
+    if let Some(fed) = federation_of(subject) {
+        trace = match federated_bounds(request, fed, trace) {
+            Ok(trace) => trace,
+            Err(refused) => return *refused,
+        };
     }
     match request.ask {
         Ask::Type {
@@ -526,14 +558,207 @@ pub fn decide(request: &Request<'_>, config: &PolicyConfig) -> Decision {
     }
 }
 
+/// R-FED-2: a token a neighbouring record exchanged reads the one patient it names (their
+/// record, and the types its profile and scopes allow), and does nothing else: no write, no
+/// self-claim (break glass travels as its purpose of use, R-FED-3), no audit trail, no
+/// explanation.
+fn federated_bounds(
+    request: &Request<'_>,
+    fed: &Federation,
+    mut trace: Trace,
+) -> Result<Trace, Box<Decision>> {
+    let peer = format!("asks through the neighbouring record {}", fed.peer);
+    match request.ask {
+        Ask::Type { .. } | Ask::Open { .. } => {}
+        Ask::SelfClaim => {
+            return Err(Box::new(trace.refuse(
+                Rule::Fed3,
+                "a user of a neighbouring record cannot self-claim a relationship here: their record sends break glass as its purpose of use (ETREAT or BTG) with the reason",
+                vec![peer],
+            )))
+        }
+        _ => {
+            return Err(Box::new(trace.refuse(
+                Rule::Fed2,
+                "a token exchanged by a neighbouring record only reads the record of the patient it names",
+                vec![peer],
+            )))
+        }
+    }
+    if let Some(patient) = request.patient {
+        if patient != fed.patient {
+            return Err(Box::new(trace.refuse(
+                Rule::Fed2,
+                "a token exchanged by a neighbouring record opens only the patient it names: exchange another token for this patient",
+                vec![peer],
+            )));
+        }
+        trace.step(
+            Rule::Fed2,
+            StepResult::Permit,
+            "the exchanged token names this patient",
+            vec![peer],
+        );
+    }
+    Ok(trace)
+}
+
+/// R-FED-3 for a user of a neighbouring record: this record's own relationships (R-LR-1..3) of
+/// their organisation first; then the relationship the neighbour asserts, if the neighbour is
+/// trusted and it is a relationship rule of the user's own organisation; then break glass, sent
+/// as the purpose of use, for clinical profiles (as R-LR-4 allows locally), audited as break
+/// glass; otherwise no relationship (R-LR-5). Self-claims made here are not theirs: their
+/// break glass is in the token.
+fn federated_relationship(
+    request: &Request<'_>,
+    config: &PolicyConfig,
+    facts: &PatientFacts,
+    fed: &Federation,
+    needed_for: &str,
+    mut trace: Trace,
+) -> Result<(Trace, Rule, Option<Claim>), Box<Decision>> {
+    let subject = request.subject;
+    let Subject::Staff { user, org, .. } = subject else {
+        return Err(Box::new(trace.refuse(
+            Rule::Fed3,
+            "a user of a neighbouring record acts as staff",
+            vec![],
+        )));
+    };
+    if let Some((rule, fact)) = link_relationship(subject, facts, config) {
+        trace.step(
+            rule,
+            StepResult::Permit,
+            "a legitimate relationship holds here",
+            vec![fact],
+        );
+        return Ok((trace, rule, None));
+    }
+    let trusted = config.trusted_peers.iter().any(|p| p == &fed.peer);
+    if let Some((rule_id, rel_org)) = &fed.relationship {
+        let fact = format!(
+            "{} asserts a relationship under its {rule_id} at {rel_org}",
+            fed.peer
+        );
+        let counts = Rule::from_id(rule_id)
+            .is_some_and(|r| matches!(r, Rule::Lr1 | Rule::Lr2 | Rule::Lr3))
+            && rel_org == org;
+        if !trusted {
+            trace.step(
+                Rule::Fed3,
+                StepResult::NotApplicable,
+                format!(
+                    "{} is not trusted for relationships here: its asserted relationship does not count",
+                    fed.peer
+                ),
+                vec![fact],
+            );
+        } else if !counts {
+            trace.step(
+                Rule::Fed3,
+                StepResult::NotApplicable,
+                "the asserted relationship is not a registration, visit or allocation (R-LR-1 to R-LR-3) of the user's own organisation",
+                vec![fact],
+            );
+        } else {
+            trace.step(
+                Rule::Fed3,
+                StepResult::Permit,
+                "the trusted neighbour's asserted relationship counts as one of the user's organisation",
+                vec![fact],
+            );
+            return Ok((trace, Rule::Fed3, None));
+        }
+    }
+    if fed.purpose.is_break_glass() {
+        let fact = format!(
+            "purpose of use {} sent by {} with a written reason",
+            fed.purpose.code(),
+            fed.peer
+        );
+        if profile_of(subject, config) == Some(Profile::Clinical) {
+            trace.step(
+                Rule::Fed3,
+                StepResult::Permit,
+                "break glass sent as the purpose of use: an access audited as break glass",
+                vec![fact],
+            );
+            let claim = Claim {
+                user: user.clone(),
+                org: org.clone(),
+                purpose: fed.purpose.code().to_owned(),
+                reason: fed.reason.clone().unwrap_or_default(),
+                expires_at: fed.expires_at.clone(),
+            };
+            return Ok((trace, Rule::Fed3, Some(claim)));
+        }
+        trace.step(
+            Rule::Fed3,
+            StepResult::NotApplicable,
+            "only clinical profiles may break glass (R-LR-4)",
+            vec![fact],
+        );
+    }
+    Err(no_relationship(
+        facts,
+        needed_for,
+        "; the neighbouring record may send a relationship of the user's organisation (counted only if it is trusted here) or, for a clinician, break glass as the purpose of use with a reason",
+        trace,
+    ))
+}
+
+/// R-LR-5: the refusal when no relationship holds, naming the sources that did not answer.
+/// `how` tells the caller how they could get one.
+fn no_relationship(
+    facts: &PatientFacts,
+    needed_for: &str,
+    how: &str,
+    mut trace: Trace,
+) -> Box<Decision> {
+    let considered: Vec<String> = facts.links.iter().map(described).collect();
+    let unanswered = facts.relationships_unknown_from();
+    if unanswered.is_empty() {
+        Box::new(trace.refuse(
+            Rule::Lr5,
+            format!("a legitimate relationship with this patient is required{needed_for}{how}"),
+            considered,
+        ))
+    } else {
+        trace.step(
+            Rule::Lr5,
+            StepResult::Unknown,
+            format!(
+                "{} did not answer: a relationship it may hold is unknown, so none is assumed",
+                unanswered.join(", ")
+            ),
+            vec![],
+        );
+        Box::new(trace.refuse(
+            Rule::Lr5,
+            format!(
+                "a legitimate relationship with this patient is required{needed_for}, and it could not be checked because {} did not answer{how}",
+                unanswered.join(", ")
+            ),
+            considered,
+        ))
+    }
+}
+
 fn role_fact(subject: &Subject) -> String {
     match subject {
         Subject::Staff {
             org,
             role_code,
             user,
+            federation,
         } => {
-            format!("staff user {user}, role {role_code} at {org}")
+            format!(
+                "staff user {user}, role {role_code} at {org}{}",
+                federation
+                    .as_ref()
+                    .map(|f| format!(", through the neighbouring record {}", f.peer))
+                    .unwrap_or_default()
+            )
         }
         Subject::Patient { .. } => "a patient (NHS login)".into(),
         Subject::System { client_id, org } => format!(
@@ -625,6 +850,10 @@ fn patient_decision(
             );
             Ok((trace, Rule::Role1, None))
         }
+        Subject::Staff {
+            federation: Some(fed),
+            ..
+        } => federated_relationship(request, config, facts, fed, needed_for, trace),
         Subject::Staff { .. } => match relationship(request.subject, facts, config) {
             Some((rule, fact, claim)) => {
                 trace.step(
@@ -636,35 +865,12 @@ fn patient_decision(
                 Ok((trace, rule, claim.cloned()))
             }
             None => {
-                let considered: Vec<String> = facts.links.iter().map(described).collect();
-                let unanswered = facts.relationships_unknown_from();
                 let how = if profile_of(request.subject, config) == Some(Profile::Clinical) {
                     "; a clinician directly involved in this patient's care may self-claim one with POST Patient/{id}/$break-glass, giving a purpose of use (ETREAT or BTG) and a reason, which is audited"
                 } else {
                     "; this role cannot self-claim one"
                 };
-                if unanswered.is_empty() {
-                    Err(Box::new(trace.refuse(
-                        Rule::Lr5,
-                        format!("a legitimate relationship with this patient is required{needed_for}{how}"),
-                        considered,
-                    )))
-                } else {
-                    trace.step(
-                        Rule::Lr5,
-                        StepResult::Unknown,
-                        format!("{} did not answer: a relationship it may hold is unknown, so none is assumed", unanswered.join(", ")),
-                        vec![],
-                    );
-                    Err(Box::new(trace.refuse(
-                        Rule::Lr5,
-                        format!(
-                            "a legitimate relationship with this patient is required{needed_for}, and it could not be checked because {} did not answer{how}",
-                            unanswered.join(", ")
-                        ),
-                        considered,
-                    )))
-                }
+                Err(no_relationship(facts, needed_for, how, trace))
             }
         },
     }
@@ -740,6 +946,14 @@ fn open(
                 });
             }
         }
+    }
+    if let Some(fed) = federation_of(subject) {
+        trace.step(
+            Rule::Fed4,
+            StepResult::NotApplicable,
+            "objection and sensitivity rules apply to the neighbouring record's user as to a caller holding none of the records: under an objection nothing is shared, sensitive and confidential records never leave",
+            vec![format!("asks through the neighbouring record {}", fed.peer)],
+        );
     }
     let restricted = status.restricts() && !is_patient;
     let own = own_org(subject);

@@ -96,6 +96,9 @@ pub struct PolicyConfig {
     pub visit_window_days: i64,
     /// Hours a self-claimed relationship lasts (R-LR-4).
     pub break_glass_hours: i64,
+    /// Neighbouring shared care records (by their configured names) whose asserted
+    /// relationships count here (R-FED-3: `[[auth.peers]] trust_relationships`).
+    pub trusted_peers: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -115,6 +118,7 @@ impl Default for PolicyConfig {
             view_only_orgs: vec!["RYA".into()],
             visit_window_days: 90,
             break_glass_hours: 12,
+            trusted_peers: Vec::new(),
         }
     }
 }
@@ -126,6 +130,9 @@ pub enum Subject {
         user: String,
         org: String,
         role_code: String,
+        /// Set when the staff member is a user of a neighbouring shared care record asking
+        /// through it (docs/federation.md): `org` and `role_code` are theirs there.
+        federation: Option<Federation>,
     },
     Patient {
         nhs_number: String,
@@ -135,6 +142,58 @@ pub enum Subject {
         client_id: String,
         org: Option<String>,
     },
+}
+
+/// Why a federated caller asks: their purpose of use as the asking side sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `TREAT`: under a relationship the asking side established.
+    Treatment,
+    /// `ETREAT`: emergency treatment, self-claimed there (break glass).
+    EmergencyTreatment,
+    /// `BTG`: break the glass, self-claimed there.
+    BreakTheGlass,
+}
+
+impl Purpose {
+    /// The HL7 v3 ActReason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Purpose::Treatment => "TREAT",
+            Purpose::EmergencyTreatment => "ETREAT",
+            Purpose::BreakTheGlass => "BTG",
+        }
+    }
+
+    pub fn is_break_glass(self) -> bool {
+        !matches!(self, Purpose::Treatment)
+    }
+}
+
+/// What a neighbouring record asserts about its user, who asks here through it (R-FED-1..5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Federation {
+    /// The neighbour's name as this deployment configures it.
+    pub peer: String,
+    /// The one patient the exchanged token names (R-FED-2).
+    pub patient: String,
+    pub purpose: Purpose,
+    /// The relationship the neighbour established: the rule id that gave it there, as sent
+    /// (`R-LR-2`), and its organisation. It counts here only if the neighbour is trusted
+    /// (R-FED-3).
+    pub relationship: Option<(String, String)>,
+    /// The written reason, under break glass.
+    pub reason: Option<String>,
+    /// When the exchanged token expires (an instant): a break-glass access lasts no longer.
+    pub expires_at: String,
+}
+
+/// The federation part of a subject, if it asks through a neighbouring record.
+pub fn federation_of(subject: &Subject) -> Option<&Federation> {
+    match subject {
+        Subject::Staff { federation, .. } => federation.as_ref(),
+        _ => None,
+    }
 }
 
 /// The profile a subject acts under, if the configuration knows their role.

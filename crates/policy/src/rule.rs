@@ -44,11 +44,24 @@ pub enum Rule {
     Aud4,
     /// R-AUD-5: a patient sees who accessed their own record.
     Aud5,
+    /// R-FED-1: only a configured neighbouring record exchanges tokens here (the token
+    /// endpoint's rule: `invalid_client` otherwise).
+    Fed1,
+    /// R-FED-2: an exchanged token opens only the patient it names, and reads nothing else.
+    Fed2,
+    /// R-FED-3: a neighbour's asserted relationship counts only if the neighbour is trusted;
+    /// break glass travels as its purpose of use and is audited as break glass.
+    Fed3,
+    /// R-FED-4: objection and sensitivity rules apply to the neighbour's user as to a local one.
+    Fed4,
+    /// R-FED-5: the audit names the end user, their organisation, role and purpose, the
+    /// neighbour and its request id.
+    Fed5,
 }
 
 impl Rule {
     /// Every rule, in the agreement's order.
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 23] = [
         Rule::Role1,
         Rule::Role2,
         Rule::Role3,
@@ -67,6 +80,11 @@ impl Rule {
         Rule::Write2,
         Rule::Aud4,
         Rule::Aud5,
+        Rule::Fed1,
+        Rule::Fed2,
+        Rule::Fed3,
+        Rule::Fed4,
+        Rule::Fed5,
     ];
 
     /// The agreement's id, as refusals and the audit trail print it.
@@ -90,6 +108,11 @@ impl Rule {
             Rule::Write2 => "R-WRITE-2",
             Rule::Aud4 => "R-AUD-4",
             Rule::Aud5 => "R-AUD-5",
+            Rule::Fed1 => "R-FED-1",
+            Rule::Fed2 => "R-FED-2",
+            Rule::Fed3 => "R-FED-3",
+            Rule::Fed4 => "R-FED-4",
+            Rule::Fed5 => "R-FED-5",
         }
     }
 

@@ -7,6 +7,7 @@ fn staff(org: &str, role: &str, user: &str) -> Subject {
         user: user.into(),
         org: org.into(),
         role_code: role.into(),
+        federation: None,
     }
 }
 
@@ -846,4 +847,338 @@ fn item8_r_lr_3_an_allocation_counts_only_in_a_social_care_role_at_its_council()
         "the same person in an administrative role at the council"
     );
     assert!(!open(&staff("RXK", "R8000", "sw")).permitted);
+}
+
+// R-FED: users of a neighbouring shared care record, asking through it (docs/federation.md).
+
+const FED_PATIENT: &str = "9990000018";
+
+fn federated(
+    org: &str,
+    role: &str,
+    purpose: Purpose,
+    relationship: Option<(&str, &str)>,
+) -> Subject {
+    Subject::Staff {
+        user: "555021935107".into(),
+        org: org.into(),
+        role_code: role.into(),
+        federation: Some(Federation {
+            peer: "BlackCountrySCR".into(),
+            patient: FED_PATIENT.into(),
+            purpose,
+            relationship: relationship.map(|(r, o)| (r.to_owned(), o.to_owned())),
+            reason: purpose
+                .is_break_glass()
+                .then(|| "unconscious in ED".to_owned()),
+            expires_at: "2026-12-03T20:05:00Z".into(),
+        }),
+    }
+}
+
+fn trusting(peers: &[&str]) -> PolicyConfig {
+    PolicyConfig {
+        trusted_peers: peers.iter().map(|p| (*p).to_owned()).collect(),
+        ..PolicyConfig::default()
+    }
+}
+
+fn fed_decide(
+    subject: &Subject,
+    ask: Ask<'_>,
+    patient: &str,
+    f: &PatientFacts,
+    records: &[RecordFacts<'_>],
+    config: &PolicyConfig,
+) -> Decision {
+    decide(
+        &Request {
+            subject,
+            grants: &AllGrants,
+            ask,
+            patient: Some(patient),
+            facts: Some(f),
+            records,
+        },
+        config,
+    )
+}
+
+fn fed_open(subject: &Subject, f: &PatientFacts, config: &PolicyConfig) -> Decision {
+    let search = Ask::Open {
+        action: Action::Search,
+    };
+    fed_decide(subject, search, FED_PATIENT, f, &[], config)
+}
+
+#[test]
+fn r_fed_2_an_exchanged_token_opens_only_the_patient_it_names() {
+    let rxk = federated("RXK", "R8000", Purpose::Treatment, Some(("R-LR-2", "RXK")));
+    let config = trusting(&["BlackCountrySCR"]);
+    let f = facts(vec![]);
+    let search = Ask::Open {
+        action: Action::Search,
+    };
+    assert!(fed_decide(&rxk, search, FED_PATIENT, &f, &[], &config).permitted);
+    let other = fed_decide(&rxk, search, "9990000026", &f, &[], &config);
+    assert_eq!((other.permitted, other.rule), (false, Rule::Fed2));
+    assert!(
+        other.reason.contains("only the patient it names"),
+        "{}",
+        other.reason
+    );
+    // A relationship here with the other patient changes nothing.
+    let related = facts(vec![CareLink::Visit {
+        org: "RXK".into(),
+        ended_day: None,
+    }]);
+    let other = fed_decide(&rxk, search, "9990000026", &related, &[], &config);
+    assert_eq!((other.permitted, other.rule), (false, Rule::Fed2));
+    let read = Ask::Open {
+        action: Action::Read,
+    };
+    assert_eq!(
+        fed_decide(&rxk, read, "9990000026", &f, &[], &config).rule,
+        Rule::Fed2
+    );
+}
+
+#[test]
+fn r_fed_2_an_exchanged_token_only_reads() {
+    let rxk = federated("RXK", "R8000", Purpose::Treatment, Some(("R-LR-2", "RXK")));
+    let config = trusting(&["BlackCountrySCR"]);
+    let f = facts(vec![CareLink::Visit {
+        org: "RXK".into(),
+        ended_day: None,
+    }]);
+    for ask in [
+        Ask::WriteAlert {
+            category: "other",
+            existing: None,
+        },
+        Ask::WriteObjection,
+        Ask::AuditTrail,
+        Ask::Explain,
+        Ask::Consents {
+            action: Action::Search,
+        },
+    ] {
+        let d = fed_decide(&rxk, ask, FED_PATIENT, &f, &[], &config);
+        assert_eq!((d.permitted, d.rule), (false, Rule::Fed2), "{ask:?}");
+    }
+    // Break glass is not self-claimed here: it travels as the purpose of use.
+    let d = fed_decide(&rxk, Ask::SelfClaim, FED_PATIENT, &f, &[], &config);
+    assert_eq!((d.permitted, d.rule), (false, Rule::Fed3));
+    // Reading a type is decided as for a local caller of that role (R-ROLE-1).
+    let t = read_type(&rxk, "Observation", &AllGrants);
+    assert_eq!((t.permitted, t.rule), (true, Rule::Role1));
+    let support = federated("RXK", "R8008", Purpose::Treatment, None);
+    assert!(!read_type(&support, "Observation", &AllGrants).permitted);
+}
+
+#[test]
+fn r_fed_3_an_asserted_relationship_counts_only_from_a_trusted_peer() {
+    let rxk = federated("RXK", "R8000", Purpose::Treatment, Some(("R-LR-2", "RXK")));
+    let f = facts(vec![]);
+    let trusted = fed_open(&rxk, &f, &trusting(&["BlackCountrySCR"]));
+    assert_eq!((trusted.permitted, trusted.rule), (true, Rule::Fed3));
+    assert_eq!(trusted.claim, None, "a relationship is not break glass");
+    assert!(trusted
+        .trace
+        .iter()
+        .any(|s| s.rule == Rule::Fed3 && s.result == StepResult::Permit));
+    for config in [PolicyConfig::default(), trusting(&["AnotherSCR"])] {
+        let d = fed_open(&rxk, &f, &config);
+        assert_eq!((d.permitted, d.rule), (false, Rule::Lr5));
+        assert!(d
+            .trace
+            .iter()
+            .any(|s| s.rule == Rule::Fed3 && s.detail.contains("not trusted")));
+    }
+}
+
+#[test]
+fn r_fed_3_without_trust_the_local_relationship_rules_apply() {
+    let rxk = federated("RXK", "R8000", Purpose::Treatment, Some(("R-LR-2", "RXK")));
+    let visit = facts(vec![CareLink::Visit {
+        org: "RXK".into(),
+        ended_day: None,
+    }]);
+    let d = fed_open(&rxk, &visit, &PolicyConfig::default());
+    assert_eq!((d.permitted, d.rule), (true, Rule::Lr2));
+    let elsewhere = facts(vec![CareLink::Visit {
+        org: "RYW".into(),
+        ended_day: None,
+    }]);
+    let d = fed_open(&rxk, &elsewhere, &PolicyConfig::default());
+    assert_eq!((d.permitted, d.rule), (false, Rule::Lr5));
+    // A self-claim made here by a user of the same id and organisation is not theirs.
+    let mut claimed = facts(vec![]);
+    claimed.claims.push(Sourced::new(
+        "scr",
+        Claim {
+            user: "555021935107".into(),
+            org: "RXK".into(),
+            purpose: "ETREAT".into(),
+            reason: "collapsed at home".into(),
+            expires_at: "2026-12-03T20:00:00Z".into(),
+        },
+    ));
+    let d = fed_open(&rxk, &claimed, &PolicyConfig::default());
+    assert_eq!((d.permitted, d.rule), (false, Rule::Lr5));
+    // A source that did not answer is named, as for a local caller.
+    let mut down = facts(vec![]);
+    down.unanswered.push(gp_down());
+    let d = fed_open(&rxk, &down, &PolicyConfig::default());
+    assert_eq!((d.permitted, d.rule), (false, Rule::Lr5));
+    assert!(d.reason.contains("GP replica gp"), "{}", d.reason);
+}
+
+#[test]
+fn r_fed_3_an_asserted_relationship_must_be_a_relationship_of_the_users_organisation() {
+    let config = trusting(&["BlackCountrySCR"]);
+    let f = facts(vec![]);
+    for relationship in [
+        ("R-LR-2", "RYW"),
+        ("R-LR-4", "RXK"),
+        ("R-LR-5", "RXK"),
+        ("R-OBJ-2", "RXK"),
+        ("R-LR-9", "RXK"),
+    ] {
+        let s = federated("RXK", "R8000", Purpose::Treatment, Some(relationship));
+        let d = fed_open(&s, &f, &config);
+        assert_eq!(
+            (d.permitted, d.rule),
+            (false, Rule::Lr5),
+            "{relationship:?}"
+        );
+    }
+    let none = federated("RXK", "R8000", Purpose::Treatment, None);
+    assert!(!fed_open(&none, &f, &config).permitted);
+}
+
+#[test]
+fn r_fed_3_break_glass_is_a_break_glass_access_for_clinical_profiles() {
+    let f = facts(vec![]);
+    for purpose in [Purpose::EmergencyTreatment, Purpose::BreakTheGlass] {
+        let s = federated("RXK", "R8000", purpose, None);
+        // Trusted or not: break glass is the user's own declaration, audited as such.
+        for config in [PolicyConfig::default(), trusting(&["BlackCountrySCR"])] {
+            let d = fed_open(&s, &f, &config);
+            assert_eq!((d.permitted, d.rule), (true, Rule::Fed3));
+            let claim = d.claim.expect("a break-glass access");
+            assert_eq!(claim.purpose, purpose.code());
+            assert_eq!(claim.reason, "unconscious in ED");
+            assert_eq!(
+                (claim.user.as_str(), claim.org.as_str()),
+                ("555021935107", "RXK")
+            );
+        }
+        for role in ["R8008", "R8014"] {
+            let s = federated("RXK", role, purpose, None);
+            let d = fed_open(&s, &f, &PolicyConfig::default());
+            assert_eq!((d.permitted, d.rule), (false, Rule::Lr5), "{role}");
+        }
+    }
+}
+
+#[test]
+fn r_fed_4_objection_and_sensitivity_apply_to_the_end_user() {
+    let rxk = federated("RXK", "R8000", Purpose::Treatment, Some(("R-LR-2", "RXK")));
+    let config = trusting(&["BlackCountrySCR"]);
+    let mut f = facts(vec![]);
+    let mut sensitive = record("Observation", "TAJ");
+    sensitive.labels.sensitivity = Sensitivity::Sensitive;
+    let mut confidential = record("Observation", "M85001");
+    confidential.labels.confidential = true;
+    let records = [
+        record("Patient", "M85001"),
+        record("Observation", "M85001"),
+        sensitive,
+        confidential,
+    ];
+    let search = Ask::Open {
+        action: Action::Search,
+    };
+    let d = fed_decide(&rxk, search, FED_PATIENT, &f, &records, &config);
+    assert_eq!(
+        d.verdicts,
+        vec![
+            Verdict::Show,
+            Verdict::Show,
+            Verdict::Withhold(Rule::Sens1),
+            Verdict::Withhold(Rule::Sens3)
+        ]
+    );
+    assert!(d.trace.iter().any(|s| s.rule == Rule::Fed4));
+    f.statements.push(statement(true, "2026-01-01"));
+    let d = fed_decide(&rxk, search, FED_PATIENT, &f, &records, &config);
+    assert!(d.permitted);
+    assert_eq!(
+        d.verdicts,
+        vec![
+            Verdict::Withhold(Rule::Obj2),
+            Verdict::Withhold(Rule::Obj2),
+            Verdict::Withhold(Rule::Sens1),
+            Verdict::Withhold(Rule::Sens3)
+        ],
+        "this record holds none of the user's organisation's records"
+    );
+    assert_eq!(
+        d.notices,
+        vec![Notice::ObjectionRestricts, Notice::SomeWithheld]
+    );
+}
+
+#[test]
+fn r_fed_4_a_neighbour_naming_a_local_organisation_holds_none_of_its_records() {
+    // An untrusted neighbour sends break glass for a user it says acts for RXK: RXK's
+    // sensitive, confidential and (under an objection) other records still do not leave.
+    let at_rxk = federated("RXK", "R8000", Purpose::BreakTheGlass, None);
+    let mut sensitive = record("Observation", "RXK");
+    sensitive.labels.sensitivity = Sensitivity::Sensitive;
+    let mut confidential = record("Observation", "RXK");
+    confidential.labels.confidential = true;
+    let records = [record("Observation", "RXK"), sensitive, confidential];
+    let mut f = facts(vec![]);
+    let search = Ask::Open {
+        action: Action::Search,
+    };
+    let d = fed_decide(
+        &at_rxk,
+        search,
+        FED_PATIENT,
+        &f,
+        &records,
+        &PolicyConfig::default(),
+    );
+    assert!(d.permitted);
+    assert_eq!(
+        d.verdicts,
+        vec![
+            Verdict::Show,
+            Verdict::Withhold(Rule::Sens1),
+            Verdict::Withhold(Rule::Sens3)
+        ]
+    );
+    f.statements.push(statement(true, "2026-01-01"));
+    let d = fed_decide(
+        &at_rxk,
+        search,
+        FED_PATIENT,
+        &f,
+        &records,
+        &PolicyConfig::default(),
+    );
+    assert_eq!(d.verdicts[0], Verdict::Withhold(Rule::Obj2));
+    // The same records for a local RXK clinician: theirs.
+    let local = open_with(
+        &staff("RXK", "R8000", "u"),
+        &facts(vec![CareLink::Visit {
+            org: "RXK".into(),
+            ended_day: None,
+        }]),
+        &records,
+    );
+    assert!(local.verdicts.iter().all(|v| *v == Verdict::Show));
 }

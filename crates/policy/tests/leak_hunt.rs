@@ -411,6 +411,7 @@ fn staff(user: &str, org: &str, role: &str) -> Subject {
         user: user.into(),
         org: org.into(),
         role_code: role.into(),
+        federation: None,
     }
 }
 

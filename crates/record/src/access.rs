@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use scr_auth::{Caller, CallerKind, Interaction, ScopeContext};
-use scr_policy::{Action, Claim, Decision, Grants, Rule, Subject};
+use scr_auth::{Caller, CallerKind, Interaction, PurposeOfUse, ScopeContext};
+use scr_policy::{Action, Claim, Decision, Grants, Purpose, Rule, Subject};
 use scr_source::Record;
 
 /// A verified caller and the decisions made for them so far.
@@ -50,6 +50,25 @@ fn interaction_of(action: Action) -> Interaction {
     }
 }
 
+/// The policy's view of what a neighbouring record asserts about its user.
+fn federation(f: &scr_auth::Federation, expires_at: i64) -> scr_policy::Federation {
+    scr_policy::Federation {
+        peer: f.peer.clone(),
+        patient: f.patient.clone(),
+        purpose: match f.purpose {
+            PurposeOfUse::Treatment => Purpose::Treatment,
+            PurposeOfUse::EmergencyTreatment => Purpose::EmergencyTreatment,
+            PurposeOfUse::BreakTheGlass => Purpose::BreakTheGlass,
+        },
+        relationship: f
+            .relationship
+            .as_ref()
+            .map(|r| (r.rule.clone(), r.org.clone())),
+        reason: f.reason.clone(),
+        expires_at: scr_fhir::build::instant_from_unix(expires_at),
+    }
+}
+
 impl Access {
     pub fn new(caller: Caller) -> Access {
         let subject = match caller.kind {
@@ -57,6 +76,10 @@ impl Access {
                 user: caller.subject.clone(),
                 org: caller.organisation.clone().unwrap_or_default(),
                 role_code: caller.role_code.clone().unwrap_or_default(),
+                federation: caller
+                    .federation
+                    .as_ref()
+                    .map(|f| federation(f, caller.expires_at)),
             },
             CallerKind::Patient => Subject::Patient {
                 nhs_number: caller.nhs_number.clone().unwrap_or_default(),
@@ -73,6 +96,13 @@ impl Access {
             request_id: scr_auth::dev::new_jti(),
             touched: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Whether the request arrived by federation: a user of a neighbouring shared care record
+    /// asking through it with a token this server exchanged (docs/federation.md). Such a
+    /// request never fans out to this record's own neighbours (R-FED-2).
+    pub fn federated(&self) -> bool {
+        self.caller.federation.is_some()
     }
 
     /// Keeps the decision about `nhs_number` for the audit; the first decision about a patient

@@ -29,10 +29,52 @@ pub struct DescribedCaller {
     pub scopes: String,
     /// Purpose of use: `TREAT` (default), `ETREAT` or `BTG`.
     pub purpose: Option<String>,
+    /// A user of this neighbouring record (its configured name), asking through it with an
+    /// exchanged token for this patient (docs/federation.md, R-FED-1..5): staff only.
+    pub peer: Option<String>,
+    /// The relationship the neighbour asserts for them: the rule id that gave it there
+    /// (`R-LR-2`) and its organisation.
+    pub relationship: Option<(String, String)>,
 }
 
 impl DescribedCaller {
-    fn access(&self) -> Result<Access, String> {
+    /// The federation part of a described user of a neighbouring record, for `nhs`.
+    fn federation(&self, nhs: &str) -> Result<Option<scr_auth::Federation>, String> {
+        let Some(peer) = &self.peer else {
+            if self.relationship.is_some() {
+                return Err(
+                    "an asserted relationship needs the neighbouring record (peer) that asserts it"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        };
+        if !matches!(self.kind.as_deref(), None | Some("staff")) {
+            return Err("a user of a neighbouring record is a staff caller".into());
+        }
+        let purpose = self.purpose.as_deref().unwrap_or("TREAT");
+        let purpose = scr_auth::PurposeOfUse::from_code(purpose)
+            .ok_or_else(|| format!("purpose of use '{purpose}' is not TREAT, ETREAT or BTG"))?;
+        Ok(Some(scr_auth::Federation {
+            peer: peer.clone(),
+            actor: peer.clone(),
+            user_name: "described by a privacy officer".into(),
+            purpose,
+            patient: nhs.to_owned(),
+            request_id: "explain".into(),
+            relationship: self.relationship.as_ref().map(|(rule, org)| {
+                scr_auth::AssertedRelationship {
+                    rule: rule.clone(),
+                    org: org.clone(),
+                }
+            }),
+            reason: purpose
+                .is_break_glass()
+                .then(|| "described by a privacy officer".into()),
+        }))
+    }
+
+    fn access(&self, nhs: &str) -> Result<Access, String> {
         let kind = match self.kind.as_deref().unwrap_or("staff") {
             "staff" => CallerKind::Staff,
             "patient" => CallerKind::Patient,
@@ -65,9 +107,11 @@ impl DescribedCaller {
             nhs_number: (kind == CallerKind::Patient).then(|| self.user.clone()),
             identity_proofing_level: (kind == CallerKind::Patient).then(|| "P9".into()),
             fhir_user: None,
+            name: None,
             token_id: String::new(),
             expires_at: 0,
             scopes: Scopes::parse(scope),
+            federation: self.federation(nhs)?,
         }))
     }
 }
@@ -94,10 +138,12 @@ impl Records {
         described: &DescribedCaller,
         nhs: &str,
     ) -> Result<Explanation, RecordError> {
-        let access = described.access().map_err(|message| RecordError::Invalid {
-            element: "caller".into(),
-            message,
-        })?;
+        let access = described
+            .access(nhs)
+            .map_err(|message| RecordError::Invalid {
+                element: "caller".into(),
+                message,
+            })?;
         let purpose = described.purpose.clone().unwrap_or_else(|| "TREAT".into());
         if !matches!(purpose.as_str(), "TREAT" | "ETREAT" | "BTG") {
             return Err(RecordError::Invalid {
@@ -131,8 +177,13 @@ impl Records {
         } else {
             BTreeMap::new()
         };
-        let self_claim = (purpose != "TREAT" && !decision.permitted && decision.rule == Rule::Lr5)
-            .then(|| self.decide(&access, Ask::SelfClaim, Some(nhs), None, &[]));
+        // A neighbour's user does not self-claim here: their break glass is their purpose of
+        // use, already decided (R-FED-3).
+        let self_claim = (purpose != "TREAT"
+            && !decision.permitted
+            && decision.rule == Rule::Lr5
+            && !access.federated())
+        .then(|| self.decide(&access, Ask::SelfClaim, Some(nhs), None, &[]));
         Ok(Explanation {
             nhs_number: nhs.to_owned(),
             purpose,

@@ -30,7 +30,8 @@ impl Records {
         facts: &PatientFacts,
     ) -> FromNeighbours {
         let mut out = FromNeighbours::default();
-        if self.peers.is_empty() {
+        // R-FED-2: a request that arrived by federation never fans out again.
+        if self.peers.is_empty() || access.federated() {
             return out;
         }
         // The patient-level decision alone (no records): not kept for the audit, which keeps the
@@ -41,7 +42,15 @@ impl Records {
         };
         let asking = Asking {
             user_id: access.caller.subject.clone(),
-            name: None,
+            // The neighbour audits the access under a name: the token's, or the user id.
+            name: Some(
+                access
+                    .caller
+                    .name
+                    .clone()
+                    .filter(|n| !n.trim().is_empty())
+                    .unwrap_or_else(|| access.caller.subject.clone()),
+            ),
             org_code: access.caller.organisation.clone().unwrap_or_default(),
             role_code: access.caller.role_code.clone().unwrap_or_default(),
             purpose_of_use: ask.purpose_of_use,

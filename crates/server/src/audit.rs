@@ -2,6 +2,10 @@
 //! one for every refusal, in the IHE Basic Audit Log Patterns shape, committed to the store
 //! before the response leaves. If the audit cannot be written, the data is not sent: 503.
 //!
+//! A user of a neighbouring shared care record asking through it (docs/federation.md, R-FED-5)
+//! is named with their id, name, organisation, role and purpose of use; the neighbour is an
+//! agent of its own, and the request entity carries its name and request id.
+//!
 //! Not audited: requests refused for their form (400, 405, 406, 415) before any patient or
 //! caller was considered, and the capability endpoints.
 
@@ -9,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use scr_auth::CallerKind;
+use scr_auth::{CallerKind, Federation};
 use scr_fhir::systems;
 use scr_store::audit::NewAuditEvent;
 
@@ -95,12 +99,42 @@ fn coding(system: &str, code: &str) -> Value {
 }
 
 /// The purpose of use of an access: the self-claimed relationship's (ETREAT or BTG) when one
-/// was in force or declared, else treatment.
-fn purpose_of(touched: Option<&Touched>) -> &str {
+/// was in force or declared, else the one a neighbouring record sent for its user (R-FED-5),
+/// else treatment.
+fn purpose_of<'a>(access: Option<&'a Access>, touched: Option<&'a Touched>) -> &'a str {
     touched
         .and_then(|t| t.claim.as_ref())
         .map(|c| c.purpose.as_str())
+        .or_else(|| {
+            access
+                .and_then(|a| a.caller.federation.as_ref())
+                .map(|f| f.purpose.code())
+        })
         .unwrap_or("TREAT")
+}
+
+/// Where a federated access came from (R-FED-5): the neighbouring record as an agent (its
+/// configured name, its client id), for the user agent to name alongside.
+fn peer_agent(f: &Federation) -> Value {
+    json!({
+        "type": { "coding": [coding("http://dicom.nema.org/resources/ontology/DCM", "110150")], "text": "neighbouring shared care record" },
+        "who": { "identifier": { "system": FEDERATION_PEER_SYSTEM, "value": f.peer }, "display": f.peer },
+        "altId": f.actor,
+        "requestor": false,
+    })
+}
+
+/// The identifier system of neighbouring shared care records, by their configured names.
+pub const FEDERATION_PEER_SYSTEM: &str = "https://scr.example.nhs.uk/Id/federation-peer";
+
+/// What a federated access adds to the request entity (R-FED-5): the peer and its request id,
+/// so both sides' trails can be joined.
+fn federation_details(f: &Federation) -> Vec<Value> {
+    vec![
+        json!({ "type": "federation-peer", "valueString": f.peer }),
+        json!({ "type": "federation-request-id", "valueString": f.request_id }),
+        json!({ "type": "federation-purpose-of-use", "valueString": f.purpose.code() }),
+    ]
 }
 
 /// What the decision about one patient adds to the patient entity (`entity.detail`): the rule
@@ -130,7 +164,8 @@ fn event_json(
     touched: Option<&Touched>,
     recorded: &str,
 ) -> Value {
-    let purpose = purpose_of(touched);
+    let purpose = purpose_of(access, touched);
+    let federation = access.and_then(|a| a.caller.federation.as_ref());
     let (who, role, org) = match access {
         Some(a) => {
             let role = match a.caller.kind {
@@ -155,6 +190,12 @@ fn event_json(
         "who": who,
         "requestor": true,
     });
+    if let Some(f) = federation {
+        // The end user, as the neighbouring record named them (R-FED-5).
+        user["who"]["display"] = f.user_name.clone().into();
+        user["name"] = f.user_name.clone().into();
+        user["purposeOfUse"] = json!([{ "coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", f.purpose.code())] }]);
+    }
     if access.is_some_and(|a| a.caller.kind == CallerKind::System) {
         user["type"] = json!({ "coding": [coding("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "dataprocessor")] });
     }
@@ -172,6 +213,7 @@ fn event_json(
             "requestor": false,
         }));
     }
+    agents.extend(federation.map(peer_agent));
     let mut entities = Vec::new();
     if let Some(t) = touched {
         entities.push(json!({
@@ -192,6 +234,7 @@ fn event_json(
         "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "24"),
         "description": description,
     });
+    let mut request_details: Vec<Value> = federation.map(federation_details).unwrap_or_default();
     if !query.is_empty() {
         // What a refused (or unauthenticated) caller sent is kept only in part: enough to see
         // what was tried, not whatever fills the header limit.
@@ -200,10 +243,10 @@ fn event_json(
             while !query.is_char_boundary(end) {
                 end -= 1;
             }
-            request["detail"] = json!([{
+            request_details.push(json!({
                 "type": "query-truncated",
                 "valueString": format!("{} bytes, the first {end} kept", query.len()),
-            }]);
+            }));
             &query[..end]
         } else {
             query
@@ -211,6 +254,9 @@ fn event_json(
         request["query"] = base64::engine::general_purpose::STANDARD
             .encode(kept)
             .into();
+    }
+    if !request_details.is_empty() {
+        request["detail"] = request_details.into();
     }
     entities.push(request);
     json!({
@@ -301,7 +347,10 @@ pub async fn finish(
             agent_org: agent_org.clone(),
             outcome: outcome.code.to_owned(),
             rule: rule.map(str::to_owned),
-            break_glass: t.is_some_and(|t| t.permitted && t.rule == Rule::Lr4),
+            // A self-claimed relationship (R-LR-4), or break glass sent by a neighbouring
+            // record as its user's purpose of use (R-FED-3): the decision carries the claim.
+            break_glass: t
+                .is_some_and(|t| t.permitted && (t.rule == Rule::Lr4 || t.claim.is_some())),
             resource: resource.to_string(),
         });
     };

@@ -225,6 +225,33 @@ pub struct AuthConfig {
     /// Token requests per client and address per minute before 429.
     #[serde(default = "default_token_requests_per_minute")]
     pub token_requests_per_minute: u32,
+    /// Neighbouring shared care records allowed to exchange tokens for their users here
+    /// (RFC 8693, docs/federation.md).
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One `[[auth.peers]]` entry: a neighbouring shared care record that may read records here
+/// for its users by token exchange at the token endpoint (docs/federation.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// How this server names the neighbour (its audit trail, `scr_federation.peer`).
+    pub name: String,
+    /// `iss` of the neighbour's actor and subject tokens.
+    pub client_id: String,
+    /// The neighbour's public keys (JWKS): both its tokens verify against them.
+    pub jwks_file: PathBuf,
+    /// Whether the relationships it asserts for its users count here (R-FED-3).
+    #[serde(default)]
+    pub trust_relationships: bool,
+    /// The most an exchanged token may carry (`user/` scopes).
+    #[serde(default = "default_peer_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_peer_scopes() -> Vec<String> {
+    vec![scr_auth::token_endpoint::DEFAULT_PEER_SCOPE.to_owned()]
 }
 
 impl Default for AuthConfig {
@@ -237,6 +264,7 @@ impl Default for AuthConfig {
             access_token_seconds: default_access_token_seconds(),
             clients: Vec::new(),
             token_requests_per_minute: default_token_requests_per_minute(),
+            peers: Vec::new(),
         }
     }
 }
@@ -745,7 +773,7 @@ impl Config {
 
     /// `[[sources.peer]]`: names that cannot clash with another source's ids, URLs, and the
     /// client registration every authenticated kind needs.
-    fn validate_peers(&self) -> Result<(), ConfigError> {
+    fn validate_peer_sources(&self) -> Result<(), ConfigError> {
         let mut names: Vec<&str> = self
             .sources
             .gp
@@ -868,7 +896,7 @@ impl Config {
                 ));
             }
         }
-        self.validate_peers()?;
+        self.validate_peer_sources()?;
         if let Some(bind) = &self.mllp.bind {
             if bind.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid(
@@ -993,6 +1021,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_peers()?;
         if !self.auth.clients.is_empty() && self.auth.signing_key_file.is_none() {
             return Err(invalid(
                 "auth.signing_key_file",
@@ -1017,12 +1046,80 @@ impl Config {
         Ok(())
     }
 
+    /// `[[auth.peers]]`: named, unique, distinct from the backend clients, `user/` scopes only,
+    /// and a token endpoint to exchange at.
+    fn validate_peers(&self) -> Result<(), ConfigError> {
+        let peers = &self.auth.peers;
+        if !peers.is_empty() && self.auth.signing_key_file.is_none() {
+            return Err(invalid(
+                "auth.signing_key_file",
+                "peers are configured but the token endpoint they exchange tokens at has no signing key",
+            ));
+        }
+        for (i, p) in peers.iter().enumerate() {
+            let key = |k: &str| format!("auth.peers[{i}].{k}");
+            let name_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+            if p.name.is_empty() || p.name.len() > 64 || !p.name.chars().all(name_ok) {
+                return Err(invalid(
+                    &key("name"),
+                    "must be 1 to 64 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if p.client_id.is_empty()
+                || p.client_id.len() > 256
+                || !p.client_id.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(invalid(
+                    &key("client_id"),
+                    "must be 1 to 256 visible ASCII characters",
+                ));
+            }
+            if peers[..i].iter().any(|q| q.name == p.name) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("'{}' names another peer too", p.name),
+                ));
+            }
+            if peers[..i].iter().any(|q| q.client_id == p.client_id)
+                || self.auth.clients.iter().any(|c| c.client_id == p.client_id)
+            {
+                return Err(invalid(
+                    &key("client_id"),
+                    format!(
+                        "'{}' is another peer's or backend client's client id",
+                        p.client_id
+                    ),
+                ));
+            }
+            if p.scopes.is_empty() {
+                return Err(invalid(
+                    &key("scopes"),
+                    "an empty list grants nothing: leave it out for user/*.rs",
+                ));
+            }
+            if p.scopes.iter().any(|sc| !sc.starts_with("user/")) {
+                return Err(invalid(
+                    &key("scopes"),
+                    "peers may be granted user/ scopes only: their users are staff",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn policy_config(&self) -> scr_policy::PolicyConfig {
         scr_policy::PolicyConfig {
             role_profiles: self.policy.role_profiles.clone(),
             view_only_orgs: self.policy.view_only_orgs.clone(),
             visit_window_days: self.policy.visit_window_days,
             break_glass_hours: self.policy.break_glass_hours,
+            trusted_peers: self
+                .auth
+                .peers
+                .iter()
+                .filter(|p| p.trust_relationships)
+                .map(|p| p.name.clone())
+                .collect(),
         }
     }
 }
@@ -1187,6 +1284,45 @@ dev_issuer = true
         );
         let none = Config::from_toml(MINIMAL, &[]).expect("minimal");
         assert!(none.audit.checkpoints().is_none());
+    }
+
+    #[test]
+    fn r_fed_1_peers_are_configured_with_defaults_and_checked_naming_the_key() {
+        let with_key = format!("{MINIMAL}signing_key_file = \"k.pem\"\n");
+        let peer = "[[auth.peers]]\nname = \"BlackCountrySCR\"\nclient_id = \"scr-b\"\njwks_file = \"b.json\"\n";
+        let c = Config::from_toml(&format!("{with_key}{peer}"), &[]).expect("a peer");
+        assert_eq!(c.auth.peers[0].scopes, ["user/*.rs"]);
+        assert!(!c.auth.peers[0].trust_relationships);
+        assert!(c.policy_config().trusted_peers.is_empty());
+        let trusted = format!("{with_key}{peer}trust_relationships = true\n");
+        let c = Config::from_toml(&trusted, &[]).expect("a trusted peer");
+        assert_eq!(c.policy_config().trusted_peers, ["BlackCountrySCR"]);
+        let err = |text: String| {
+            Config::from_toml(&text, &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = err(format!("{MINIMAL}{peer}"));
+        assert!(e.starts_with("auth.signing_key_file"), "{e}");
+        let e = err(format!("{with_key}{peer}scopes = [\"system/*.rs\"]\n"));
+        assert!(e.starts_with("auth.peers[0].scopes"), "{e}");
+        let e = err(format!("{with_key}{peer}scopes = []\n"));
+        assert!(e.starts_with("auth.peers[0].scopes"), "{e}");
+        let e = err(format!("{with_key}{peer}{peer}"));
+        assert!(e.starts_with("auth.peers[1].name"), "{e}");
+        let e = err(format!(
+            "{with_key}{peer}{}",
+            peer.replace("BlackCountrySCR", "Other")
+        ));
+        assert!(e.starts_with("auth.peers[1].client_id"), "{e}");
+        let e = err(format!(
+            "{with_key}{}",
+            peer.replace("BlackCountrySCR", "a b")
+        ));
+        assert!(e.starts_with("auth.peers[0].name"), "{e}");
+        let e = err(format!("{with_key}{peer}trusted = true\n"));
+        assert!(e.contains("trusted"), "{e}");
     }
 
     #[test]

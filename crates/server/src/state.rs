@@ -132,7 +132,7 @@ pub fn policy_codes(config: &Config) -> Result<PolicyCodes, StartupError> {
 pub fn token_service(
     config: &Config,
 ) -> Result<Option<scr_auth::token_endpoint::TokenService>, StartupError> {
-    use scr_auth::token_endpoint::{RegisteredClient, TokenService};
+    use scr_auth::token_endpoint::{RegisteredClient, RegisteredPeer, TokenService};
     let Some(path) = &config.auth.signing_key_file else {
         return Ok(None);
     };
@@ -165,6 +165,19 @@ pub fn token_service(
             allowed_scopes: c.scopes.clone(),
         });
     }
+    let mut peers = Vec::new();
+    for (i, p) in config.auth.peers.iter().enumerate() {
+        let k = format!("auth.peers[{i}].jwks_file");
+        let text = std::fs::read_to_string(&p.jwks_file)
+            .map_err(|e| config_error(&k, format!("cannot read {}: {e}", p.jwks_file.display())))?;
+        let jwks = Jwks::from_json(&text).map_err(|e| config_error(&k, e.to_string()))?;
+        peers.push(RegisteredPeer {
+            name: p.name.clone(),
+            client_id: p.client_id.clone(),
+            jwks,
+            allowed_scopes: p.scopes.clone(),
+        });
+    }
     let token_url = format!("{}/auth/token", config.server.base_url);
     TokenService::new(
         &config.server.base_url,
@@ -174,7 +187,7 @@ pub fn token_service(
         config.auth.leeway_seconds,
         clients,
     )
-    .map(Some)
+    .map(|service| Some(service.with_peers(peers)))
     .map_err(|e| config_error(key, e.to_string()))
 }
 
@@ -230,6 +243,8 @@ pub fn verifier(
                     })?,
                 organisations: issuer.organisations.clone(),
                 max_lifetime_seconds: issuer.max_token_lifetime_seconds,
+                // Federated callers come only from this server's own token endpoint.
+                federation: false,
             },
         });
     }

@@ -182,6 +182,8 @@ fn redact_people(event: &mut Value) {
             agent["who"] = serde_json::json!({ "display": "a member of staff" });
             if let Some(a) = agent.as_object_mut() {
                 a.remove("network");
+                // A neighbouring record's user is named there too (R-FED-5).
+                a.remove("name");
             }
         }
     }

@@ -8,7 +8,10 @@
 //! Body: a FHIR `Parameters` resource with `organization` (ODS code), `role` (national RBAC job
 //! role code, `R8000`), `user` (their user id), optional `kind` (`staff`, default, `patient` or
 //! `system`), `scope` (SMART scopes, default what the kind's profile allows) and `purpose`
-//! (`TREAT`, `ETREAT` or `BTG`). Answer: `Parameters` (see
+//! (`TREAT`, `ETREAT` or `BTG`); for a user of a neighbouring record asking through it
+//! (docs/federation.md), `peer` (its configured name) and, when it asserts one, the
+//! relationship it established, `relationship-rule` (`R-LR-2`) and `relationship-org` (ODS
+//! code). Answer: `Parameters` (see
 //! `fhir-profiles/OperationDefinition-explain.json`).
 //!
 //! Statuses: 200; 400 (a parameter missing or invalid, named); 401; 403 (only the privacy
@@ -27,12 +30,23 @@ use crate::error::ApiError;
 use crate::respond::{check_accept, fhir_json, parameters_body};
 use crate::state::AppState;
 
-const PARAMETERS: [&str; 6] = ["organization", "role", "user", "kind", "scope", "purpose"];
+const PARAMETERS: [&str; 9] = [
+    "organization",
+    "role",
+    "user",
+    "kind",
+    "scope",
+    "purpose",
+    "peer",
+    "relationship-rule",
+    "relationship-org",
+];
 
 /// Reads the described caller from the `Parameters` body, naming the parameter that is wrong.
 fn parse_caller(req: &HttpRequest, body: &[u8]) -> Result<DescribedCaller, ApiError> {
     let v = parameters_body(req, body)?;
     let mut described = DescribedCaller::default();
+    let (mut relationship_rule, mut relationship_org) = (None, None);
     for p in v["parameter"].as_array().into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or_default();
         let at = format!("Parameters.parameter.where(name='{name}')");
@@ -60,9 +74,22 @@ fn parse_caller(req: &HttpRequest, body: &[u8]) -> Result<DescribedCaller, ApiEr
             "user" => described.user = value,
             "kind" => described.kind = Some(value),
             "scope" => described.scopes = value,
+            "peer" => described.peer = Some(value),
+            "relationship-rule" => relationship_rule = Some(value),
+            "relationship-org" => relationship_org = Some(value),
             _ => described.purpose = Some(value),
         }
     }
+    described.relationship = match (relationship_rule, relationship_org) {
+        (Some(rule), Some(org)) => Some((rule, org)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::invalid(
+                "Parameters.parameter.where(name='relationship-rule')",
+                "relationship-rule and relationship-org go together",
+            ))
+        }
+    };
     if described.user.is_empty() {
         return Err(ApiError::invalid(
             "Parameters.parameter.where(name='user')",

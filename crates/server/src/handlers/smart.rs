@@ -18,7 +18,14 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
     // The token endpoint is advertised only where it is configured.
     if let Some(ts) = &state.token_service {
         body["token_endpoint"] = ts.token_url().into();
-        body["grant_types_supported"] = json!(["client_credentials"]);
+        body["grant_types_supported"] = if ts.exchanges() {
+            json!([
+                "client_credentials",
+                scr_auth::token_endpoint::TOKEN_EXCHANGE
+            ])
+        } else {
+            json!(["client_credentials"])
+        };
         body["token_endpoint_auth_methods_supported"] = json!(["private_key_jwt"]);
         body["token_endpoint_auth_signing_alg_values_supported"] = json!(["RS384", "ES384"]);
         if let Some(c) = body["capabilities"].as_array_mut() {

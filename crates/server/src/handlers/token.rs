@@ -4,6 +4,15 @@
 //! `client_assertion` (RS384 or ES384, at most five minutes ahead, `jti` never reused) and an
 //! optional `scope`; answers an access token for the server itself (`sub` = client id).
 //!
+//! For neighbouring shared care records configured as `[[auth.peers]]`, RFC 8693 token exchange
+//! (docs/federation.md, R-FED-1): `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`,
+//! `actor_token` (the peer's client assertion) and `subject_token` (its user's context), both of
+//! type `urn:ietf:params:oauth:token-type:jwt`, signed with the peer's key, at most five minutes
+//! ahead, and both `jti`s never reused; answers (RFC 8693 §2.2) an access token for the end user
+//! with `issued_token_type` `urn:ietf:params:oauth:token-type:access_token`, living at most
+//! five minutes. An unknown peer or an actor token that does not verify is `invalid_client`
+//! (401); a subject token that does not verify or lacks the user's context `invalid_grant`.
+//!
 //! This is an OAuth endpoint, so its errors are OAuth's (RFC 6749 §5.2: a JSON `error` and
 //! `error_description`), not OperationOutcomes. Statuses: 200; 400 (invalid_request,
 //! invalid_grant for a replayed assertion, invalid_scope, unsupported_grant_type); 401
@@ -14,7 +23,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use scr_auth::token_endpoint::TokenError;
+use scr_auth::token_endpoint::{Accepted, TokenError, ACCESS_TOKEN_TYPE};
 
 use crate::error::ApiError;
 use crate::respond::{query_pairs, require_media_type};
@@ -41,11 +50,12 @@ pub async fn token(
         std::str::from_utf8(&body)
             .map_err(|_| ApiError::invalid("body", "the form body is not UTF-8"))?,
     )?;
-    // Limited per client (as the assertion names it, unverified) and address: a flood of
-    // token requests is answered 429 before any signature is checked or any row written.
+    // Limited per client (as the assertion or actor token names it, unverified) and address:
+    // a flood of token requests is answered 429 before any signature is checked or any row
+    // written.
     let client = form
         .iter()
-        .find(|(k, _)| k == "client_assertion")
+        .find(|(k, _)| k == "client_assertion" || k == "actor_token")
         .and_then(|(_, v)| scr_auth::jwt::declared_issuer(v))
         .unwrap_or_default();
     if let Some(address) = req.peer_addr().map(|a| a.ip()) {
@@ -61,29 +71,52 @@ pub async fn token(
         }
     }
     let now = scr_fhir::build::unix_now();
-    let accepted = match service.accept(&form, now) {
+    let accepted = match service.accept_grant(&form, now) {
         Ok(a) => a,
         Err(e) => {
             log::info!("token endpoint refused a request: {}", e.code());
             return Ok(oauth_error(&e));
         }
     };
-    let (client, jti, exp) = (
-        accepted.client_id.clone(),
-        accepted.jti.clone(),
-        accepted.expires_at,
-    );
+    // Every jti is remembered before anything is minted; one seen before refuses the request.
+    let jtis = accepted.jtis();
     let first_use = state
         .records
-        .with_store(move |conn| scr_store::audit::remember_assertion(conn, &client, &jti, exp))
+        .with_store(move |conn| {
+            let mut all_new = true;
+            for (client, jti, exp) in &jtis {
+                all_new &= scr_store::audit::remember_assertion(conn, client, jti, *exp)?;
+            }
+            Ok(all_new)
+        })
         .await?;
     if !first_use {
+        log::info!("token endpoint refused a request: a reused jti");
         return Ok(oauth_error(&TokenError::InvalidGrant(
-            "this client assertion was used before",
+            "this client assertion (or subject token) was used before",
         )));
     }
-    let (access_token, expires_in) = service.mint(&accepted, now).map_err(ApiError::internal)?;
+    let (access_token, expires_in) = service
+        .mint_accepted(&accepted, now)
+        .map_err(ApiError::internal)?;
+    let body = match &accepted {
+        Accepted::Assertion(a) => json!({
+            "access_token": access_token, "token_type": "bearer",
+            "expires_in": expires_in, "scope": a.scope,
+        }),
+        Accepted::Exchange(e) => {
+            log::info!(
+                "token endpoint exchanged a token for a user of peer {} (request {})",
+                e.peer,
+                e.user.request_id
+            );
+            json!({
+                "access_token": access_token, "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "Bearer", "expires_in": expires_in, "scope": e.scope,
+            })
+        }
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "access_token": access_token, "token_type": "bearer", "expires_in": expires_in, "scope": accepted.scope })))
+        .json(body))
 }
