@@ -132,7 +132,7 @@ pub enum Accepted {
     /// `client_credentials` with a backend client's assertion.
     Assertion(AcceptedAssertion),
     /// Token exchange by a peer, for one of its users.
-    Exchange(AcceptedExchange),
+    Exchange(Box<AcceptedExchange>),
 }
 
 impl Accepted {
@@ -259,7 +259,8 @@ impl TokenService {
             .find(|(k, _)| k == "grant_type")
             .map(|(_, v)| v.as_str());
         if grant == Some(TOKEN_EXCHANGE) && self.exchanges() {
-            self.accept_exchange(form, now).map(Accepted::Exchange)
+            self.accept_exchange(form, now)
+                .map(|e| Accepted::Exchange(Box::new(e)))
         } else {
             self.accept(form, now).map(Accepted::Assertion)
         }
@@ -675,8 +676,10 @@ mod exchange_tests {
     const NOW: i64 = 1_800_000_000;
 
     /// (peer private key PEM, its JWKS, another P-384 key's PEM, the server's RSA key PEM)
-    fn keys() -> &'static (Vec<u8>, String, Vec<u8>, Vec<u8>) {
-        static KEYS: OnceLock<(Vec<u8>, String, Vec<u8>, Vec<u8>)> = OnceLock::new();
+    type Keys = (Vec<u8>, String, Vec<u8>, Vec<u8>);
+
+    fn keys() -> &'static Keys {
+        static KEYS: OnceLock<Keys> = OnceLock::new();
         KEYS.get_or_init(|| {
             let p384 = || {
                 let group = EcGroup::from_curve_name(Nid::SECP384R1).expect("P-384");
