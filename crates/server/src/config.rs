@@ -189,6 +189,10 @@ fn default_refusals_per_minute() -> u32 {
     120
 }
 
+fn default_exchanges_per_minute() -> u32 {
+    3_000
+}
+
 fn default_token_requests_per_minute() -> u32 {
     30
 }
@@ -225,6 +229,10 @@ pub struct AuthConfig {
     /// Token requests per client and address per minute before 429.
     #[serde(default = "default_token_requests_per_minute")]
     pub token_requests_per_minute: u32,
+    /// Token exchanges per neighbouring record (the actor token's `iss`, unverified) and
+    /// address per minute (docs/federation.md).
+    #[serde(default = "default_exchanges_per_minute")]
+    pub exchanges_per_minute: u32,
     /// Neighbouring shared care records allowed to exchange tokens for their users here
     /// (RFC 8693, docs/federation.md).
     #[serde(default)]
@@ -264,6 +272,7 @@ impl Default for AuthConfig {
             access_token_seconds: default_access_token_seconds(),
             clients: Vec::new(),
             token_requests_per_minute: default_token_requests_per_minute(),
+            exchanges_per_minute: default_exchanges_per_minute(),
             peers: Vec::new(),
         }
     }
@@ -871,6 +880,9 @@ impl Config {
         }
         if self.auth.token_requests_per_minute == 0 {
             return Err(invalid("auth.token_requests_per_minute", "must be above 0"));
+        }
+        if self.auth.exchanges_per_minute == 0 {
+            return Err(invalid("auth.exchanges_per_minute", "must be above 0"));
         }
         if self.server.source_timeout_ms == 0 {
             return Err(invalid("server.source_timeout_ms", "must be above 0"));

@@ -268,6 +268,7 @@ impl AppState {
             throttle: std::sync::Arc::new(crate::throttle::Throttle::new(
                 config.server.refusals_per_minute,
                 config.auth.token_requests_per_minute,
+                config.auth.exchanges_per_minute,
             )),
         })
     }

@@ -30,6 +30,9 @@ pub enum Refusal {
 pub struct Throttle {
     refusals: DefaultKeyedRateLimiter<IpAddr>,
     token_requests: DefaultKeyedRateLimiter<(String, IpAddr)>,
+    /// Token exchanges by neighbouring records: one per record opened there for a patient
+    /// whose care crosses the boundary, so far more than a backend client's.
+    exchanges: DefaultKeyedRateLimiter<(String, IpAddr)>,
     /// Addresses over the refusal limit whose first throttled refusal was audited.
     throttled: Mutex<HashSet<IpAddr>>,
     clock: DefaultClock,
@@ -44,10 +47,15 @@ fn quota(per_minute: u32) -> Quota {
 }
 
 impl Throttle {
-    pub fn new(refusals_per_minute: u32, token_requests_per_minute: u32) -> Throttle {
+    pub fn new(
+        refusals_per_minute: u32,
+        token_requests_per_minute: u32,
+        exchanges_per_minute: u32,
+    ) -> Throttle {
         Throttle {
             refusals: RateLimiter::keyed(quota(refusals_per_minute)),
             token_requests: RateLimiter::keyed(quota(token_requests_per_minute)),
+            exchanges: RateLimiter::keyed(quota(exchanges_per_minute)),
             throttled: Mutex::new(HashSet::new()),
             clock: DefaultClock::default(),
         }
@@ -83,11 +91,25 @@ impl Throttle {
 
     /// One more token request from `client` at `address`: `Err(retry_after)` beyond the limit.
     pub fn token_request(&self, client: &str, address: IpAddr) -> Result<(), u64> {
-        if self.token_requests.len() > MAX_KEYS {
-            self.token_requests.retain_recent();
+        self.check(&self.token_requests, client, address)
+    }
+
+    /// One more token exchange by the neighbouring record `client` at `address`.
+    pub fn exchange(&self, client: &str, address: IpAddr) -> Result<(), u64> {
+        self.check(&self.exchanges, client, address)
+    }
+
+    fn check(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<(String, IpAddr)>,
+        client: &str,
+        address: IpAddr,
+    ) -> Result<(), u64> {
+        if limiter.len() > MAX_KEYS {
+            limiter.retain_recent();
         }
         let client: String = client.chars().take(128).collect();
-        self.token_requests
+        limiter
             .check_key(&(client, address))
             .map_err(|not_until| seconds(not_until.wait_time_from(self.clock.now())))
     }
@@ -104,7 +126,7 @@ mod tests {
 
     #[test]
     fn item4_refusals_beyond_the_limit_are_throttled_and_only_the_first_is_audited() {
-        let t = Throttle::new(3, 2);
+        let t = Throttle::new(3, 2, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
@@ -124,7 +146,7 @@ mod tests {
 
     #[test]
     fn item4_token_requests_are_limited_per_client_and_address() {
-        let t = Throttle::new(3, 2);
+        let t = Throttle::new(3, 2, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(t.token_request("client-a", a).is_ok());
         assert!(t.token_request("client-a", a).is_ok());
@@ -133,5 +155,18 @@ mod tests {
         assert!(t
             .token_request("client-a", "192.0.2.9".parse().unwrap())
             .is_ok());
+    }
+
+    #[test]
+    fn r_fed_1_exchanges_by_a_neighbour_have_a_limit_of_their_own() {
+        let t = Throttle::new(3, 1, 3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(t.token_request("scr-b", a).is_ok());
+        assert!(t.token_request("scr-b", a).is_err());
+        // The backend-client limit is spent; the neighbour's exchanges are not.
+        for _ in 0..3 {
+            assert!(t.exchange("scr-b", a).is_ok());
+        }
+        assert!(t.exchange("scr-b", a).is_err());
     }
 }

@@ -53,13 +53,20 @@ pub async fn token(
     // Limited per client (as the assertion or actor token names it, unverified) and address:
     // a flood of token requests is answered 429 before any signature is checked or any row
     // written.
+    // Exchanges by neighbouring records have a limit of their own (auth.exchanges_per_minute).
     let client = form
         .iter()
         .find(|(k, _)| k == "client_assertion" || k == "actor_token")
         .and_then(|(_, v)| scr_auth::jwt::declared_issuer(v))
         .unwrap_or_default();
+    let exchange = form.iter().any(|(k, _)| k == "actor_token");
     if let Some(address) = req.peer_addr().map(|a| a.ip()) {
-        if let Err(retry_after) = state.throttle.token_request(&client, address) {
+        let limited = if exchange {
+            state.throttle.exchange(&client, address)
+        } else {
+            state.throttle.token_request(&client, address)
+        };
+        if let Err(retry_after) = limited {
             log::warn!("token endpoint: requests from one client and address over the limit; 429");
             return Ok(HttpResponse::TooManyRequests()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
