@@ -175,7 +175,8 @@ fn job_role(value: &str, claim: &'static str) -> Result<String, AuthError> {
 }
 
 /// Whether `nhs` is a valid NHS number: ten digits whose last is the modulus 11 check digit of
-/// the first nine.
+/// the first nine. The same check as `scr_fhir::nhs_number::is_valid`, repeated here because
+/// this leaf crate does not depend on the FHIR crate (and its FHIR model).
 pub fn is_valid_nhs_number(nhs: &str) -> bool {
     let digits: Vec<u32> = nhs.chars().filter_map(|c| c.to_digit(10)).collect();
     if nhs.len() != 10 || digits.len() != 10 {

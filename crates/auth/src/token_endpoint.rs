@@ -49,6 +49,13 @@ pub struct RegisteredPeer {
     pub allowed_scopes: Vec<String>,
 }
 
+/// The first value of a form field.
+fn form_field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// A backend client registered in configuration.
 pub struct RegisteredClient {
     pub client_id: String,
@@ -254,11 +261,7 @@ impl TokenService {
         form: &[(String, String)],
         now: i64,
     ) -> Result<Accepted, TokenError> {
-        let grant = form
-            .iter()
-            .find(|(k, _)| k == "grant_type")
-            .map(|(_, v)| v.as_str());
-        if grant == Some(TOKEN_EXCHANGE) && self.exchanges() {
+        if form_field(form, "grant_type") == Some(TOKEN_EXCHANGE) && self.exchanges() {
             self.accept_exchange(form, now)
                 .map(|e| Accepted::Exchange(Box::new(e)))
         } else {
@@ -275,11 +278,7 @@ impl TokenService {
         form: &[(String, String)],
         now: i64,
     ) -> Result<AcceptedExchange, TokenError> {
-        let field = |name: &str| {
-            form.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let field = |name: &str| form_field(form, name);
         if field("grant_type") != Some(TOKEN_EXCHANGE) {
             return Err(TokenError::UnsupportedGrantType(
                 "only client_credentials and token exchange are supported",
@@ -448,11 +447,7 @@ impl TokenService {
         form: &[(String, String)],
         now: i64,
     ) -> Result<AcceptedAssertion, TokenError> {
-        let field = |name: &str| {
-            form.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let field = |name: &str| form_field(form, name);
         match field("grant_type") {
             Some(CLIENT_CREDENTIALS) => {}
             Some(_) => return Err(TokenError::UnsupportedGrantType(

@@ -131,6 +131,13 @@ enum PolicyCommand {
         /// TREAT, ETREAT or BTG.
         #[arg(long, default_value = "TREAT")]
         purpose: String,
+        /// A user of this neighbouring record (its `[[auth.peers]]` name), asking through it
+        /// with an exchanged token (docs/federation.md).
+        #[arg(long)]
+        peer: Option<String>,
+        /// With --peer: the relationship the neighbour asserts, as RULE:ORG (R-LR-2:RXK).
+        #[arg(long, requires = "peer")]
+        relationship: Option<String>,
         /// Print the FHIR Parameters resource that `$explain` answers, not text.
         #[arg(long)]
         json: bool,
@@ -316,9 +323,24 @@ fn run(cli: Cli) -> Result<(), String> {
                     user,
                     scope,
                     purpose,
+                    peer,
+                    relationship,
                     json,
                 },
         } => {
+            let relationship = match relationship {
+                None => None,
+                Some(r) => match r.split_once(':') {
+                    Some((rule, org)) if !rule.is_empty() && !org.is_empty() => {
+                        Some((rule.to_owned(), org.to_owned()))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "--relationship {r}: expected RULE:ORG, e.g. R-LR-2:RXK"
+                        ))
+                    }
+                },
+            };
             let config = load(&config)?;
             let (records, _) = scr_server::state::records(&config).map_err(|e| e.to_string())?;
             let described = scr_record::DescribedCaller {
@@ -328,8 +350,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 user,
                 scopes: scope,
                 purpose: Some(purpose),
-                peer: None,
-                relationship: None,
+                peer,
+                relationship,
             };
             let explanation = actix_web::rt::System::new()
                 .block_on(records.explain(&described, &patient))
