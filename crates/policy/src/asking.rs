@@ -24,9 +24,11 @@ pub struct PeerAsk {
 /// - an objection stands or cannot be checked (R-OBJ-2): the caller sees only their own
 ///   organisation's records, and a neighbour holds none of them, so none is asked;
 /// - the caller is a patient or a backend system: a neighbour applies its rules to a person
-///   with an organisation and a role, and these have neither.
+///   with an organisation and a role, and these have neither;
+/// - the request arrived by federation (R-FED-2): it never fans out again, so two records
+///   federated both ways cannot loop.
 pub fn peer_ask(subject: &Subject, decision: &Decision) -> Option<PeerAsk> {
-    if !decision.permitted {
+    if !decision.permitted || crate::federation_of(subject).is_some() {
         return None;
     }
     let restricted = decision.notices.iter().any(|n| {
@@ -65,6 +67,7 @@ mod tests {
             user: "u1".into(),
             org: "RXK".into(),
             role_code: "R8000".into(),
+            federation: None,
         }
     }
 
@@ -122,6 +125,28 @@ mod tests {
             &permitted(Rule::Lr2, vec![Notice::SomeWithheld], None)
         )
         .is_some());
+    }
+
+    #[test]
+    fn r_fed_2_a_request_that_arrived_by_federation_never_asks_a_neighbour() {
+        let federated = Subject::Staff {
+            user: "u1".into(),
+            org: "RXK".into(),
+            role_code: "R8000".into(),
+            federation: Some(crate::Federation {
+                peer: "B-REGION".into(),
+                patient: "9990000018".into(),
+                purpose: crate::Purpose::Treatment,
+                relationship: Some(("R-LR-2".into(), "RXK".into())),
+                reason: None,
+                expires_at: "2026-12-03T20:00:00Z".into(),
+            }),
+        };
+        assert_eq!(
+            peer_ask(&federated, &permitted(Rule::Fed3, vec![], None)),
+            None
+        );
+        assert!(peer_ask(&staff(), &permitted(Rule::Lr2, vec![], None)).is_some());
     }
 
     #[test]

@@ -30,12 +30,12 @@ impl Records {
         facts: &PatientFacts,
     ) -> FromNeighbours {
         let mut out = FromNeighbours::default();
-        // R-FED-2: a request that arrived by federation never fans out again.
-        if self.peers.is_empty() || access.federated() {
+        if self.peers.is_empty() {
             return out;
         }
         // The patient-level decision alone (no records): not kept for the audit, which keeps the
-        // one made with every record below.
+        // one made with every record below. The policy says whether to ask at all (never under
+        // an objection, never again for a request that arrived by federation: R-FED-2).
         let first = self.decide(access, Ask::Open { action }, Some(nhs), Some(facts), &[]);
         let Some(ask) = peer_ask(&access.subject, &first) else {
             return out;
