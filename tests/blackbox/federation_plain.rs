@@ -32,6 +32,21 @@ fn with_neighbour(a_base: &str) -> impl Fn(String) -> String + '_ {
     }
 }
 
+/// `$everything` of `nhs` on `s`: 200 and valid R4, as a Bundle.
+fn everything(s: &Server, nhs: &str, token: &str) -> Value {
+    let r = s.get(&format!("/Patient/{nhs}/$everything"), Some(token));
+    assert_eq!(
+        r.status,
+        200,
+        "{}: {}",
+        s.name,
+        String::from_utf8_lossy(&r.body)
+    );
+    let bundle = r.json();
+    check_r4(&bundle);
+    bundle
+}
+
 /// Whether a resource carries our source tag with `name`.
 fn tagged(resource: &Value, name: &str) -> bool {
     resource["meta"]["tag"]
@@ -77,16 +92,7 @@ fn federation_a_plain_neighbour_is_read_labelled_restricted_by_objection_and_mis
         // B's clinician at Jane's practice sees B's records and A's, A's labelled with A's
         // name and with their holder's ODS tag kept.
         let clinician = clinician(&b, "M85001");
-        let r = b.get(&format!("/Patient/{JANE}/$everything"), Some(&clinician));
-        assert_eq!(
-            r.status,
-            200,
-            "{}: {}",
-            b.name,
-            String::from_utf8_lossy(&r.body)
-        );
-        let bundle = r.json();
-        check_r4(&bundle);
+        let bundle = everything(&b, JANE, &clinician);
         let from_a = clinical_ids(&bundle, |r| tagged(r, NEIGHBOUR));
         assert_eq!(
             from_a, expected,
@@ -274,16 +280,7 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
             .map(|id| format!("{A_NAME}.{id}"))
             .collect();
 
-        let r = b.get(&format!("/Patient/{JANE}/$everything"), Some(&asking));
-        assert_eq!(
-            r.status,
-            200,
-            "{}: {}",
-            b.name,
-            String::from_utf8_lossy(&r.body)
-        );
-        let bundle = r.json();
-        check_r4(&bundle);
+        let bundle = everything(b, JANE, &asking);
         // R-FED-4: the neighbour applied its rules to this user, exactly as to its own
         // clinician of the same organisation and role.
         assert_eq!(
