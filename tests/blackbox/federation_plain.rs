@@ -314,6 +314,45 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
         let text = serde_json::to_string(&at_a).unwrap();
         assert!(text.contains(B_NAME) && text.contains("RXK"), "{text}");
 
+        // Break glass here travels as break glass there, audited as such on both sides: an
+        // ambulance crew member with no relationship with Jane in either record.
+        let crew_user = format!("fed-crew-{}-{}", std::process::id(), now());
+        let crew = staff_as(b, &crew_user, "RYA", "R8000", "user/*.rs");
+        let reason = "Unconscious at roadside, need allergies";
+        let body = serde_json::json!({
+            "resourceType": "Parameters",
+            "parameter": [{ "name": "purpose", "valueCode": "ETREAT" }, { "name": "reason", "valueString": reason }],
+        });
+        let auth = format!("Bearer {crew}");
+        let r = b.request(
+            "POST",
+            &format!("/Patient/{JANE}/$break-glass"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let bundle = everything(b, JANE, &crew);
+        assert!(
+            !clinical_ids(&bundle, |r| tagged(r, A_NAME)).is_empty(),
+            "{}: A answers the crew under break glass: {}",
+            b.name,
+            warnings(&bundle)
+        );
+        for (side, server) in [("A", &a), ("B", b)] {
+            let flagged = audit_events(server, &format!("break-glass=true&agent={crew_user}"));
+            assert!(
+                flagged.iter().any(|e| {
+                    e["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
+                        && e.to_string().contains(reason)
+                }),
+                "{}: {side} audits the access as break glass with its reason: {flagged:?}",
+                b.name
+            );
+        }
+
         // R-FED-2: A never asked B back for a request that came from B.
         let back_at_b = audit_events(b, &format!("agent={user}"));
         let text = serde_json::to_string(&back_at_b).unwrap();
