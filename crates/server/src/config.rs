@@ -12,6 +12,11 @@ use scr_policy::Profile;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `SCR_*` variables in the environment that name no setting: warned about at start, never
+    /// fatal (Kubernetes injects `SCR_SERVICE_HOST` for a service named `scr`). Names only:
+    /// their values may be anything.
+    #[serde(skip)]
+    pub unknown_env: Vec<String>,
     pub server: ServerConfig,
     pub store: StoreConfig,
     #[serde(default)]
@@ -688,6 +693,9 @@ impl Config {
             other => other,
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        for var in &config.unknown_env {
+            log::warn!("{var} names no setting and is ignored; see docs/configuration.md");
+        }
         Ok(config)
     }
 
@@ -699,13 +707,11 @@ impl Config {
                     path: String::new(),
                     message: e.message().to_owned(),
                 })?;
+        let mut unknown_env = Vec::new();
         for (var, value) in env {
             let Some((_, key, kind)) = OVERRIDES.iter().find(|(v, _, _)| v == var) else {
                 if var.starts_with("SCR_") && !matches!(var.as_str(), "SCR_CONFIG" | "SCR_LOG") {
-                    return Err(invalid(
-                        var,
-                        "unknown SCR_ environment variable; see docs/configuration.md",
-                    ));
+                    unknown_env.push(var.clone());
                 }
                 continue;
             };
@@ -739,7 +745,7 @@ impl Config {
                 _ => return Err(invalid(section, "must be a table")),
             }
         }
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -747,6 +753,7 @@ impl Config {
                     message: e.message().to_owned(),
                 })?;
         config.validate()?;
+        config.unknown_env = unknown_env;
         Ok(config)
     }
 
@@ -1166,6 +1173,19 @@ dev_issuer = true
         let env = vec![("SCR_STORE_POOL_SIZE".to_string(), "abc".to_string())];
         let err = Config::from_toml(MINIMAL, &env).unwrap_err().to_string();
         assert!(err.contains("SCR_STORE_POOL_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn unknown_scr_variables_are_named_for_a_warning_never_fatal() -> Result<(), ConfigError> {
+        let env = vec![
+            ("SCR_SERVICE_HOST".to_string(), "10.0.0.1".to_string()),
+            ("SCR_SERVER_WORKERS".to_string(), "3".to_string()),
+            ("SCR_LOG".to_string(), "info".to_string()),
+        ];
+        let c = Config::from_toml(MINIMAL, &env)?;
+        assert_eq!(c.unknown_env, ["SCR_SERVICE_HOST"]);
+        assert_eq!(c.server.workers, 3, "known variables still apply");
+        Ok(())
     }
 
     #[test]
