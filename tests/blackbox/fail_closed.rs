@@ -399,3 +399,49 @@ fn r_aud_1_the_audit_names_the_rule_and_counts_what_was_withheld_while_a_source_
         assert!(!own.to_string().contains("withheld-R-"), "{own}");
     }
 }
+
+#[test]
+fn health_ready_names_a_source_that_is_down_and_fails_without_the_store() {
+    let ready = |s: &Server| {
+        // Outside /fhir: the request target in absolute form.
+        let url = format!("http://127.0.0.1:{}/health/ready", s.port);
+        let r = s.request("GET", &url, &[], b"");
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(!body.contains("999000"), "no NHS number in health: {body}");
+        (r.status, r.json())
+    };
+    for b in breakables() {
+        let s = &b.server;
+        let url = format!("http://127.0.0.1:{}/health/live", s.port);
+        let live = s.request("GET", &url, &[], b"");
+        assert_eq!(live.status, 200);
+        let (status, body) = ready(s);
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("pass")),
+            "{body}"
+        );
+        assert_eq!(body["checks"]["store"][0]["status"], "pass");
+        assert_eq!(body["checks"]["source:gp"][0]["status"], "pass");
+        with_down(&b, Part::Gp, |s| {
+            let (status, body) = ready(s);
+            assert_eq!(
+                (status, body["status"].as_str()),
+                (200, Some("warn")),
+                "{body}"
+            );
+            assert_eq!(body["checks"]["source:gp"][0]["status"], "warn", "{body}");
+            assert_eq!(body["checks"]["store"][0]["status"], "pass");
+        });
+        if matches!(b.backend, Backend::Postgres { .. }) {
+            with_down(&b, Part::Store, |s| {
+                let (status, body) = ready(s);
+                assert_eq!(
+                    (status, body["status"].as_str()),
+                    (503, Some("fail")),
+                    "{body}"
+                );
+            });
+        }
+    }
+}

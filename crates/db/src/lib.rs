@@ -35,6 +35,16 @@ pub fn like_prefix(prefix: &str) -> String {
     out
 }
 
+/// The cheapest round trip that proves a database answers: `SELECT 1` on PostgreSQL; on SQLite
+/// a read of the schema, since `SELECT 1` touches no file and would pass with the file locked.
+pub fn ping(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    let sql = match conn {
+        DbConnection::Postgres(_) => "SELECT 1",
+        DbConnection::Sqlite(_) => "SELECT count(*) FROM sqlite_master",
+    };
+    diesel::RunQueryDsl::execute(diesel::sql_query(sql), conn).map(drop)
+}
+
 pub type DbPool = Pool<ConnectionManager<DbConnection>>;
 pub type PooledDb = PooledConnection<ConnectionManager<DbConnection>>;
 

@@ -20,7 +20,11 @@ use scr_source::{
 use crate::{RecordError, Records};
 
 /// Runs one blocking source call on the blocking pool, bounded by the source timeout.
-async fn call<T, F>(records: &Records, source: &Arc<dyn Source>, f: F) -> Result<T, SourceError>
+pub(crate) async fn call<T, F>(
+    records: &Records,
+    source: &Arc<dyn Source>,
+    f: F,
+) -> Result<T, SourceError>
 where
     T: Send + 'static,
     F: FnOnce(&dyn Source) -> Result<T, SourceError> + Send + 'static,

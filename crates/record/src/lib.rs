@@ -6,6 +6,7 @@
 pub mod access;
 mod explain;
 mod gather;
+mod health;
 mod neighbours;
 mod open;
 pub mod own_flags;
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use access::{Access, Touched};
 pub use explain::{DescribedCaller, Explanation};
 pub use gather::{merge_patient, PatientView};
+pub use health::Readiness;
 pub use open::{Known, OpenedRecord};
 pub use scr_source::Wanted;
 

@@ -143,6 +143,11 @@ impl Source for OwnFlags {
     fn match_report(&self) -> Result<MatchReport, SourceError> {
         Ok(MatchReport::default())
     }
+
+    fn ping(&self) -> Result<(), SourceError> {
+        let mut conn = self.store.conn().map_err(Self::unavailable)?;
+        scr_db::ping(&mut *conn).map_err(Self::unavailable)
+    }
 }
 
 /// The body to store: the alert as sent, without `id` and `meta`, which the facade owns.

@@ -19,7 +19,7 @@ use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
     audit_events, break_glass, capabilities, consent, everything, explain, fallback, flag_write,
-    read, search, smart, token,
+    health, read, search, smart, token,
 };
 pub use state::AppState;
 
@@ -29,6 +29,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     let not_allowed = |allow: &'static str| {
         web::route().to(move |req: actix_web::HttpRequest| fallback::method_not_allowed(req, allow))
     };
+    cfg.service(
+        web::resource("/health/live")
+            .route(web::get().to(health::live))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/health/ready")
+            .route(web::get().to(health::ready))
+            .default_service(not_allowed("GET")),
+    );
     cfg.service(
         web::scope("/fhir")
             .service(

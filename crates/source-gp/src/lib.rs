@@ -479,6 +479,10 @@ impl Source for GpSource {
             .find(|r| r.resource_type == resource_type && r.id == wanted))
     }
 
+    fn ping(&self) -> Result<(), SourceError> {
+        scr_db::ping(&mut *self.conn()?).map_err(|e| self.unavailable(e))
+    }
+
     fn match_report(&self) -> Result<MatchReport, SourceError> {
         let mut conn = self.conn()?;
         let numbers: Vec<Option<String>> = patient::table

@@ -289,6 +289,10 @@ impl Source for Hl7Source {
         }
     }
 
+    fn ping(&self) -> Result<(), SourceError> {
+        scr_db::ping(&mut *self.conn()?).map_err(|e| self.unavailable(&e))
+    }
+
     fn match_report(&self) -> Result<MatchReport, SourceError> {
         let mut c = self.conn()?;
         let db = |e: diesel::result::Error| self.unavailable(&e);

@@ -226,6 +226,10 @@ impl Source for SocialCareSource {
             .find(|r| r.id == wanted))
     }
 
+    fn ping(&self) -> Result<(), SourceError> {
+        scr_db::ping(&mut *self.conn()?).map_err(|e| self.unavailable(e))
+    }
+
     fn match_report(&self) -> Result<MatchReport, SourceError> {
         let mut conn = self.conn()?;
         let numbers: Vec<Option<String>> = person::table

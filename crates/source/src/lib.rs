@@ -216,6 +216,8 @@ pub trait Source: Send + Sync {
     fn read(&self, resource_type: &str, native_key: &str) -> Result<Option<Record>, SourceError>;
     /// Rows the source could not match, for the start-up report.
     fn match_report(&self) -> Result<MatchReport, SourceError>;
+    /// One round trip to the source, for `/health/ready`: no patient data.
+    fn ping(&self) -> Result<(), SourceError>;
 }
 
 /// The distinct valid NHS numbers among a native NHS number column's values: invalid or missing

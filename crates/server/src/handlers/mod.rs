@@ -9,6 +9,7 @@ pub mod everything;
 pub mod explain;
 pub mod fallback;
 pub mod flag_write;
+pub mod health;
 pub mod read;
 pub mod search;
 pub mod smart;
