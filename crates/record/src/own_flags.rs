@@ -146,7 +146,7 @@ impl Source for OwnFlags {
 
     fn ping(&self) -> Result<(), SourceError> {
         let mut conn = self.store.conn().map_err(Self::unavailable)?;
-        scr_db::ping(&mut *conn).map_err(Self::unavailable)
+        scr_db::ping(&mut conn).map_err(Self::unavailable)
     }
 }
 
