@@ -654,3 +654,67 @@ fn reads_by_id_at_once_beyond_the_pool_size_all_answer() {
         assert!(statuses.iter().all(|st| *st == 200), "{statuses:?}");
     }
 }
+
+fn with_viewer_origin(config: String) -> String {
+    config.replacen(
+        "[server]\n",
+        "[server]\ncors_origins = [\"https://viewer.example.nhs.uk\"]\n",
+        1,
+    )
+}
+
+#[test]
+fn cors_lets_configured_browser_origins_call_the_api_and_no_others() {
+    for s in own_servers("cors", with_viewer_origin) {
+        let path = format!("/Patient/{JANE}/$everything");
+        let preflight = |origin: &str| {
+            s.request(
+                "OPTIONS",
+                &path,
+                &[
+                    ("Origin", origin),
+                    ("Access-Control-Request-Method", "GET"),
+                    ("Access-Control-Request-Headers", "authorization"),
+                ],
+                b"",
+            )
+        };
+        let ok = preflight("https://viewer.example.nhs.uk");
+        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(
+            ok.header("Access-Control-Allow-Origin"),
+            Some("https://viewer.example.nhs.uk")
+        );
+        assert!(ok
+            .header("Access-Control-Allow-Headers")
+            .is_some_and(|h| h.to_ascii_lowercase().contains("authorization")));
+        let token = clinician(&s, "M85001");
+        let auth = format!("Bearer {token}");
+        let r = s.request(
+            "GET",
+            &path,
+            &[
+                ("Origin", "https://viewer.example.nhs.uk"),
+                ("Authorization", &auth),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("Access-Control-Allow-Origin"),
+            Some("https://viewer.example.nhs.uk")
+        );
+        // Any other origin: the browser gets no permission to read anything.
+        let evil = preflight("https://evil.example");
+        assert!(evil.header("Access-Control-Allow-Origin").is_none());
+        let r = s.request(
+            "GET",
+            &path,
+            &[("Origin", "https://evil.example"), ("Authorization", &auth)],
+            b"",
+        );
+        assert!(r.header("Access-Control-Allow-Origin").is_none());
+        // Callers that are not browsers send no Origin and are unaffected.
+        assert_eq!(s.get(&path, Some(&token)).status, 200);
+    }
+}

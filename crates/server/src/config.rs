@@ -188,6 +188,10 @@ pub struct ServerConfig {
     /// Refused requests (401, 403) per client address per minute before 429.
     #[serde(default = "default_refusals_per_minute")]
     pub refusals_per_minute: u32,
+    /// Browser origins (`https://viewer.example.nhs.uk`) whose apps may call the API
+    /// cross-origin (CORS). None by default: no browser app elsewhere may.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 fn default_refusals_per_minute() -> u32 {
@@ -881,6 +885,18 @@ impl Config {
                 "server.blocking_threads",
                 "must be between 1 and 512",
             ));
+        }
+        for (i, origin) in self.server.cors_origins.iter().enumerate() {
+            // An origin: scheme and host (and port), no path, no wildcard.
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/') || r.contains('*')) {
+                return Err(invalid(
+                    &format!("server.cors_origins[{i}]"),
+                    format!("'{origin}' is not an origin such as https://viewer.example.nhs.uk (no path, no wildcard)"),
+                ));
+            }
         }
         if self.server.refusals_per_minute == 0 {
             return Err(invalid("server.refusals_per_minute", "must be above 0"));

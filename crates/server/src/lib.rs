@@ -125,8 +125,48 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Starts the HTTP(S) server and runs until stopped.
+/// CORS for the configured browser origins only: a SMART app served elsewhere may call the API
+/// with a bearer token; every other origin is refused by the browser.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::header;
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::IF_MATCH,
+            header::HeaderName::from_static("prefer"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+        ])
+        .max_age(600)
+        // Another origin gets no CORS headers (so the browser lets its page read nothing), but
+        // the request itself is answered as any other: refusals stay OperationOutcomes.
+        .block_on_origin_mismatch(false);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
 pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<()> {
     let data = web::Data::new(state);
+    // The server's own origin too: a browser sends `Origin` on a same-origin POST.
+    let mut origins = config.server.cors_origins.clone();
+    let own = config
+        .server
+        .base_url
+        .split('/')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/");
+    origins.push(own);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -153,6 +193,8 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
                 }
             })
             .configure(routes)
+            // Outermost: a preflight is answered before any route or log line.
+            .wrap(cors(&origins))
     })
     .workers(config.server.workers)
     .worker_max_blocking_threads(config.server.blocking_threads);
