@@ -11,8 +11,14 @@ use crate::state::AppState;
 
 pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
     let mut body = json!({
-        "capabilities": ["permission-v1", "permission-v2", "permission-patient", "permission-user", "context-ehr-patient"],
-        "scopes_supported": ["patient/*.rs", "user/*.rs", "system/*.rs", "patient/*.read", "user/*.read", "system/*.read", "user/Consent.c"],
+        // Only what works: there is no authorization endpoint yet, so no launch context
+        // (`context-ehr-patient` was advertised and did not exist).
+        "capabilities": ["permission-v1", "permission-v2", "permission-patient", "permission-user"],
+        "scopes_supported": [
+            "patient/*.rs", "user/*.rs", "system/*.rs", "patient/*.read", "user/*.read", "system/*.read",
+            "user/Flag.cu", "patient/Flag.cu", "user/Consent.c", "user/Consent.rs",
+            "user/AuditEvent.rs", "patient/AuditEvent.rs"
+        ],
         "fhir_base_url": state.base_url,
     });
     // The token endpoint is advertised only where it is configured.
