@@ -84,7 +84,7 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn scratch(name: &str) -> PathBuf {
+pub fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("blackbox-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -173,6 +173,33 @@ impl Server {
         );
     }
 
+    /// A server some other command started as `child` (already answering on `port`), for a test
+    /// that runs the binary its own way; [`Server::stop`] ends it.
+    pub fn adopt(name: &'static str, dir: PathBuf, port: u16, child: Child) -> Server {
+        Server {
+            name,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+            port,
+            store_url: format!("sqlite://{}/scr.db", dir.display()),
+            dir,
+            mllp_port: 0,
+            _child: Mutex::new(child),
+        }
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&self) -> bool {
+        let mut child = self._child.lock().unwrap_or_else(|e| e.into_inner());
+        child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Kills the process if it still runs and reaps it; never panics (for `Drop`).
+    pub fn stop(&self) {
+        let mut child = self._child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Kills the server process with SIGKILL, as a power cut or the OOM killer would.
     pub fn kill(&self) {
         let mut child = self._child.lock().unwrap();
@@ -234,6 +261,7 @@ impl Server {
             "--mllp-port",
             &m,
             "--no-serve",
+            "--no-neighbour",
         ];
         run(&args);
         lift_request_limits(&dir.join("scr.toml"));
