@@ -13,6 +13,8 @@ use crate::harness::*;
 const JANE: &str = "9990000018";
 const NEIGHBOUR: &str = "WMShCR";
 const NEIGHBOUR_TRUST: &str = "RRK";
+/// How the neighbour names home.
+const HOME: &str = "BCShCR";
 const SOURCE_TAG: &str = "https://scr.example.nhs.uk/CodeSystem/source-system";
 
 /// The demo process, ended however the test ends (a failed assertion included).
@@ -22,6 +24,24 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.0.stop();
     }
+}
+
+/// What `scr token ARGS` prints.
+fn scr_token(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("token")
+        .args(args)
+        .output()
+        .expect("scr token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("a token")
+        .trim()
+        .to_owned()
 }
 
 fn tagged(resource: &Value, name: &str) -> bool {
@@ -84,14 +104,10 @@ fn demo_starts_with_a_neighbour_whose_records_arrive_labelled() {
     );
 
     // The token the README tells a reader to make.
-    let token = Command::new(BIN)
-        .args(["token", "staff", "--org", "RXK", "--role", "R8000"])
-        .args(["--aud", &home.base])
-        .output()
-        .expect("scr token");
-    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
-    let token = String::from_utf8(token.stdout).expect("a token");
-    let r = home.get(&format!("/Patient/{JANE}/$everything"), Some(token.trim()));
+    let token = scr_token(&[
+        "staff", "--org", "RXK", "--role", "R8000", "--aud", &home.base,
+    ]);
+    let r = home.get(&format!("/Patient/{JANE}/$everything"), Some(&token));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let bundle = r.json();
     assert!(
@@ -104,12 +120,14 @@ fn demo_starts_with_a_neighbour_whose_records_arrive_labelled() {
         .expect("entries")
         .iter()
         .map(|e| &e["resource"])
-        .filter(|r| !matches!(r["resourceType"].as_str(), Some("Patient" | "OperationOutcome")))
+        .filter(|r| {
+            !matches!(
+                r["resourceType"].as_str(),
+                Some("Patient" | "OperationOutcome")
+            )
+        })
         .collect();
-    let from_neighbour: Vec<&&Value> = resources
-        .iter()
-        .filter(|r| tagged(r, NEIGHBOUR))
-        .collect();
+    let from_neighbour: Vec<&&Value> = resources.iter().filter(|r| tagged(r, NEIGHBOUR)).collect();
     // What the neighbour's trust sent during her stay there: the latex allergy, the blood count
     // and a medication order.
     for kind in ["AllergyIntolerance", "Observation", "MedicationStatement"] {
@@ -137,6 +155,45 @@ fn demo_starts_with_a_neighbour_whose_records_arrive_labelled() {
     assert!(own
         .iter()
         .all(|r| !ods_tags(r).contains(&NEIGHBOUR_TRUST.to_owned())));
+
+    // Both ways: a clinician of the neighbour's trust (her stay there ended nine days ago) sees
+    // home's records there, labelled with home's name.
+    let neighbour_base = format!("http://127.0.0.1:{neighbour_port}/fhir");
+    let token = scr_token(&[
+        "staff",
+        "--org",
+        NEIGHBOUR_TRUST,
+        "--role",
+        "R8000",
+        "--aud",
+        &neighbour_base,
+    ]);
+    let auth = format!("Bearer {token}");
+    let r = request_at(
+        neighbour_port,
+        "GET",
+        &format!("/Patient/{JANE}/$everything"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let bundle = r.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["resource"]["resourceType"] == "AllergyIntolerance"
+                && tagged(&e["resource"], HOME)
+                && ods_tags(&e["resource"]).contains(&"RXK".to_owned())),
+        "home's RXK allergy reaches the neighbour, labelled {HOME}: {}",
+        warnings(&bundle)
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["resource"]["resourceType"] == "AllergyIntolerance"
+            && !tagged(&e["resource"], HOME)
+            && ods_tags(&e["resource"]).contains(&NEIGHBOUR_TRUST.to_owned())));
+
     drop(demo);
     assert!(
         TcpStream::connect(("127.0.0.1", neighbour_port)).is_err(),

@@ -398,23 +398,7 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let full = if path.starts_with('/') {
-            format!("/fhir{path}")
-        } else {
-            path.to_owned()
-        };
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let mut head = format!("{method} {full} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n", self.port, body.len());
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).expect("send");
-        stream.write_all(body).expect("send body");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read");
-        parse_response(&raw)
+        request_at(self.port, method, path, headers, body)
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -453,6 +437,34 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
         }
         panic!("paging did not end");
     }
+}
+
+/// One HTTP/1.1 request to the server on loopback `port` (`path` under `/fhir` if it starts
+/// with `/`).
+pub fn request_at(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let full = if path.starts_with('/') {
+        format!("/fhir{path}")
+    } else {
+        path.to_owned()
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut head = format!("{method} {full} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n", port, body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send");
+    stream.write_all(body).expect("send body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    parse_response(&raw)
 }
 
 fn parse_response(raw: &[u8]) -> Response {

@@ -165,7 +165,12 @@ pub const NEIGHBOUR_TRUST: &str = "RRK";
 
 /// What home's configuration adds to federate with the neighbour at `neighbour_base`, both ways.
 fn home_federation(neighbour_base: &str) -> String {
-    federation_text(NEIGHBOUR_NAME, "scr-demo-neighbour", neighbour_base, "scr-demo-home")
+    federation_text(
+        NEIGHBOUR_NAME,
+        "scr-demo-neighbour",
+        neighbour_base,
+        "scr-demo-home",
+    )
 }
 
 /// `[[auth.peers]]` trusting `peer` (client `peer_client`) and `[[sources.peer]]` asking it at
@@ -246,30 +251,43 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
 }
 
 /// What the neighbour's trust sent for Jane Smith: an inpatient stay (admission with an allergy,
-/// discharge), a full blood count and a medication order during it. Local times (the facility's
-/// time zone).
-const NEIGHBOUR_HL7: &str = "\
-MSH|^~\\&|PAS|RRK|SCR|SCR|20250914101500||ADT^A01|RRK000000001|P|2.4\r\
-EVN|A01|20250914101500\r\
+/// discharge), a full blood count and a medication order during it, the stay ending nine days
+/// before `now` (Unix seconds), so RRK's own clinicians have a relationship at the neighbour (R-LR-2)
+/// when the demo is created. Local times (the facility's time zone).
+fn neighbour_hl7(now: i64) -> String {
+    let day = |days_ago: i64| {
+        scr_fhir::build::instant_from_unix(now - days_ago * 86_400)
+            .chars()
+            .take(10)
+            .filter(|c| *c != '-')
+            .collect::<String>()
+    };
+    let (admitted, next_day, discharged) = (day(12), day(11), day(9));
+    format!(
+        "\
+MSH|^~\\&|PAS|RRK|SCR|SCR|{admitted}101500||ADT^A01|RRK000000001|P|2.4\r\
+EVN|A01|{admitted}101500\r\
 PID|1||9990000018^^^NHS^NH~Q7654321^^^RRK^MR||SMITH^JANE^ANN^^MRS||19700102|F|||1 HIGH STREET^^WEST BROMWICH^^B70 1AA||07700900123\r\
-PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RV20250914|||||||||||||||||||||||||20250914100000\r\
-AL1|1|EA|300916003^Latex allergy^SCT|MO|Urticaria|20250914\r\n\
-MSH|^~\\&|LAB|RRK|SCR|SCR|20250915090000||ORU^R01|RRK000000002|P|2.4\r\
+PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RRKV000001|||||||||||||||||||||||||{admitted}100000\r\
+AL1|1|EA|300916003^Latex allergy^SCT|MO|Urticaria|{admitted}\r\n\
+MSH|^~\\&|LAB|RRK|SCR|SCR|{next_day}090000||ORU^R01|RRK000000002|P|2.4\r\
 PID|1||9990000018^^^NHS^NH||SMITH^JANE||19700102|F\r\
-PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RV20250914\r\
-OBR|1||RRKL0000001|FBC^Full blood count^L|||20250915080000|||||||||||||||||HM\r\
-OBX|1|NM|718-7^Hemoglobin [Mass/volume] in Blood^LN||118|g/L|115-165|N|||F|||20250915083000\r\
-OBX|2|NM|6690-2^Leukocytes [#/volume] in Blood by Automated count^LN||11.8|10*9/L|4.0-11.0|H|||F|||20250915083000\r\n\
-MSH|^~\\&|EPMA|RRK|SCR|SCR|20250915110000||RDE^O11|RRK000000003|P|2.4\r\
+PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RRKV000001\r\
+OBR|1||RRKL0000001|FBC^Full blood count^L|||{next_day}080000|||||||||||||||||HM\r\
+OBX|1|NM|718-7^Hemoglobin [Mass/volume] in Blood^LN||118|g/L|115-165|N|||F|||{next_day}083000\r\
+OBX|2|NM|6690-2^Leukocytes [#/volume] in Blood by Automated count^LN||11.8|10*9/L|4.0-11.0|H|||F|||{next_day}083000\r\n\
+MSH|^~\\&|EPMA|RRK|SCR|SCR|{next_day}110000||RDE^O11|RRK000000003|P|2.4\r\
 PID|1||9990000018^^^NHS^NH||SMITH^JANE||19700102|F\r\
-PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RV20250914\r\
-ORC|NW|RRKRX0000001|||||||20250915105500\r\
+PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RRKV000001\r\
+ORC|NW|RRKRX0000001|||||||{next_day}105500\r\
 RXE|1|320000009^Simvastatin 40mg tablets^DMD|1||tablet||One tablet at night\r\
 RXR|PO^Oral^HL70162\r\n\
-MSH|^~\\&|PAS|RRK|SCR|SCR|20250917143000||ADT^A03|RRK000000004|P|2.4\r\
-EVN|A03|20250917143000\r\
+MSH|^~\\&|PAS|RRK|SCR|SCR|{discharged}143000||ADT^A03|RRK000000004|P|2.4\r\
+EVN|A03|{discharged}143000\r\
 PID|1||9990000018^^^NHS^NH~Q7654321^^^RRK^MR||SMITH^JANE^ANN^^MRS||19700102|F|||1 HIGH STREET^^WEST BROMWICH^^B70 1AA||07700900123\r\
-PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RV20250914|||||||||||||||||||||||||20250914100000|20250917143000\r\n";
+PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RRKV000001|||||||||||||||||||||||||{admitted}100000|{discharged}143000\r\n"
+    )
+}
 
 /// Creates (once) and loads the neighbouring record in `data`, federated with `home_base`.
 fn neighbour(data: &Path, port: u16, home_base: &str) -> Result<Config, String> {
@@ -289,7 +307,11 @@ fn neighbour(data: &Path, port: u16, home_base: &str) -> Result<Config, String> 
         );
         let store = scr_store::Store::open(&config.store.url, 2).map_err(|e| e.to_string())?;
         let cfg = crate::ingest::hl7_config(&config)?;
-        let summary = crate::ingest::ingest_text(store.pool(), &cfg, NEIGHBOUR_HL7)?;
+        let summary = crate::ingest::ingest_text(
+            store.pool(),
+            &cfg,
+            &neighbour_hl7(scr_fhir::build::unix_now()),
+        )?;
         println!("{NEIGHBOUR_NAME} HL7 from {NEIGHBOUR_TRUST}: {summary}");
         // Fail closed: a neighbour that silently lacks its records would make the demo lie.
         if summary.accepted != 4 || summary.errors + summary.rejected != 0 {
@@ -328,15 +350,15 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     }
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     // The neighbour home federates with, if home's configuration names it.
-    let federated = config
-        .sources
-        .peer
-        .iter()
-        .any(|p| p.name == NEIGHBOUR_NAME);
+    let federated = config.sources.peer.iter().any(|p| p.name == NEIGHBOUR_NAME);
     let neighbour = if args.no_neighbour || !federated {
         None
     } else {
-        let config = neighbour(&data.join("neighbour"), args.neighbour_port, &config.server.base_url)?;
+        let config = neighbour(
+            &data.join("neighbour"),
+            args.neighbour_port,
+            &config.server.base_url,
+        )?;
         let state = scr_server::AppState::build(&config).map_err(|e| e.to_string())?;
         Some((config, state))
     };
@@ -388,6 +410,8 @@ both ways by token exchange with the development client key (development only). 
 stayed at {NEIGHBOUR_TRUST}: as the RXK clinician above, her record here includes {NEIGHBOUR_NAME}'s entries,
 labelled (meta.tag https://scr.example.nhs.uk/CodeSystem/source-system|{NEIGHBOUR_NAME}, ids {NEIGHBOUR_NAME}.*):
   curl -s -H "Authorization: Bearer $TOKEN" "{base}/Patient/9990000018/\$everything" | grep -o '"{NEIGHBOUR_NAME}\.[^"]*"'
+The other way, a clinician at {NEIGHBOUR_TRUST} asking {NEIGHBOUR_NAME} also gets this record's entries, labelled {HOME_NAME}:
+  cargo run -q -- token staff --org {NEIGHBOUR_TRUST} --role R8000 --aud {n_base}
 "#
     );
 }
