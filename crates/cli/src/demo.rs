@@ -289,51 +289,60 @@ PV1|1|I|WARD 12^BED 3^^RRK|||||||GEN|||||||||RRKV000001|||||||||||||||||||||||||
     )
 }
 
-/// Creates (once) and loads the neighbouring record in `data`, federated with `home_base`.
-fn neighbour(data: &Path, port: u16, home_base: &str) -> Result<Config, String> {
-    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+/// The configuration in `data`, created with `text` and seeded by `seed` the first time (until
+/// the `.seeded` marker is written, a run starts again from `text`, removing the `stale` files
+/// a failed run may have left).
+fn create_once(
+    data: &Path,
+    stale: &[&str],
+    text: impl FnOnce() -> String,
+    seed: impl FnOnce(&Config) -> Result<(), String>,
+) -> Result<Config, String> {
     let config_path = data.join("scr.toml");
     let seeded_marker = data.join(".seeded");
     if !seeded_marker.exists() {
-        for f in ["scr.db", CHECKPOINT_FILE] {
+        for f in stale {
             let _ = std::fs::remove_file(data.join(f));
         }
-        std::fs::write(&config_path, neighbour_config(data, port, home_base))
+        std::fs::write(&config_path, text())
             .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+        seed(&config)?;
+        std::fs::write(&seeded_marker, "seeded\n").map_err(|e| e.to_string())?;
+    }
+    Config::load(&config_path).map_err(|e| e.to_string())
+}
+
+/// Creates (once) and loads the neighbouring record in `data`, federated with `home_base`.
+fn neighbour(data: &Path, port: u16, home_base: &str) -> Result<Config, String> {
+    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let text = || neighbour_config(data, port, home_base);
+    create_once(data, &["scr.db", CHECKPOINT_FILE], text, |config| {
         println!(
             "Creating the neighbouring record {NEIGHBOUR_NAME} in {} (once)...",
             data.display()
         );
         let store = scr_store::Store::open(&config.store.url, 2).map_err(|e| e.to_string())?;
-        let cfg = crate::ingest::hl7_config(&config)?;
-        let summary = crate::ingest::ingest_text(
-            store.pool(),
-            &cfg,
-            &neighbour_hl7(scr_fhir::build::unix_now()),
-        )?;
+        let cfg = crate::ingest::hl7_config(config)?;
+        let messages = neighbour_hl7(scr_fhir::build::unix_now());
+        let summary = crate::ingest::ingest_text(store.pool(), &cfg, &messages)?;
         println!("{NEIGHBOUR_NAME} HL7 from {NEIGHBOUR_TRUST}: {summary}");
         // Fail closed: a neighbour that silently lacks its records would make the demo lie.
-        if summary.accepted != 4 || summary.errors + summary.rejected != 0 {
+        let sent = scr_source_hl7v2::ingest::split_messages(&messages).len();
+        if summary.accepted != sent || summary.errors + summary.rejected != 0 {
             return Err(format!(
                 "the neighbouring record's HL7 was not all accepted: {summary}"
             ));
         }
-        std::fs::write(&seeded_marker, "seeded\n").map_err(|e| e.to_string())?;
-    }
-    Config::load(&config_path).map_err(|e| e.to_string())
+        Ok(())
+    })
 }
 
 pub fn run(args: DemoArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data).map_err(|e| format!("{}: {e}", args.data.display()))?;
     let data =
         std::fs::canonicalize(&args.data).map_err(|e| format!("{}: {e}", args.data.display()))?;
-    let config_path = data.join("scr.toml");
-    let seeded_marker = data.join(".seeded");
-    if !seeded_marker.exists() {
-        for f in ["scr.db", "gp.db", "social-care-dudley.db", CHECKPOINT_FILE] {
-            let _ = std::fs::remove_file(data.join(f));
-        }
+    let text = || {
         let mut text = demo_config(&data, args.port, args.mllp_port);
         if !args.no_neighbour {
             text.push_str(&home_federation(&format!(
@@ -341,14 +350,13 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
                 args.neighbour_port
             )));
         }
-        std::fs::write(&config_path, text)
-            .map_err(|e| format!("{}: {e}", config_path.display()))?;
-        let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+        text
+    };
+    let stale = ["scr.db", "gp.db", "social-care-dudley.db", CHECKPOINT_FILE];
+    let config = create_once(&data, &stale, text, |config| {
         println!("Creating the demo data in {} (once)...", data.display());
-        crate::seed::seed(&config, args.patients, 2026)?;
-        std::fs::write(&seeded_marker, "seeded\n").map_err(|e| e.to_string())?;
-    }
-    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+        crate::seed::seed(config, args.patients, 2026)
+    })?;
     // The neighbour home federates with, if home's configuration names it.
     let federated = config.sources.peer.iter().any(|p| p.name == NEIGHBOUR_NAME);
     let neighbour = if args.no_neighbour || !federated {
