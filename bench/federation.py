@@ -65,7 +65,8 @@ def main():
     base = {k: f"http://127.0.0.1:{p}/fhir" for k, p in ports.items()}
     for k in ports:
         subprocess.run([str(scr), "demo", "--data", str(out / k), "--port", str(ports[k]),
-                        "--mllp-port", str(mllp[k]), "--patients", str(args.patients), "--no-serve"],
+                        "--mllp-port", str(mllp[k]), "--patients", str(args.patients), "--no-serve",
+                        "--no-neighbour"],
                        check=True, capture_output=True)
         cfg = out / k / "scr.toml"
         text = cfg.read_text()

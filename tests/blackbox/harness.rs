@@ -84,7 +84,7 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn scratch(name: &str) -> PathBuf {
+pub fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("blackbox-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -173,6 +173,33 @@ impl Server {
         );
     }
 
+    /// A server some other command started as `child` (already answering on `port`), for a test
+    /// that runs the binary its own way; [`Server::stop`] ends it.
+    pub fn adopt(name: &'static str, dir: PathBuf, port: u16, child: Child) -> Server {
+        Server {
+            name,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+            port,
+            store_url: format!("sqlite://{}/scr.db", dir.display()),
+            dir,
+            mllp_port: 0,
+            _child: Mutex::new(child),
+        }
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&self) -> bool {
+        let mut child = self._child.lock().unwrap_or_else(|e| e.into_inner());
+        child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Kills the process if it still runs and reaps it; never panics (for `Drop`).
+    pub fn stop(&self) {
+        let mut child = self._child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Kills the server process with SIGKILL, as a power cut or the OOM killer would.
     pub fn kill(&self) {
         let mut child = self._child.lock().unwrap();
@@ -234,6 +261,7 @@ impl Server {
             "--mllp-port",
             &m,
             "--no-serve",
+            "--no-neighbour",
         ];
         run(&args);
         lift_request_limits(&dir.join("scr.toml"));
@@ -370,23 +398,7 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let full = if path.starts_with('/') {
-            format!("/fhir{path}")
-        } else {
-            path.to_owned()
-        };
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let mut head = format!("{method} {full} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n", self.port, body.len());
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).expect("send");
-        stream.write_all(body).expect("send body");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read");
-        parse_response(&raw)
+        request_at(self.port, method, path, headers, body)
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -425,6 +437,34 @@ consent_valueset = "{p}/ValueSet-scr-consent-codes.json"
         }
         panic!("paging did not end");
     }
+}
+
+/// One HTTP/1.1 request to the server on loopback `port` (`path` under `/fhir` if it starts
+/// with `/`).
+pub fn request_at(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let full = if path.starts_with('/') {
+        format!("/fhir{path}")
+    } else {
+        path.to_owned()
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut head = format!("{method} {full} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n", port, body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send");
+    stream.write_all(body).expect("send body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    parse_response(&raw)
 }
 
 fn parse_response(raw: &[u8]) -> Response {

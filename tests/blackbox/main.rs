@@ -10,6 +10,7 @@ mod audit;
 mod conformance;
 mod crash;
 mod decision_table;
+mod demo;
 mod errors;
 mod explain;
 mod fail_closed;
