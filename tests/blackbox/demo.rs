@@ -15,7 +15,6 @@ const NEIGHBOUR: &str = "WMShCR";
 const NEIGHBOUR_TRUST: &str = "RRK";
 /// How the neighbour names home.
 const HOME: &str = "BCShCR";
-const SOURCE_TAG: &str = "https://scr.example.nhs.uk/CodeSystem/source-system";
 
 /// The demo process, ended however the test ends (a failed assertion included).
 struct Running(Server);
@@ -42,14 +41,6 @@ fn scr_token(args: &[&str]) -> String {
         .expect("a token")
         .trim()
         .to_owned()
-}
-
-fn tagged(resource: &Value, name: &str) -> bool {
-    resource["meta"]["tag"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|t| t["system"] == SOURCE_TAG && t["code"] == name)
 }
 
 #[test]

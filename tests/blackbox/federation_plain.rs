@@ -15,7 +15,6 @@ use crate::harness::*;
 const JANE: &str = "9990000018"; // GP M85001, RXK visit
 const KHAN: &str = "9990000026"; // objected in the GP record; M85001, RXK visit
 const NEIGHBOUR: &str = "NEIGHBOUR";
-const SOURCE_TAG: &str = "https://scr.example.nhs.uk/CodeSystem/source-system";
 
 /// B's configuration: A as a plain peer, read with the development backend client (which A's
 /// demo configuration registers).
@@ -45,15 +44,6 @@ fn everything(s: &Server, nhs: &str, token: &str) -> Value {
     let bundle = r.json();
     check_r4(&bundle);
     bundle
-}
-
-/// Whether a resource carries our source tag with `name`.
-fn tagged(resource: &Value, name: &str) -> bool {
-    resource["meta"]["tag"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|t| t["system"] == SOURCE_TAG && t["code"] == name)
 }
 
 fn clinical_ids(bundle: &Value, keep: impl Fn(&Value) -> bool) -> BTreeSet<String> {

@@ -639,6 +639,16 @@ pub fn of_type<'a>(bundle: &'a Value, resource_type: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Whether a resource carries the facade's source tag with `name` (a source or a neighbouring
+/// record).
+pub fn tagged(resource: &Value, name: &str) -> bool {
+    resource["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["system"] == scr_fhir::systems::SOURCE_SYSTEM_TAG && t["code"] == name)
+}
+
 /// The ODS codes in a resource's `meta.tag`.
 pub fn ods_tags(resource: &Value) -> Vec<String> {
     resource["meta"]["tag"]
