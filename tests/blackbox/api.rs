@@ -718,3 +718,31 @@ fn cors_lets_configured_browser_origins_call_the_api_and_no_others() {
         assert_eq!(s.get(&path, Some(&token)).status, 200);
     }
 }
+
+#[test]
+fn responses_are_gzipped_when_the_client_accepts_it_and_only_then() {
+    for s in servers() {
+        let token = clinician(s, "M85001");
+        let auth = format!("Bearer {token}");
+        let path = format!("/Patient/{JANE}/$everything");
+        let plain = s.request("GET", &path, &[("Authorization", &auth)], b"");
+        assert_eq!(plain.status, 200);
+        assert!(plain.header("Content-Encoding").is_none());
+        let zipped = s.request(
+            "GET",
+            &path,
+            &[("Authorization", &auth), ("Accept-Encoding", "gzip")],
+            b"",
+        );
+        assert_eq!(zipped.status, 200);
+        assert_eq!(zipped.header("Content-Encoding"), Some("gzip"));
+        // gzip magic, and much smaller than the JSON.
+        assert_eq!(zipped.body.get(..2), Some(&[0x1f, 0x8b][..]));
+        assert!(
+            zipped.body.len() * 3 < plain.body.len(),
+            "{} of {} bytes",
+            zipped.body.len(),
+            plain.body.len()
+        );
+    }
+}

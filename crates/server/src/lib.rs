@@ -193,6 +193,8 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
                 }
             })
             .configure(routes)
+            // gzip when the client accepts it (a 50 KB `$everything` is mostly repeated keys).
+            .wrap(actix_web::middleware::Compress::default())
             // Outermost: a preflight is answered before any route or log line.
             .wrap(cors(&origins))
     })
