@@ -55,6 +55,23 @@ struct FannedOut<T> {
     unanswered: Vec<Unanswered>,
 }
 
+/// The Bundle's warning for a source (or neighbouring record) that did not answer, logged
+/// without identifiers; a neighbour's refusal carries the reason it gave its user.
+pub(crate) fn missing(description: &str, e: &SourceError) -> Issue {
+    log::warn!("{e}");
+    let why = match e {
+        SourceError::Timeout { .. } => "did not answer in time".to_owned(),
+        SourceError::Refused { reason, .. } if !reason.is_empty() => format!("refused: {reason}"),
+        SourceError::Refused { .. } => "refused the request".to_owned(),
+        _ => "is unavailable".to_owned(),
+    };
+    Issue::new(
+        Severity::Warning,
+        "incomplete",
+        format!("{description} {why}: its records are missing from this response"),
+    )
+}
+
 /// Calls every source `asked` picks; returns the successful answers and a warning per failed
 /// source.
 async fn fan_out<T, F>(
@@ -90,16 +107,7 @@ where
                     relationships: feeds.relationships,
                     objections: feeds.objections,
                 });
-                log::warn!("{e}");
-                let why = match e {
-                    SourceError::Timeout { .. } => "did not answer in time",
-                    _ => "is unavailable",
-                };
-                warnings.push(Issue::new(
-                    Severity::Warning,
-                    "incomplete",
-                    format!("{description} {why}: its records are missing from this response"),
-                ));
+                warnings.push(missing(&description, &e));
             }
         }
     }

@@ -7,10 +7,10 @@ use futures_util::future::join_all;
 
 use scr_fhir::bundle::{Issue, Severity};
 use scr_policy::{peer_ask, Action, Ask, PatientFacts};
-use scr_source::{PatientRecords, SourceError, Wanted};
+use scr_source::{PatientRecords, Wanted};
 use scr_source_peer::Asking;
 
-use crate::{Access, Records};
+use crate::{gather, Access, Records};
 
 /// What the neighbours added: their records and Patient fragments, and the warnings for the
 /// Bundle (theirs, and one per neighbour that did not answer).
@@ -73,25 +73,7 @@ impl Records {
                         )
                     }));
                 }
-                Err(e) => {
-                    log::warn!("{e}");
-                    let why = match &e {
-                        SourceError::Timeout { .. } => "did not answer in time".to_owned(),
-                        SourceError::Refused { reason, .. } if !reason.is_empty() => {
-                            format!("refused: {reason}")
-                        }
-                        SourceError::Refused { .. } => "refused the request".to_owned(),
-                        _ => "is unavailable".to_owned(),
-                    };
-                    out.warnings.push(Issue::new(
-                        Severity::Warning,
-                        "incomplete",
-                        format!(
-                            "{} {why}: its records are missing from this response",
-                            peer.description()
-                        ),
-                    ));
-                }
+                Err(e) => out.warnings.push(gather::missing(&peer.description(), &e)),
             }
         }
         out
