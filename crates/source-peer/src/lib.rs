@@ -529,17 +529,9 @@ fn next_link(bundle: &Value, base: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Percent-encodes a query or form value (RFC 3986 unreserved characters kept).
+/// Percent-encodes a query or form value (`application/x-www-form-urlencoded`).
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]
