@@ -20,4 +20,5 @@ mod hazard_log;
 mod ingest;
 mod mllp;
 mod rules;
+mod smart_apps;
 mod tokens;

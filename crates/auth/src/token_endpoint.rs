@@ -793,6 +793,70 @@ mod tests {
         assert_eq!(caller.organisation.as_deref(), Some("RXK"));
     }
 
+    fn app_grant(family_expires_at: i64) -> AppGrant {
+        AppGrant {
+            client_id: "viewer".into(),
+            subject: "trust-ben".into(),
+            identity: serde_json::from_value(json!({
+                "name": "Dr Ben", "selected_roleid": "r1",
+                "nhsid_nrbac_roles": [{"person_roleid": "r1", "org_code": "RXK", "role_code": "S8000:G8000:R8000"}],
+            }))
+            .unwrap(),
+            scope: "openid user/Patient.rs online_access".into(),
+            patient: Some("9990000018".into()),
+            family: "fam".into(),
+            family_expires_at,
+        }
+    }
+
+    fn app_service() -> TokenService {
+        service().with_apps(
+            vec![RegisteredApp {
+                client_id: "viewer".into(),
+                secret: None,
+                redirect_uris: vec!["https://app.example/cb".into()],
+                scopes: vec!["user/*.rs".into()],
+                login: "dev".into(),
+            }],
+            3600,
+        )
+    }
+
+    #[test]
+    fn app_tokens_are_trusted_here_and_carry_the_patient_context() {
+        let s = app_service();
+        let now = 1_800_000_000;
+        let tokens = s.mint_app(&app_grant(now + 3600), now).unwrap();
+        let verifier = Verifier::new(vec![s.own_issuer().unwrap()], s.base_url.clone(), 30);
+        let caller = verifier.verify(&tokens.access_token, now).unwrap();
+        assert_eq!(caller.kind, CallerKind::Staff);
+        assert_eq!(caller.organisation.as_deref(), Some("RXK"));
+        assert_eq!(caller.patient_context.as_deref(), Some("9990000018"));
+        assert!(tokens.id_token.is_some());
+        // The refresh token is no access token (its audience is the token endpoint).
+        let refresh = tokens.refresh_token.unwrap();
+        assert!(verifier.verify(&refresh, now).is_err());
+        let accepted = s.accept_refresh(&refresh, "viewer", now).ok().unwrap();
+        assert_eq!(accepted.grant.family, "fam");
+        assert!(s.accept_refresh(&refresh, "another-app", now).is_err());
+    }
+
+    #[test]
+    fn refresh_tokens_expire_with_their_sign_in() {
+        let s = app_service();
+        let now = 1_800_000_000;
+        let tokens = s.mint_app(&app_grant(now + 120), now).unwrap();
+        let refresh = tokens.refresh_token.unwrap();
+        assert!(s.accept_refresh(&refresh, "viewer", now + 60).is_ok());
+        assert_eq!(
+            s.accept_refresh(&refresh, "viewer", now + 200).err(),
+            Some(TokenError::InvalidGrant("the refresh token has expired"))
+        );
+        // A sign-in already over gets no refresh token at all.
+        let late = s.mint_app(&app_grant(now - 1), now).unwrap();
+        assert!(late.refresh_token.is_none());
+    }
+
     #[test]
     fn long_lived_assertions_scopes_and_wrong_grants_are_refused() {
         let s = service();
