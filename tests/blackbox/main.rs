@@ -14,6 +14,7 @@ mod demo;
 mod errors;
 mod explain;
 mod fail_closed;
+mod faults;
 mod federation;
 mod federation_plain;
 mod hazard_log;
