@@ -42,6 +42,14 @@ fn is_postgres(s: &Server) -> bool {
 /// Holds a lock that stops every audit write until `release` is sent: PostgreSQL an ACCESS
 /// EXCLUSIVE lock on the audit table, SQLite an exclusive transaction on the store file.
 fn hold_audit_lock(s: &Server) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    hold_store_lock(s, "audit_event")
+}
+
+/// [`hold_audit_lock`] for another table of the store (the whole store on SQLite).
+fn hold_store_lock(
+    s: &Server,
+    table: &'static str,
+) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (release, wait) = mpsc::channel::<()>();
     let (locked, is_locked) = mpsc::channel::<()>();
     let url = s.store_url.clone();
@@ -49,8 +57,10 @@ fn hold_audit_lock(s: &Server) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>
     let holder = std::thread::spawn(move || {
         if pg {
             let mut c = diesel::PgConnection::establish(&url).expect("connect");
-            c.batch_execute("BEGIN; LOCK TABLE audit_event IN ACCESS EXCLUSIVE MODE;")
-                .expect("lock");
+            c.batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;"
+            ))
+            .expect("lock");
             locked.send(()).ok();
             wait.recv_timeout(Duration::from_secs(120)).ok();
             c.batch_execute("ROLLBACK;").ok();
@@ -225,5 +235,56 @@ fn source_deadline_a_locked_gp_replica_query_is_cancelled_on_the_server_not_only
             waiting, 0,
             "a replica query kept waiting after its deadline"
         );
+    }
+}
+
+/// Rows of `hl7_message` applied for a control id.
+fn applied(s: &Server, control_id: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = store_connection(s);
+    let rows: Vec<N> = diesel::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM hl7_message WHERE control_id = '{control_id}' AND applied = 1"
+        )),
+        &mut conn,
+    )
+    .expect("count");
+    rows.first().map(|r| r.n).unwrap_or_default()
+}
+
+#[test]
+fn no_lost_message_an_hl7_message_the_store_cannot_keep_is_never_aa_and_its_resend_applies_once() {
+    use crate::mllp::{msa, oru, register_linda, send, unique};
+    for s in own_servers("fault-mllp-store", |c| c) {
+        register_linda(&s);
+        let id = unique("FLT");
+        let message = oru(&id, "RXK", "9990000069", "F", "7.5");
+        let (release, holder) = hold_store_lock(&s, "hl7_message");
+        // The store cannot write: the engine must not be told AA.
+        let acks = send(&s, std::slice::from_ref(&message));
+        let (code, acked) = msa(&acks[0]);
+        release.send(()).ok();
+        holder.join().ok();
+        assert_eq!(code, "AR", "{}: {:?}", s.name, acks[0]);
+        assert!(acks[0].contains("send it again"), "{:?}", acks[0]);
+        assert_eq!(acked, id);
+        assert_eq!(applied(&s, &id), 0);
+        // The engine sends it again once the store is back: applied exactly once, and a
+        // third copy is a duplicate, not a second application.
+        let mut code = String::new();
+        for _ in 0..50 {
+            code = msa(&send(&s, std::slice::from_ref(&message))[0]).0;
+            if code == "AA" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(code, "AA", "{}", s.log());
+        assert_eq!(msa(&send(&s, std::slice::from_ref(&message))[0]).0, "AA");
+        assert_eq!(applied(&s, &id), 1, "{}", s.name);
     }
 }

@@ -19,7 +19,7 @@ mod federation;
 mod federation_plain;
 mod hazard_log;
 mod ingest;
-mod mllp;
+pub mod mllp;
 mod rules;
 mod smart_apps;
 mod tokens;

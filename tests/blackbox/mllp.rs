@@ -11,7 +11,7 @@ use crate::harness::*;
 const LINDA: &str = "9990000069";
 
 /// One connection; sends each message and reads its ACK before the next, as engines do.
-fn send(s: &Server, messages: &[String]) -> Vec<String> {
+pub(crate) fn send(s: &Server, messages: &[String]) -> Vec<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", s.mllp_port)).expect("connect to MLLP");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -35,7 +35,7 @@ fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> String {
     }
 }
 
-fn msa(ack: &str) -> (String, String) {
+pub(crate) fn msa(ack: &str) -> (String, String) {
     let line = ack
         .split('\r')
         .find(|l| l.starts_with("MSA|"))
@@ -44,7 +44,13 @@ fn msa(ack: &str) -> (String, String) {
     (f[1].to_owned(), f[2].to_owned())
 }
 
-fn oru(control_id: &str, facility: &str, nhs: &str, status: &str, value: &str) -> String {
+pub(crate) fn oru(
+    control_id: &str,
+    facility: &str,
+    nhs: &str,
+    status: &str,
+    value: &str,
+) -> String {
     [
         format!("MSH|^~\\&|LAB|{facility}|SCR|SCR|20261121100000||ORU^R01|{control_id}|P|2.4"),
         format!("PID|1||{nhs}^^^NHS^NH||BROWN^LINDA||19800404|F"),
@@ -57,12 +63,12 @@ fn oru(control_id: &str, facility: &str, nhs: &str, status: &str, value: &str) -
 }
 
 /// Registers Linda with an ADT^A28 so that results for her are for a known patient.
-fn register_linda(s: &Server) {
+pub(crate) fn register_linda(s: &Server) {
     let ack = send(s, &[register_linda_a28(&unique("RL"), "RXK")]);
     assert_eq!(msa(&ack[0]).0, "AA", "{:?}", ack[0]);
 }
 
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     format!("{tag}{}{}", std::process::id() % 10000, now() % 100000)
 }
 

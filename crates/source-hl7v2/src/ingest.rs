@@ -454,11 +454,46 @@ fn ingest(
     now: &str,
     via: &Via,
 ) -> Result<Ack, StoreError> {
+    match try_ingest(pool, raw, &prepared, now, via) {
+        Err(e) => {
+            // Nothing was applied or kept (the transaction rolled back, or never began): the
+            // sender is told AR, never AA, and sends it again; the connection stays open.
+            log::error!(
+                "hl7: {} {} could not be stored; answered AR: {}",
+                prepared.header.message_type,
+                prepared.header.control_id,
+                scr_store::error_chain(&e)
+            );
+            let mut a = ack(
+                &prepared.header,
+                AckCode::AR,
+                Some(
+                    "the receiver could not store this message; nothing was applied: send it again"
+                        .into(),
+                ),
+                false,
+                None,
+                now,
+            );
+            a.error_kind = Some(ErrorKind::StoreUnavailable);
+            Ok(a)
+        }
+        ok => ok,
+    }
+}
+
+fn try_ingest(
+    pool: &DbPool,
+    raw: &str,
+    prepared: &Prepared,
+    now: &str,
+    via: &Via,
+) -> Result<Ack, StoreError> {
     let mut conn = scr_store::connection(pool)?;
     let mut attempt = 1;
     loop {
         // SQLite's busy store (another writer, e.g. the audit trail) is retried with back-off.
-        match scr_store::retry_busy(|| record(&mut conn, raw, &prepared, now, via)) {
+        match scr_store::retry_busy(|| record(&mut conn, raw, prepared, now, via)) {
             Err(e) if attempt < MAX_ATTEMPTS && e.is_retryable_conflict() => {
                 log::warn!(
                     "hl7: {} {} conflicted with a concurrent message; retrying",

@@ -47,6 +47,9 @@ pub enum ErrorKind {
     QuarantineFull,
     /// A result (ORU) for a patient the facade has never received demographics for.
     UnknownPatient,
+    /// The store could not keep the message (locked, full, unreachable): nothing was applied or
+    /// kept, and the sender should send it again (AR: a reason unrelated to its content).
+    StoreUnavailable,
 }
 
 impl ErrorKind {
@@ -65,6 +68,7 @@ impl ErrorKind {
             ErrorKind::ControlIdReused => "control-id-reused",
             ErrorKind::QuarantineFull => "quarantine-full",
             ErrorKind::UnknownPatient => "unknown-patient",
+            ErrorKind::StoreUnavailable => "store-unavailable",
         }
     }
 
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::ControlIdReused,
             ErrorKind::QuarantineFull,
             ErrorKind::UnknownPatient,
+            ErrorKind::StoreUnavailable,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -102,7 +107,8 @@ impl ErrorKind {
             ErrorKind::Conflict
             | ErrorKind::TooLarge
             | ErrorKind::SenderNotAllowed
-            | ErrorKind::QuarantineFull => 207,
+            | ErrorKind::QuarantineFull
+            | ErrorKind::StoreUnavailable => 207,
         }
     }
 }

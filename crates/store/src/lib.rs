@@ -90,15 +90,21 @@ impl StoreError {
     }
 }
 
+/// The longest [`retry_busy`] keeps retrying a busy SQLite store.
+pub const BUSY_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs a write transaction, again if SQLite reports the database busy: its deferred
 /// transactions cannot wait for the write lock once they have read, so two writers (the MLLP
 /// feed and the audit trail) would otherwise fail each other now and then. Backs off 1 ms,
-/// 2 ms, ... for up to about two seconds, then gives the error.
+/// 2 ms, ... for at most [`BUSY_RETRY_FOR`], then gives the error.
 pub fn retry_busy<T>(mut work: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    // Bounded in time, not only in attempts: each attempt may itself wait the busy timeout, so
+    // sixty of them held an HL7 sender or a request for minutes (issue 14).
+    let started = std::time::Instant::now();
     let mut attempt = 0u64;
     loop {
         match work() {
-            Err(e) if e.is_busy() && attempt < 60 => {
+            Err(e) if e.is_busy() && attempt < 60 && started.elapsed() < BUSY_RETRY_FOR => {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(attempt.min(50)));
             }
