@@ -455,6 +455,17 @@ pub fn request_at(
     } else {
         path.to_owned()
     };
+    request_raw(port, method, &full, headers, body)
+}
+
+/// One HTTP/1.1 request to loopback `port` for `full`, the path as sent (no `/fhir` added).
+pub fn request_raw(
+    port: u16,
+    method: &str,
+    full: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut head = format!("{method} {full} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n", port, body.len());

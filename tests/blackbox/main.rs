@@ -21,4 +21,5 @@ mod hazard_log;
 mod ingest;
 mod mllp;
 mod rules;
+mod smart_apps;
 mod tokens;

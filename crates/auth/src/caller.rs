@@ -56,7 +56,14 @@ pub struct Caller {
     /// the verifier refuses them from any other issuer. Such a caller is [`CallerKind::Staff`],
     /// with the end user's organisation and job role.
     pub federation: Option<Federation>,
+    /// The one patient (NHS number) an app launched with patient context may read
+    /// (`scr_patient_context`, set by this server's authorization server for SMART App Launch).
+    /// It only ever narrows: its `patient/` scopes count for that patient and no other.
+    pub patient_context: Option<String>,
 }
+
+/// The claim carrying an app's patient launch context in access tokens this server mints.
+pub const PATIENT_CONTEXT_CLAIM: &str = "scr_patient_context";
 
 /// Redacts the NHS number, so that `{:?}` of a caller is safe in a log line.
 impl std::fmt::Debug for Caller {
@@ -77,6 +84,10 @@ impl std::fmt::Debug for Caller {
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes.as_string())
             .field("federation", &self.federation)
+            .field(
+                "patient_context",
+                &self.patient_context.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -100,6 +111,10 @@ impl Caller {
             expires_at: verified.expires_at,
             scopes,
             federation: None,
+            patient_context: match is_present(claims, PATIENT_CONTEXT_CLAIM) {
+                true => Some(ten_digits(claims, PATIENT_CONTEXT_CLAIM)?),
+                false => None,
+            },
         };
         if is_present(claims, FEDERATION_CLAIM) || is_present(claims, ACTOR_CLAIM) {
             // A user of a neighbouring record, whatever else the token says.
@@ -110,7 +125,7 @@ impl Caller {
             caller.federation = Some(fed);
         } else if is_present(claims, "nhs_number") {
             caller.kind = CallerKind::Patient;
-            caller.nhs_number = Some(nhs_number(claims)?);
+            caller.nhs_number = Some(ten_digits(claims, "nhs_number")?);
             caller.identity_proofing_level =
                 optional_string_claim(claims, "identity_proofing_level")?;
         } else if is_present(claims, "nhsid_nrbac_roles") {
@@ -128,16 +143,30 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The same staff member acting in another of their roles (`person_roleid` in `claims`'
+    /// `nhsid_nrbac_roles`): its organisation and job role. A role not among theirs is refused.
+    pub fn in_role(&self, claims: &Map<String, Value>, role: &str) -> Result<Caller, AuthError> {
+        let mut claims = claims.clone();
+        claims.insert("selected_roleid".to_owned(), Value::String(role.to_owned()));
+        let (org, role_code) = role_in_force(&claims)?;
+        let mut caller = self.clone();
+        caller.organisation = Some(org);
+        caller.role_code = Some(role_code);
+        Ok(caller)
+    }
+}
+
 fn is_present(claims: &Map<String, Value>, claim: &str) -> bool {
     claims.get(claim).is_some_and(|v| !v.is_null())
 }
 
-/// The NHS number as 10 ASCII digits (its check digit is the FHIR crate's business).
-fn nhs_number(claims: &Map<String, Value>) -> Result<String, AuthError> {
-    let number = string_claim(claims, "nhs_number")?;
+/// An NHS number claim as 10 ASCII digits (its check digit is the FHIR crate's business).
+fn ten_digits(claims: &Map<String, Value>, claim: &'static str) -> Result<String, AuthError> {
+    let number = string_claim(claims, claim)?;
     if number.len() != 10 || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AuthError::InvalidClaim {
-            claim: "nhs_number",
+            claim,
             reason: "not 10 digits",
         });
     }

@@ -257,6 +257,45 @@ impl Verifier {
     /// Verifies signature and registered claims only, for token shapes that are not callers
     /// (e.g. a backend client's `client_assertion`, whose `aud` is the token endpoint).
     pub fn verify_claims(&self, token: &str, now_unix: i64) -> Result<VerifiedClaims, AuthError> {
+        self.verify_registered(token, now_unix, true)
+    }
+
+    /// Verifies an OpenID Connect id token from a login provider (this verifier's audience is
+    /// the client id this server has there): signature, `iss`, `aud`, `exp`, `iat`, `sub` (`jti`
+    /// is optional in id tokens), then the user it names as a [`Caller`] of no scope, within
+    /// the provider's limits (caller kinds, organisations, lifetime). Returns the caller and
+    /// all the claims.
+    pub fn verify_sign_in(
+        &self,
+        id_token: &str,
+        now_unix: i64,
+    ) -> Result<(Caller, Map<String, Value>), AuthError> {
+        let mut verified = self.verify_registered(id_token, now_unix, false)?;
+        let limits = self
+            .issuers
+            .iter()
+            .find(|i| i.iss == verified.issuer)
+            .map(|i| i.limits.clone())
+            .ok_or(AuthError::UnknownIssuer)?;
+        let claims = verified.claims.clone();
+        verified
+            .claims
+            .insert("scope".to_owned(), Value::String("openid".to_owned()));
+        let iat = verified.issued_at;
+        let caller = Caller::from_claims(verified)?;
+        if caller.kind == crate::CallerKind::System {
+            return Err(AuthError::UnrecognisedCaller);
+        }
+        limits.check(&caller, iat)?;
+        Ok((caller, claims))
+    }
+
+    fn verify_registered(
+        &self,
+        token: &str,
+        now_unix: i64,
+        require_jti: bool,
+    ) -> Result<VerifiedClaims, AuthError> {
         let parts = JwsParts::parse(token)?;
         let header = parts.header()?;
         let alg = header_alg(&header)?;
@@ -306,7 +345,10 @@ impl Verifier {
         if !audience_matches(claims.get("aud"), &self.audience)? {
             return Err(AuthError::WrongAudience);
         }
-        let jti = string_claim(&claims, "jti")?.to_owned();
+        let jti = match require_jti {
+            true => string_claim(&claims, "jti")?.to_owned(),
+            false => optional_string_claim(&claims, "jti")?.unwrap_or_default(),
+        };
         let sub = string_claim(&claims, "sub")?.to_owned();
         Ok(VerifiedClaims {
             issuer: iss.to_owned(),

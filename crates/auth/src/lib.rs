@@ -22,6 +22,7 @@
 //! Nothing here logs or formats token contents: errors carry only fixed descriptions and claim
 //! names, so they are safe to log and to send back in `WWW-Authenticate`.
 
+pub mod apps;
 pub mod caller;
 pub mod dev;
 pub mod federation;

@@ -98,8 +98,9 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Parses one scope; `None` for anything that is not a SMART resource scope.
-    fn parse(text: &str) -> Option<Scope> {
+    /// One SMART resource scope (`patient/Observation.rs?category=laboratory`, `user/*.read`);
+    /// `None` for anything else (`openid`, `launch`, a malformed scope).
+    pub fn parse(text: &str) -> Option<Scope> {
         let (context, rest) = text.split_once('/')?;
         let context = ScopeContext::from_str(context)?;
         let (body, query) = match rest.split_once('?') {
@@ -131,6 +132,55 @@ impl Scope {
             resource_type,
             permissions,
             constraints,
+        })
+    }
+
+    /// What both scopes allow: the same context, the narrower resource type, the common
+    /// interactions and both scopes' constraints. `None` when they share nothing.
+    pub fn intersect(&self, other: &Scope) -> Option<Scope> {
+        if self.context != other.context {
+            return None;
+        }
+        let resource_type = match (&self.resource_type, &other.resource_type) {
+            (Some(a), Some(b)) if a != b => return None,
+            (Some(a), _) | (None, Some(a)) => Some(a.clone()),
+            (None, None) => None,
+        };
+        let permissions = self.permissions & other.permissions;
+        if permissions == 0 {
+            return None;
+        }
+        let mut constraints = self.constraints.clone();
+        for c in &other.constraints {
+            if !constraints.contains(c) {
+                constraints.push(c.clone());
+            }
+        }
+        Some(Scope {
+            context: self.context,
+            resource_type,
+            permissions,
+            constraints,
+        })
+    }
+
+    /// The same scope for one resource type, keeping only `interactions` (`None` when none
+    /// remain): a wildcard narrowed to what a profile allows.
+    pub fn narrowed(&self, resource_type: &str, interactions: &[Interaction]) -> Option<Scope> {
+        if self
+            .resource_type
+            .as_deref()
+            .is_some_and(|own| own != resource_type)
+        {
+            return None;
+        }
+        let allowed = interactions.iter().fold(0, |acc, i| acc | i.bit());
+        let permissions = self.permissions & allowed;
+        (permissions != 0).then(|| Scope {
+            context: self.context,
+            resource_type: Some(resource_type.to_owned()),
+            permissions,
+            constraints: self.constraints.clone(),
         })
     }
 

@@ -15,6 +15,8 @@
 use openssl::pkey::{PKey, Private};
 use serde_json::json;
 
+use crate::apps::{AppGrant, RegisteredApp};
+use crate::caller::PATIENT_CONTEXT_CLAIM;
 use crate::dev::new_jti;
 use crate::federation::{user_context, UserContext};
 use crate::jwks::public_jwk_json;
@@ -36,6 +38,17 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 pub const MAX_EXCHANGED_TOKEN_SECONDS: i64 = 300;
 /// The scope an exchange is granted when it asks for none and its peer allows it.
 pub const DEFAULT_PEER_SCOPE: &str = "user/*.rs";
+
+/// `fhirUser` for a signed-in user: `Patient/{nhs}` for a patient, `Practitioner/{sub}` for staff.
+fn fhir_user(grant: &AppGrant) -> Option<String> {
+    if let Some(nhs) = grant.identity.get("nhs_number").and_then(|v| v.as_str()) {
+        return Some(format!("Patient/{nhs}"));
+    }
+    grant
+        .identity
+        .contains_key("nhsid_nrbac_roles")
+        .then(|| format!("Practitioner/{}", grant.subject))
+}
 
 /// A neighbouring shared care record allowed to exchange tokens here (`[[auth.peers]]`).
 pub struct RegisteredPeer {
@@ -131,6 +144,32 @@ pub struct TokenService {
     leeway_seconds: i64,
     clients: Vec<RegisteredClient>,
     peers: Vec<RegisteredPeer>,
+    /// SMART apps (`[[auth.apps]]`) and the absolute lifetime of a refresh token family.
+    apps: Vec<RegisteredApp>,
+    refresh_seconds: i64,
+}
+
+/// The tokens minted for an app's grant (SMART App Launch).
+#[derive(Clone)]
+pub struct AppTokens {
+    pub access_token: String,
+    pub expires_in: i64,
+    /// When the grant has `online_access` or `offline_access`.
+    pub refresh_token: Option<String>,
+    /// When the grant has `openid`.
+    pub id_token: Option<String>,
+}
+
+/// The claim of a refresh token holding its grant.
+const REFRESH_CLAIM: &str = "scr_refresh";
+
+/// A refresh token presented and verified: its grant, and its `jti` and `exp` for the caller to
+/// remember (a refresh token is used once: rotation).
+#[derive(Clone)]
+pub struct AcceptedRefresh {
+    pub grant: AppGrant,
+    pub jti: String,
+    pub expires_at: i64,
 }
 
 /// A token request the endpoint accepted, before the access token is minted.
@@ -213,6 +252,127 @@ impl TokenService {
             leeway_seconds,
             clients,
             peers: Vec::new(),
+            apps: Vec::new(),
+            refresh_seconds: 12 * 3600,
+        })
+    }
+
+    /// The SMART apps users sign in to, and the absolute lifetime of their refresh tokens.
+    pub fn with_apps(mut self, apps: Vec<RegisteredApp>, refresh_seconds: i64) -> TokenService {
+        self.apps = apps;
+        self.refresh_seconds = refresh_seconds;
+        self
+    }
+
+    pub fn apps(&self) -> &[RegisteredApp] {
+        &self.apps
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<&RegisteredApp> {
+        self.apps.iter().find(|a| a.client_id == client_id)
+    }
+
+    pub fn refresh_seconds(&self) -> i64 {
+        self.refresh_seconds
+    }
+
+    fn signed(&self, claims: &serde_json::Value) -> Result<String, AuthError> {
+        crate::dev::sign(claims, "RS256", &self.signing_key_pem, &self.kid)
+    }
+
+    /// Mints the tokens for an app's grant: an access token for the signed-in user (their
+    /// identity claims, the scope granted, the patient in context), a refresh token when the
+    /// grant allows one (living at most until the family's absolute expiry), an id token when
+    /// `openid` was granted.
+    pub fn mint_app(&self, grant: &AppGrant, now: i64) -> Result<AppTokens, AuthError> {
+        let mut claims = grant.identity.clone();
+        for (k, v) in [
+            ("iss", json!(self.base_url)),
+            ("aud", json!(self.base_url)),
+            ("sub", json!(grant.subject)),
+            ("iat", json!(now)),
+            ("exp", json!(now + self.lifetime_seconds)),
+            ("jti", json!(new_jti())),
+            ("scope", json!(grant.scope)),
+            ("client_id", json!(grant.client_id)),
+        ] {
+            claims.insert(k.to_owned(), v);
+        }
+        if let Some(patient) = &grant.patient {
+            claims.insert(PATIENT_CONTEXT_CLAIM.to_owned(), json!(patient));
+        }
+        let fhir_user = fhir_user(grant);
+        if let Some(u) = &fhir_user {
+            claims.insert("fhirUser".to_owned(), json!(u));
+        }
+        let access_token = self.signed(&serde_json::Value::Object(claims))?;
+        let refresh_token = if grant.refreshable() && now < grant.family_expires_at {
+            Some(self.signed(&json!({
+                "iss": self.base_url, "aud": self.token_url, "sub": grant.subject,
+                "iat": now, "exp": grant.family_expires_at, "jti": new_jti(),
+                REFRESH_CLAIM: grant,
+            }))?)
+        } else {
+            None
+        };
+        let id_token = if grant.has_scope(crate::apps::OPENID) {
+            let mut id = json!({
+                "iss": self.base_url, "aud": grant.client_id, "sub": grant.subject,
+                "iat": now, "exp": now + self.lifetime_seconds, "jti": new_jti(),
+            });
+            if let Some(u) = fhir_user {
+                id["fhirUser"] = json!(u);
+            }
+            if let Some(name) = grant.identity.get("name") {
+                id["name"] = name.clone();
+            }
+            Some(self.signed(&id)?)
+        } else {
+            None
+        };
+        Ok(AppTokens {
+            access_token,
+            expires_in: self.lifetime_seconds,
+            refresh_token,
+            id_token,
+        })
+    }
+
+    /// Checks a refresh token presented by `client_id`: this server's signature, its audience
+    /// (the token endpoint), its expiry, and that it was issued to that app. Its `jti` is
+    /// returned for the caller to refuse a second use.
+    pub fn accept_refresh(
+        &self,
+        token: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<AcceptedRefresh, TokenError> {
+        let own = self
+            .own_issuer()
+            .map_err(|_| TokenError::InvalidGrant("the refresh token could not be checked"))?;
+        let verifier = Verifier::new(vec![own], self.token_url.clone(), self.leeway_seconds);
+        let verified = verifier.verify_claims(token, now).map_err(|e| match e {
+            AuthError::Expired => TokenError::InvalidGrant("the refresh token has expired"),
+            _ => TokenError::InvalidGrant("the refresh token is not valid here"),
+        })?;
+        let grant: AppGrant = verified
+            .claims
+            .get(REFRESH_CLAIM)
+            .cloned()
+            .and_then(|g| serde_json::from_value(g).ok())
+            .ok_or(TokenError::InvalidGrant("not a refresh token"))?;
+        if grant.client_id != client_id {
+            return Err(TokenError::InvalidGrant(
+                "the refresh token was issued to another app",
+            ));
+        }
+        if now >= grant.family_expires_at {
+            return Err(TokenError::InvalidGrant("the refresh token has expired"));
+        }
+        Ok(AcceptedRefresh {
+            grant,
+            jti: verified.token_id,
+            expires_at: verified.expires_at,
         })
     }
 
@@ -231,6 +391,18 @@ impl TokenService {
         &self.token_url
     }
 
+    /// The public key this server signs with, as a JWKS document.
+    pub fn public_jwks_json(&self) -> Result<String, AuthError> {
+        let key: PKey<Private> =
+            PKey::private_key_from_pem(&self.signing_key_pem).map_err(|_| {
+                AuthError::InvalidSigningKey {
+                    reason: "not a PEM private key",
+                }
+            })?;
+        let jwk = public_jwk_json(&key, &self.kid, Some(Algorithm::RS256))?;
+        Ok(json!({ "keys": [jwk] }).to_string())
+    }
+
     /// The server as an issuer of the access tokens it mints, for its own verifier.
     pub fn own_issuer(&self) -> Result<Issuer, AuthError> {
         let key: PKey<Private> =
@@ -243,11 +415,19 @@ impl TokenService {
         Ok(Issuer {
             iss: self.base_url.clone(),
             jwks: Jwks::from_json(&json!({ "keys": [jwk] }).to_string())?,
-            // It mints backend service tokens only, each for its registered client's
-            // organisation.
+            // It mints backend service tokens, each for its registered client's organisation,
+            // and, when apps are registered, tokens for the users who signed in to them at a
+            // configured login provider (whose own limits applied at sign-in).
             limits: IssuerLimits {
-                kinds: vec![CallerKind::System],
-                organisations: Some(self.clients.iter().map(|c| c.org.clone()).collect()),
+                kinds: if self.apps.is_empty() {
+                    vec![CallerKind::System]
+                } else {
+                    vec![CallerKind::System, CallerKind::Staff, CallerKind::Patient]
+                },
+                organisations: match self.apps.is_empty() {
+                    true => Some(self.clients.iter().map(|c| c.org.clone()).collect()),
+                    false => None,
+                },
                 max_lifetime_seconds: self.lifetime_seconds,
                 // Its exchanged tokens carry its peers' users (R-FED-1).
                 federation: self.exchanges(),
@@ -611,6 +791,70 @@ mod tests {
         let caller = verifier.verify(&token, now).unwrap();
         assert_eq!(caller.subject, DEV_CLIENT_ID);
         assert_eq!(caller.organisation.as_deref(), Some("RXK"));
+    }
+
+    fn app_grant(family_expires_at: i64) -> AppGrant {
+        AppGrant {
+            client_id: "viewer".into(),
+            subject: "trust-ben".into(),
+            identity: serde_json::from_value(json!({
+                "name": "Dr Ben", "selected_roleid": "r1",
+                "nhsid_nrbac_roles": [{"person_roleid": "r1", "org_code": "RXK", "role_code": "S8000:G8000:R8000"}],
+            }))
+            .unwrap(),
+            scope: "openid user/Patient.rs online_access".into(),
+            patient: Some("9990000018".into()),
+            family: "fam".into(),
+            family_expires_at,
+        }
+    }
+
+    fn app_service() -> TokenService {
+        service().with_apps(
+            vec![RegisteredApp {
+                client_id: "viewer".into(),
+                secret: None,
+                redirect_uris: vec!["https://app.example/cb".into()],
+                scopes: vec!["user/*.rs".into()],
+                login: "dev".into(),
+            }],
+            3600,
+        )
+    }
+
+    #[test]
+    fn app_tokens_are_trusted_here_and_carry_the_patient_context() {
+        let s = app_service();
+        let now = 1_800_000_000;
+        let tokens = s.mint_app(&app_grant(now + 3600), now).unwrap();
+        let verifier = Verifier::new(vec![s.own_issuer().unwrap()], s.base_url.clone(), 30);
+        let caller = verifier.verify(&tokens.access_token, now).unwrap();
+        assert_eq!(caller.kind, CallerKind::Staff);
+        assert_eq!(caller.organisation.as_deref(), Some("RXK"));
+        assert_eq!(caller.patient_context.as_deref(), Some("9990000018"));
+        assert!(tokens.id_token.is_some());
+        // The refresh token is no access token (its audience is the token endpoint).
+        let refresh = tokens.refresh_token.unwrap();
+        assert!(verifier.verify(&refresh, now).is_err());
+        let accepted = s.accept_refresh(&refresh, "viewer", now).ok().unwrap();
+        assert_eq!(accepted.grant.family, "fam");
+        assert!(s.accept_refresh(&refresh, "another-app", now).is_err());
+    }
+
+    #[test]
+    fn refresh_tokens_expire_with_their_sign_in() {
+        let s = app_service();
+        let now = 1_800_000_000;
+        let tokens = s.mint_app(&app_grant(now + 120), now).unwrap();
+        let refresh = tokens.refresh_token.unwrap();
+        assert!(s.accept_refresh(&refresh, "viewer", now + 60).is_ok());
+        assert_eq!(
+            s.accept_refresh(&refresh, "viewer", now + 200).err(),
+            Some(TokenError::InvalidGrant("the refresh token has expired"))
+        );
+        // A sign-in already over gets no refresh token at all.
+        let late = s.mint_app(&app_grant(now - 1), now).unwrap();
+        assert!(late.refresh_token.is_none());
     }
 
     #[test]

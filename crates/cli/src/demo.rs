@@ -113,6 +113,21 @@ org = "RXK"
 jwks_file = "{e}/dev-client-jwks.json"
 scopes = ["system/*.rs"]
 
+# SMART App Launch (docs/smart-apps.md): users of the viewer app sign in at the development
+# identity provider this server serves at /dev-idp (demo users, no passwords; never in production).
+[[auth.login]]
+name = "dev"
+issuer = "http://127.0.0.1:{port}/dev-idp"
+client_id = "scr"
+client_secret = "dev-only-secret"
+caller_kinds = ["staff", "patient"]
+
+[[auth.apps]]
+client_id = "scr-viewer"
+login = "dev"
+redirect_uris = ["http://127.0.0.1:{port}/apps/viewer/index.html"]
+scopes = ["launch", "launch/patient", "openid", "fhirUser", "online_access", "offline_access", "patient/*.rs", "user/*.rs"]
+
 [[sources.gp]]
 name = "gp"
 url = "{gp}"

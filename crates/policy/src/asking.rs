@@ -68,6 +68,7 @@ mod tests {
             org: "RXK".into(),
             role_code: "R8000".into(),
             federation: None,
+            patient_context: None,
         }
     }
 
@@ -141,6 +142,7 @@ mod tests {
                 reason: None,
                 expires_at: "2026-12-03T20:00:00Z".into(),
             }),
+            patient_context: None,
         };
         assert_eq!(
             peer_ask(&federated, &permitted(Rule::Fed3, vec![], None)),

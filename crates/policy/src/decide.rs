@@ -483,6 +483,16 @@ pub fn decide(request: &Request<'_>, config: &PolicyConfig) -> Decision {
             Err(refused) => return *refused,
         };
     }
+    if let Subject::Staff {
+        patient_context: Some(context),
+        ..
+    } = subject
+    {
+        trace = match launch_bounds(request, context, trace) {
+            Ok(trace) => trace,
+            Err(refused) => return *refused,
+        };
+    }
     match request.ask {
         Ask::Type {
             resource_type,
@@ -598,6 +608,43 @@ fn federated_bounds(
             StepResult::Permit,
             "the exchanged token names this patient",
             vec![peer],
+        );
+    }
+    Ok(trace)
+}
+
+/// R-LAUNCH-1: an app launched with a patient in context (SMART App Launch) reads that patient,
+/// writes alerts for them and may break glass for them, and does nothing else: no other
+/// patient, no objection, no audit trail, no explanation.
+fn launch_bounds(
+    request: &Request<'_>,
+    context: &str,
+    mut trace: Trace,
+) -> Result<Trace, Box<Decision>> {
+    let fact = "the app was launched with one patient in context".to_owned();
+    match request.ask {
+        Ask::Type { .. } | Ask::Open { .. } | Ask::WriteAlert { .. } | Ask::SelfClaim => {}
+        _ => {
+            return Err(Box::new(trace.refuse(
+                Rule::Launch1,
+                "an app launched for one patient reads that patient's record and writes their alerts only",
+                vec![fact],
+            )))
+        }
+    }
+    if let Some(patient) = request.patient {
+        if patient != context {
+            return Err(Box::new(trace.refuse(
+                Rule::Launch1,
+                "an app launched for one patient opens only that patient: launch it again for another",
+                vec![fact],
+            )));
+        }
+        trace.step(
+            Rule::Launch1,
+            StepResult::Permit,
+            "the patient is the one the app was launched for",
+            vec![fact],
         );
     }
     Ok(trace)
@@ -751,6 +798,7 @@ fn role_fact(subject: &Subject) -> String {
             role_code,
             user,
             federation,
+            ..
         } => {
             format!(
                 "staff user {user}, role {role_code} at {org}{}",

@@ -83,6 +83,36 @@ impl Profile {
             Profile::PrivacyOfficer => &["AuditEvent", "Consent"],
         }
     }
+
+    /// Resource types the profile may ever write (R-WRITE-1/2 alerts, R-OBJ-1 objections);
+    /// whether a given write is allowed is still decided per request.
+    pub fn writable(self) -> &'static [&'static str] {
+        match self {
+            Profile::Clinical => &["Flag", "Consent"],
+            Profile::ClinicalSupport => &["Consent"],
+            Profile::SocialCare | Profile::Patient => &["Flag"],
+            Profile::PrivacyOfficer | Profile::System => &[],
+        }
+    }
+}
+
+/// What a token for `subject` may usefully be granted, for an authorization server that grants
+/// no more than the caller's profile allows (R-ROLE-1): the resource types it reads and those it
+/// may write (none for view-only organisations, R-ROLE-2). `None` when the role maps to no
+/// profile: such a user may be granted nothing.
+pub fn grantable(
+    subject: &Subject,
+    config: &PolicyConfig,
+) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    let profile = profile_of(subject, config)?;
+    let view_only = match subject {
+        Subject::Staff { org, .. } => config.view_only_orgs.contains(org),
+        _ => false,
+    };
+    Some((
+        profile.readable(),
+        if view_only { &[] } else { profile.writable() },
+    ))
 }
 
 /// The profile mapping and organisation lists from the deployment's policy configuration.
@@ -133,6 +163,9 @@ pub enum Subject {
         /// Set when the staff member is a user of a neighbouring shared care record asking
         /// through it (docs/federation.md): `org` and `role_code` are theirs there.
         federation: Option<Federation>,
+        /// The one patient (NHS number) an app launched with patient context may open
+        /// (R-LAUNCH-1).
+        patient_context: Option<String>,
     },
     Patient {
         nhs_number: String,

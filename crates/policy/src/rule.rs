@@ -57,11 +57,14 @@ pub enum Rule {
     /// R-FED-5: the audit names the end user, their organisation, role and purpose, the
     /// neighbour and its request id.
     Fed5,
+    /// R-LAUNCH-1: a token an app was granted with a patient launch context (SMART App Launch)
+    /// reads, and writes alerts for, that one patient only.
+    Launch1,
 }
 
 impl Rule {
     /// Every rule, in the agreement's order.
-    pub const ALL: [Rule; 23] = [
+    pub const ALL: [Rule; 24] = [
         Rule::Role1,
         Rule::Role2,
         Rule::Role3,
@@ -85,6 +88,7 @@ impl Rule {
         Rule::Fed3,
         Rule::Fed4,
         Rule::Fed5,
+        Rule::Launch1,
     ];
 
     /// The agreement's id, as refusals and the audit trail print it.
@@ -113,6 +117,7 @@ impl Rule {
             Rule::Fed3 => "R-FED-3",
             Rule::Fed4 => "R-FED-4",
             Rule::Fed5 => "R-FED-5",
+            Rule::Launch1 => "R-LAUNCH-1",
         }
     }
 

@@ -8,6 +8,7 @@ fn staff(org: &str, role: &str, user: &str) -> Subject {
         org: org.into(),
         role_code: role.into(),
         federation: None,
+        patient_context: None,
     }
 }
 
@@ -873,6 +874,7 @@ fn federated(
                 .then(|| "unconscious in ED".to_owned()),
             expires_at: "2026-12-03T20:05:00Z".into(),
         }),
+        patient_context: None,
     }
 }
 
@@ -1181,4 +1183,49 @@ fn r_fed_4_a_neighbour_naming_a_local_organisation_holds_none_of_its_records() {
         &records,
     );
     assert!(local.verdicts.iter().all(|v| *v == Verdict::Show));
+}
+
+fn launched(org: &str, patient: &str) -> Subject {
+    Subject::Staff {
+        user: "u-launch".into(),
+        org: org.into(),
+        role_code: "R8000".into(),
+        federation: None,
+        patient_context: Some(patient.into()),
+    }
+}
+
+#[test]
+fn r_launch_1_an_app_launched_for_one_patient_opens_that_patient_only() {
+    // The caller has a relationship with "p" (registered there) and would see it unlaunched.
+    let f = facts(vec![registered("M85001")]);
+    let d = open_with(&launched("M85001", "p"), &f, &[]);
+    assert!(d.permitted, "{d:?}");
+    let d = open_with(&launched("M85001", "another"), &f, &[]);
+    assert!(!d.permitted);
+    assert_eq!(d.rule, Rule::Launch1);
+    // Unlaunched, the same caller opens it.
+    assert!(open_with(&staff("M85001", "R8000", "u"), &f, &[]).permitted);
+}
+
+#[test]
+fn r_launch_1_a_launched_app_reads_no_audit_trail_and_registers_no_objection() {
+    for a in [Ask::AuditTrail, Ask::WriteObjection, Ask::Explain] {
+        let d = ask(&launched("M85001", "p"), a);
+        assert!(!d.permitted);
+        assert_eq!(d.rule, Rule::Launch1);
+    }
+}
+
+#[test]
+fn r_role_1_grantable_follows_the_profile_and_view_only_organisations() {
+    let mut config = PolicyConfig::default();
+    let (reads, writes) = grantable(&staff("LA-DUD", "R8014", "sw"), &config).unwrap_or_default();
+    assert_eq!(reads, &["Patient", "Flag"]);
+    assert_eq!(writes, &["Flag"]);
+    config.view_only_orgs.push("RYA".into());
+    let (reads, writes) = grantable(&staff("RYA", "R8000", "crew"), &config).unwrap_or_default();
+    assert!(reads.contains(&"Observation"));
+    assert!(writes.is_empty());
+    assert!(grantable(&staff("M85001", "R9999", "u"), &config).is_none());
 }

@@ -412,6 +412,7 @@ fn staff(user: &str, org: &str, role: &str) -> Subject {
         org: org.into(),
         role_code: role.into(),
         federation: None,
+        patient_context: None,
     }
 }
 

@@ -80,6 +80,7 @@ impl Access {
                     .federation
                     .as_ref()
                     .map(|f| federation(f, caller.expires_at)),
+                patient_context: caller.patient_context.clone(),
             },
             CallerKind::Patient => Subject::Patient {
                 nhs_number: caller.nhs_number.clone().unwrap_or_default(),
@@ -133,25 +134,28 @@ impl Access {
     }
 
     /// Scopes count only in the caller's own context: `patient/` for patients, `user/` for
-    /// staff, `system/` for backend services.
-    fn context(&self) -> ScopeContext {
+    /// staff, `system/` for backend services; and `patient/` for staff using an app launched
+    /// with a patient in context, which the policy binds to that patient (R-LAUNCH-1).
+    fn counts(&self, context: ScopeContext) -> bool {
         match self.caller.kind {
-            CallerKind::Staff => ScopeContext::User,
-            CallerKind::Patient => ScopeContext::Patient,
-            CallerKind::System => ScopeContext::System,
+            CallerKind::Staff => {
+                context == ScopeContext::User
+                    || (context == ScopeContext::Patient && self.caller.patient_context.is_some())
+            }
+            CallerKind::Patient => context == ScopeContext::Patient,
+            CallerKind::System => context == ScopeContext::System,
         }
     }
 
     /// The token's SMART v2 search constraints (`patient/Observation.rs?category=laboratory`)
     /// for one record: a fact about the record that the policy decides on.
     pub fn within_scope_constraints(&self, record: &Record, action: Action) -> bool {
-        let ctx = self.context();
         let interaction = interaction_of(action);
         let allowing: Vec<_> = self
             .caller
             .scopes
             .iter()
-            .filter(|s| s.context == ctx && s.covers(record.resource_type, interaction))
+            .filter(|s| self.counts(s.context) && s.covers(record.resource_type, interaction))
             .collect();
         if allowing.iter().any(|s| s.constraints.is_empty()) {
             return true;
@@ -170,11 +174,10 @@ impl Access {
 
 impl Grants for Access {
     fn allows(&self, resource_type: &str, action: Action) -> bool {
-        let ctx = self.context();
         let interaction = interaction_of(action);
         self.caller
             .scopes
             .iter()
-            .any(|s| s.context == ctx && s.covers(resource_type, interaction))
+            .any(|s| self.counts(s.context) && s.covers(resource_type, interaction))
     }
 }

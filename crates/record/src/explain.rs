@@ -112,6 +112,7 @@ impl DescribedCaller {
             expires_at: 0,
             scopes: Scopes::parse(scope),
             federation: self.federation(nhs)?,
+            patient_context: None,
         }))
     }
 }

@@ -234,6 +234,27 @@ impl Records {
         )
     }
 
+    /// Whether the caller may open `nhs`'s record at all, for a patient picker: the decision
+    /// opening it would make, on the patient's facts only. An unknown patient is `false`, like
+    /// a refused one, so the answer never tells them apart.
+    pub async fn may_open(&self, access: &Access, nhs: &str) -> Result<bool, RecordError> {
+        match self.known(nhs, Wanted::Context).await {
+            Ok((_, facts)) => Ok(self
+                .decide(
+                    access,
+                    Ask::Open {
+                        action: Action::Read,
+                    },
+                    Some(nhs),
+                    Some(&facts),
+                    &[],
+                )
+                .permitted),
+            Err(RecordError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// May the caller read or search this type at all? (R-ROLE-1, R-ROLE-3)
     pub fn may(&self, access: &Access, resource_type: &str, action: Action) -> bool {
         let ask = Ask::Type {

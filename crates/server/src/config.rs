@@ -257,6 +257,61 @@ pub struct AuthConfig {
     /// (RFC 8693, docs/federation.md).
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Upstream OpenID Connect providers users of SMART apps sign in at (docs/smart-apps.md).
+    #[serde(default)]
+    pub login: Vec<LoginConfig>,
+    /// SMART apps registered for App Launch (authorization code with PKCE).
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    /// The absolute lifetime of an app's refresh tokens (one sign-in), seconds.
+    #[serde(default = "default_refresh_token_seconds")]
+    pub refresh_token_seconds: i64,
+}
+
+fn default_refresh_token_seconds() -> i64 {
+    12 * 3600
+}
+
+/// One `[[auth.login]]` entry: an OpenID Connect provider (CIS2-shaped for staff, NHS
+/// login-shaped for patients) where this server is a registered client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// How apps name it (`[[auth.apps]].login`).
+    pub name: String,
+    /// Its issuer: discovery at `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// This server's client id and secret there.
+    pub client_id: String,
+    pub client_secret: String,
+    /// The caller kinds its users may be: `staff`, `patient`.
+    pub caller_kinds: Vec<String>,
+    /// The organisations (ODS codes) its staff may act for; unset: any.
+    pub organisations: Option<Vec<String>>,
+    /// How long to wait for it, milliseconds.
+    #[serde(default = "default_login_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_login_timeout_ms() -> u64 {
+    5000
+}
+
+/// One `[[auth.apps]]` entry: a SMART app users launch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub client_id: String,
+    /// A public app (a browser app) has no secret and proves itself by PKCE; a confidential
+    /// one authenticates at the token endpoint with this secret.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// The most it may be granted.
+    pub scopes: Vec<String>,
+    /// The `[[auth.login]]` provider its users sign in at.
+    pub login: String,
 }
 
 /// One `[[auth.peers]]` entry: a neighbouring shared care record that may read records here
@@ -300,6 +355,9 @@ impl Default for AuthConfig {
             token_requests_per_minute: default_token_requests_per_minute(),
             exchanges_per_minute: default_exchanges_per_minute(),
             peers: Vec::new(),
+            login: Vec::new(),
+            apps: Vec::new(),
+            refresh_token_seconds: default_refresh_token_seconds(),
         }
     }
 }
@@ -1074,6 +1132,7 @@ impl Config {
             }
         }
         self.validate_peers()?;
+        self.validate_apps()?;
         if !self.auth.clients.is_empty() && self.auth.signing_key_file.is_none() {
             return Err(invalid(
                 "auth.signing_key_file",
@@ -1106,6 +1165,105 @@ impl Config {
                 "auth.issuers",
                 "no token issuer is configured: every request would be refused",
             ));
+        }
+        Ok(())
+    }
+
+    /// `[[auth.login]]` and `[[auth.apps]]`: a token endpoint to sign with, unique names, known
+    /// providers, absolute redirect URIs (https, or http on the loopback interface), scopes.
+    fn validate_apps(&self) -> Result<(), ConfigError> {
+        let (login, apps) = (&self.auth.login, &self.auth.apps);
+        if !apps.is_empty() && self.auth.signing_key_file.is_none() {
+            return Err(invalid(
+                "auth.signing_key_file",
+                "apps are configured but the token endpoint that signs their tokens has no signing key",
+            ));
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.auth.refresh_token_seconds) {
+            return Err(invalid(
+                "auth.refresh_token_seconds",
+                "must be between 60 and 2592000 (30 days)",
+            ));
+        }
+        let url_ok = |u: &str| {
+            u.starts_with("https://")
+                || u.starts_with("http://127.0.0.1")
+                || u.starts_with("http://localhost")
+                || u.starts_with("http://[::1]")
+        };
+        for (i, l) in login.iter().enumerate() {
+            let key = |k: &str| format!("auth.login[{i}].{k}");
+            if l.name.is_empty() || login[..i].iter().any(|m| m.name == l.name) {
+                return Err(invalid(&key("name"), "must be given and unique"));
+            }
+            if !url_ok(&l.issuer) {
+                return Err(invalid(
+                    &key("issuer"),
+                    "must be an https URL (http only on the loopback interface)",
+                ));
+            }
+            if l.client_id.is_empty() {
+                return Err(invalid(&key("client_id"), "must be given"));
+            }
+            for kind in &l.caller_kinds {
+                if !["staff", "patient"].contains(&kind.as_str()) {
+                    return Err(invalid(
+                        &key("caller_kinds"),
+                        format!("'{kind}' is not staff or patient"),
+                    ));
+                }
+            }
+            if l.caller_kinds.is_empty() {
+                return Err(invalid(&key("caller_kinds"), "name staff, patient or both"));
+            }
+            if !(100..=60_000).contains(&l.timeout_ms) {
+                return Err(invalid(&key("timeout_ms"), "must be between 100 and 60000"));
+            }
+        }
+        for (i, a) in apps.iter().enumerate() {
+            let key = |k: &str| format!("auth.apps[{i}].{k}");
+            if a.client_id.is_empty()
+                || a.client_id.len() > 256
+                || !a.client_id.bytes().all(|b| b.is_ascii_graphic())
+                || apps[..i].iter().any(|b| b.client_id == a.client_id)
+                || self.auth.clients.iter().any(|c| c.client_id == a.client_id)
+            {
+                return Err(invalid(
+                    &key("client_id"),
+                    "must be 1 to 256 visible ASCII characters, unique among apps and backend clients",
+                ));
+            }
+            if a.redirect_uris.is_empty() {
+                return Err(invalid(&key("redirect_uris"), "name at least one"));
+            }
+            if let Some(bad) = a
+                .redirect_uris
+                .iter()
+                .find(|u| !url_ok(u) || u.contains('#'))
+            {
+                return Err(invalid(
+                    &key("redirect_uris"),
+                    format!("'{bad}' is not an https URL (http only on the loopback interface) without a fragment"),
+                ));
+            }
+            if !login.iter().any(|l| l.name == a.login) {
+                return Err(invalid(
+                    &key("login"),
+                    format!("'{}' names no [[auth.login]] provider", a.login),
+                ));
+            }
+            if a.client_secret.as_deref().is_some_and(|s| s.len() < 16) {
+                return Err(invalid(
+                    &key("client_secret"),
+                    "must be at least 16 characters",
+                ));
+            }
+            if let Some(bad) = a.scopes.iter().find(|s| s.starts_with("system/")) {
+                return Err(invalid(
+                    &key("scopes"),
+                    format!("'{bad}': apps act for users, never as systems"),
+                ));
+            }
         }
         Ok(())
     }

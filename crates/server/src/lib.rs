@@ -19,8 +19,8 @@ use actix_web::{web, App, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
-    audit_events, break_glass, capabilities, consent, everything, explain, fallback, flag_write,
-    health, read, search, smart, token,
+    audit_events, authorize, break_glass, capabilities, consent, everything, explain, fallback,
+    flag_write, health, read, search, smart, token,
 };
 pub use state::AppState;
 
@@ -71,6 +71,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/auth/token")
                     .route(web::post().to(token::token))
                     .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/auth/authorize")
+                    .route(web::get().to(authorize::authorize))
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/auth/callback")
+                    .route(web::get().to(authorize::callback))
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/auth/role")
+                    .route(web::post().to(authorize::confirm_role))
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/auth/patient")
+                    .route(web::post().to(authorize::choose_patient))
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/auth/launch")
+                    .route(web::post().to(authorize::launch))
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/auth/jwks")
+                    .route(web::get().to(smart::jwks))
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/Consent")

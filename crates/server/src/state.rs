@@ -18,6 +18,10 @@ pub struct AppState {
     pub token_service: Option<scr_auth::token_endpoint::TokenService>,
     /// Limits on refused requests per address and token requests per client.
     pub throttle: std::sync::Arc<crate::throttle::Throttle>,
+    /// The login providers users of SMART apps sign in at (`[[auth.login]]`), by name.
+    pub logins: Vec<Arc<scr_login::LoginProvider>>,
+    /// Sign-ins in progress, authorization codes and EHR launches.
+    pub sessions: scr_login::Sessions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,8 +191,67 @@ pub fn token_service(
         config.auth.leeway_seconds,
         clients,
     )
-    .map(|service| Some(service.with_peers(peers)))
+    .map(|service| {
+        Some(
+            service
+                .with_peers(peers)
+                .with_apps(apps(config), config.auth.refresh_token_seconds),
+        )
+    })
     .map_err(|e| config_error(key, e.to_string()))
+}
+
+/// The registered SMART apps (`[[auth.apps]]`).
+fn apps(config: &Config) -> Vec<scr_auth::apps::RegisteredApp> {
+    config
+        .auth
+        .apps
+        .iter()
+        .map(|a| scr_auth::apps::RegisteredApp {
+            client_id: a.client_id.clone(),
+            secret: a.client_secret.clone(),
+            redirect_uris: a.redirect_uris.clone(),
+            scopes: a.scopes.clone(),
+            login: a.login.clone(),
+        })
+        .collect()
+}
+
+/// The login providers (`[[auth.login]]`).
+pub fn logins(config: &Config) -> Result<Vec<Arc<scr_login::LoginProvider>>, StartupError> {
+    config
+        .auth
+        .login
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let kinds = l
+                .caller_kinds
+                .iter()
+                .map(|k| match k.as_str() {
+                    "patient" => scr_auth::CallerKind::Patient,
+                    _ => scr_auth::CallerKind::Staff,
+                })
+                .collect();
+            scr_login::LoginProvider::new(scr_login::ProviderSettings {
+                name: l.name.clone(),
+                issuer: l.issuer.clone(),
+                client_id: l.client_id.clone(),
+                client_secret: l.client_secret.clone(),
+                limits: scr_auth::IssuerLimits {
+                    kinds,
+                    organisations: l.organisations.clone(),
+                    max_lifetime_seconds: 3600,
+                    federation: false,
+                },
+                leeway_seconds: config.auth.leeway_seconds,
+                timeout: Duration::from_millis(l.timeout_ms),
+                jwks_refetch: Duration::from_secs(scr_login::JWKS_REFETCH_SECONDS),
+            })
+            .map(Arc::new)
+            .map_err(|e| config_error(format!("auth.login[{i}]"), e))
+        })
+        .collect()
 }
 
 /// Writes a private key readable by its owner only.
@@ -270,6 +333,8 @@ impl AppState {
                 config.auth.token_requests_per_minute,
                 config.auth.exchanges_per_minute,
             )),
+            logins: logins(config)?,
+            sessions: scr_login::Sessions::new(),
         })
     }
 }

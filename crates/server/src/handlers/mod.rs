@@ -2,6 +2,7 @@
 //! formats the answer, and does nothing else.
 
 pub mod audit_events;
+pub mod authorize;
 pub mod break_glass;
 pub mod capabilities;
 pub mod consent;

@@ -50,6 +50,13 @@ pub async fn token(
         std::str::from_utf8(&body)
             .map_err(|_| ApiError::invalid("body", "the form body is not UTF-8"))?,
     )?;
+    let grant_type = form
+        .iter()
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.as_str());
+    if matches!(grant_type, Some("authorization_code" | "refresh_token")) {
+        return app_grant(&state, &req, service, &form).await;
+    }
     // Limited per client (as the assertion or actor token names it, unverified) and address:
     // a flood of token requests is answered 429 before any signature is checked or any row
     // written.
@@ -126,4 +133,177 @@ pub async fn token(
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))
+}
+
+/// The first value of a form field.
+fn field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The app's client id, authenticated: a public app names itself (PKCE proves the rest); a
+/// confidential app sends its secret by HTTP Basic or in the form (compared in constant time).
+fn app_client<'s>(
+    service: &'s scr_auth::token_endpoint::TokenService,
+    req: &HttpRequest,
+    form: &[(String, String)],
+) -> Result<&'s scr_auth::apps::RegisteredApp, TokenError> {
+    use base64::Engine as _;
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+        });
+    let client_id = basic
+        .as_ref()
+        .map(|(id, _)| id.as_str())
+        .or_else(|| field(form, "client_id"))
+        .ok_or(TokenError::InvalidClient("client_id is required"))?;
+    let app = service
+        .app(client_id)
+        .ok_or(TokenError::InvalidClient("unknown client"))?;
+    let secret = basic
+        .as_ref()
+        .map(|(_, s)| s.as_str())
+        .or_else(|| field(form, "client_secret"));
+    match (&app.secret, secret) {
+        (None, None) => Ok(app),
+        (None, Some(_)) => Err(TokenError::InvalidClient(
+            "this app is public: it has no secret",
+        )),
+        (Some(expected), Some(given))
+            if expected.len() == given.len()
+                && openssl::memcmp::eq(expected.as_bytes(), given.as_bytes()) =>
+        {
+            Ok(app)
+        }
+        (Some(_), _) => Err(TokenError::InvalidClient(
+            "the client could not be authenticated",
+        )),
+    }
+}
+
+/// The token answer for an app's grant (SMART App Launch §token response).
+fn app_token_response(
+    service: &scr_auth::token_endpoint::TokenService,
+    grant: &scr_auth::apps::AppGrant,
+    now: i64,
+) -> Result<HttpResponse, ApiError> {
+    let tokens = service.mint_app(grant, now).map_err(ApiError::internal)?;
+    let mut body = json!({
+        "access_token": tokens.access_token, "token_type": "Bearer",
+        "expires_in": tokens.expires_in, "scope": grant.scope,
+    });
+    if let Some(nhs) = &grant.patient {
+        // The Patient resource id is the NHS number.
+        body["patient"] = json!(nhs);
+        body["need_patient_banner"] = json!(true);
+    }
+    if let Some(t) = tokens.refresh_token {
+        body["refresh_token"] = json!(t);
+    }
+    if let Some(t) = tokens.id_token {
+        body["id_token"] = json!(t);
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body))
+}
+
+/// `authorization_code` (with the PKCE verifier) and `refresh_token` (rotated: each refresh
+/// token is used once; a second use revokes the sign-in's whole family) for registered apps.
+async fn app_grant(
+    state: &AppState,
+    req: &HttpRequest,
+    service: &scr_auth::token_endpoint::TokenService,
+    form: &[(String, String)],
+) -> Result<HttpResponse, ApiError> {
+    // Apps share the exchange limit: many users of one app sit behind one hospital address.
+    let client = field(form, "client_id").unwrap_or_default();
+    if let Some(address) = req.peer_addr().map(|a| a.ip()) {
+        if let Err(retry_after) = state.throttle.exchange(client, address) {
+            return Ok(HttpResponse::TooManyRequests()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::RETRY_AFTER, retry_after.to_string()))
+                .json(json!({
+                    "error": "invalid_request",
+                    "error_description": format!("too many token requests; retry after {retry_after} seconds"),
+                })));
+        }
+    }
+    let app = match app_client(service, req, form) {
+        Ok(app) => app,
+        Err(e) => return Ok(oauth_error(&e)),
+    };
+    let now = scr_fhir::build::unix_now();
+    if field(form, "grant_type") == Some("authorization_code") {
+        let refused = |d: &'static str| Ok(oauth_error(&TokenError::InvalidGrant(d)));
+        // The code is spent by this request whatever its outcome.
+        let Some(issued) = field(form, "code").and_then(|c| state.sessions.redeem_code(c)) else {
+            return refused("the authorization code is unknown, used or expired");
+        };
+        if issued.grant.client_id != app.client_id {
+            return refused("the authorization code was issued to another app");
+        }
+        if field(form, "redirect_uri") != Some(issued.redirect_uri.as_str()) {
+            return refused("redirect_uri is not the one the code was issued for");
+        }
+        let verifier = field(form, "code_verifier").unwrap_or_default();
+        if !scr_auth::apps::pkce_matches(verifier, &issued.code_challenge) {
+            log::info!("token endpoint: a PKCE verifier did not match; code refused");
+            return refused("the PKCE code_verifier does not match the code_challenge");
+        }
+        return app_token_response(service, &issued.grant, now);
+    }
+    let Some(token) = field(form, "refresh_token") else {
+        return Ok(oauth_error(&TokenError::InvalidRequest(
+            "refresh_token is required",
+        )));
+    };
+    let accepted = match service.accept_refresh(token, &app.client_id, now) {
+        Ok(a) => a,
+        Err(e) => return Ok(oauth_error(&e)),
+    };
+    if state.sessions.family_revoked(&accepted.grant.family) {
+        return Ok(oauth_error(&TokenError::InvalidGrant(
+            "this sign-in was revoked: sign in again",
+        )));
+    }
+    let (client_id, jti, exp) = (
+        format!("refresh:{}", app.client_id),
+        accepted.jti.clone(),
+        accepted.expires_at,
+    );
+    let first_use = state
+        .records
+        .with_store(move |conn| scr_store::audit::remember_assertion(conn, &client_id, &jti, exp))
+        .await?;
+    if !first_use {
+        // A refresh token used twice was copied: end the whole sign-in (RFC 9700 §4.14.2).
+        state.sessions.revoke_family(
+            &accepted.grant.family,
+            accepted.grant.family_expires_at,
+            now,
+        );
+        log::warn!(
+            "token endpoint: a refresh token of app {} was used twice; its sign-in is revoked",
+            app.client_id
+        );
+        return Ok(oauth_error(&TokenError::InvalidGrant(
+            "this refresh token was used before: the sign-in is revoked",
+        )));
+    }
+    app_token_response(service, &accepted.grant, now)
 }
