@@ -346,6 +346,17 @@ client_id = "dev-backend-client"
 org = "RXK"
 jwks_file = "{e}/dev-client-jwks.json"
 scopes = ["system/*.rs"]
+[[auth.login]]
+name = "dev"
+issuer = "http://127.0.0.1:{port}/dev-idp"
+client_id = "scr"
+client_secret = "dev-only-secret"
+caller_kinds = ["staff", "patient"]
+[[auth.apps]]
+client_id = "scr-viewer"
+login = "dev"
+redirect_uris = ["http://127.0.0.1:{port}/apps/viewer/index.html"]
+scopes = ["launch", "launch/patient", "openid", "fhirUser", "online_access", "offline_access", "patient/*.rs", "user/*.rs"]
 [[sources.gp]]
 name = "gp"
 url = "{}"

@@ -206,7 +206,7 @@ fn id_token(issuer: &str, grant: &Grant, now: i64) -> Result<String, OAuthError>
         Kind::Staff { roles } => {
             let selected = user.selected_role().map(|r| r.person_roleid);
             json!({
-                "sub": user.subject,
+                "sub": user.id,
                 "name": user.name,
                 "selected_roleid": selected,
                 "nhsid_nrbac_roles": roles.iter().map(|r| json!({
@@ -398,7 +398,7 @@ mod tests {
         let claims = verify(id_token)?;
         assert_eq!(claims["iss"], "http://127.0.0.1:8080/dev-idp");
         assert_eq!(claims["aud"], "scr");
-        assert_eq!(claims["sub"], "555021935107");
+        assert_eq!(claims["sub"], "gp-asha");
         assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
         assert_eq!(claims["exp"], NOW + 300);
         assert_eq!(claims["name"], "Dr Asha Patel");

@@ -26,11 +26,10 @@ pub enum Kind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct User {
-    /// The id on the sign-in page (`user=<id>`).
+    /// The id on the sign-in page (`user=<id>`), and the id token's `sub` for staff: the user id
+    /// a host system names when it registers an EHR launch (docs/smart-apps.md). Patients' `sub`
+    /// is derived from the NHS number, as `scr token patient` does.
     pub id: &'static str,
-    /// The id token's `sub` for staff (a CIS2 user id); patients' `sub` is derived from the NHS
-    /// number as `scr token patient` does.
-    pub subject: &'static str,
     pub name: &'static str,
     pub kind: Kind,
 }
@@ -100,37 +99,31 @@ const EVE: &[Role] = &[Role {
 const USERS: &[User] = &[
     User {
         id: "gp-asha",
-        subject: "555021935107",
         name: "Dr Asha Patel",
         kind: Kind::Staff { roles: ASHA },
     },
     User {
         id: "trust-ben",
-        subject: "555022935200",
         name: "Dr Ben Okafor",
         kind: Kind::Staff { roles: BEN },
     },
     User {
         id: "ambulance-cara",
-        subject: "555023935300",
         name: "Cara Hughes",
         kind: Kind::Staff { roles: CARA },
     },
     User {
         id: "social-dan",
-        subject: "555024935400",
         name: "Dan Price",
         kind: Kind::Staff { roles: DAN },
     },
     User {
         id: "gp-eve",
-        subject: "555025935500",
         name: "Dr Eve Marsh",
         kind: Kind::Staff { roles: EVE },
     },
     User {
         id: "patient-jane",
-        subject: "",
         name: "Jane Smith",
         kind: Kind::Patient {
             nhs_number: "9990000018",
