@@ -28,12 +28,13 @@ def outcome(code, issue):
 # A pre-request script: a fresh PKCE verifier (RFC 7636, 64 unreserved characters), its S256
 # challenge, a state, and the app's redirect URI (the registered one, beside the FHIR base).
 PKCE = [
+    "const cryptoJs = require('crypto-js');",
     "const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~';",
     "let v = ''; for (let i = 0; i < 64; i++) v += chars[Math.floor(Math.random() * chars.length)];",
-    "const b64url = w => CryptoJS.enc.Base64.stringify(w).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');",
+    "const b64url = w => cryptoJs.enc.Base64.stringify(w).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');",
     "pm.collectionVariables.set('codeVerifier', v);",
     "pm.collectionVariables.set('wrongVerifier', v.split('').reverse().join(''));",
-    "pm.collectionVariables.set('codeChallenge', b64url(CryptoJS.SHA256(v)));",
+    "pm.collectionVariables.set('codeChallenge', b64url(cryptoJs.SHA256(v)));",
     "pm.collectionVariables.set('appState', 'st' + Math.floor(Math.random() * 1e9));",
     "const redirect = pm.variables.get('baseUrl').replace(/\\/fhir\\/?$/, '') + '/apps/viewer/index.html';",
     "pm.collectionVariables.set('appRedirect', redirect);",
