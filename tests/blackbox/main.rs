@@ -15,6 +15,7 @@ mod dev_idp;
 mod errors;
 mod explain;
 mod fail_closed;
+mod faults;
 mod federation;
 mod federation_plain;
 mod hazard_log;

@@ -96,26 +96,60 @@ pub fn classify_url(name: &str, url: &str) -> Result<(Backend, String), DbError>
     }
 }
 
-/// SQLite settings applied once per connection: WAL so readers never wait for the writer,
-/// foreign keys on, a busy timeout instead of immediate `SQLITE_BUSY`, and full sync so an
+/// Settings applied once per connection.
+///
+/// SQLite: WAL so readers never wait for the writer, foreign keys on, a busy timeout instead of
+/// an immediate `SQLITE_BUSY` (the longest a statement waits for a lock), and full sync so an
 /// acknowledged write survives a power cut.
+///
+/// PostgreSQL: `statement_timeout` (the server cancels a statement that runs longer, so a
+/// query abandoned at its deadline does not keep running and keep its connection),
+/// `lock_timeout` (a statement waiting for a lock gives up) and
+/// `idle_in_transaction_session_timeout` (a transaction left open by a stuck client does not
+/// hold its locks for ever). Every wait on the database is bounded (issue 14).
 #[derive(Debug, Clone, Copy)]
-struct SqliteCustomizer {
+struct Customizer {
     read_only: bool,
+    busy_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    lock_timeout: Option<Duration>,
 }
 
-impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteCustomizer {
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for Customizer {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        if let DbConnection::Sqlite(c) = conn {
-            let pragmas = if self.read_only {
-                "PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;"
-            } else {
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
-            };
-            c.batch_execute(pragmas)
-                .map_err(diesel::r2d2::Error::QueryError)?;
+        let ms = |d: Duration| d.as_millis().clamp(1, i32::MAX as u128);
+        let sql = match conn {
+            DbConnection::Sqlite(_) => {
+                let busy = ms(self.busy_timeout);
+                if self.read_only {
+                    format!("PRAGMA busy_timeout = {busy}; PRAGMA query_only = 1;")
+                } else {
+                    format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy};")
+                }
+            }
+            DbConnection::Postgres(_) => {
+                let mut sql = String::new();
+                if let Some(t) = self.statement_timeout {
+                    sql.push_str(&format!(
+                        "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+                        ms(t),
+                        ms(t).saturating_mul(2)
+                    ));
+                }
+                if let Some(t) = self.lock_timeout {
+                    sql.push_str(&format!("SET lock_timeout = {};", ms(t)));
+                }
+                if self.read_only {
+                    sql.push_str("SET default_transaction_read_only = on;");
+                }
+                sql
+            }
+        };
+        if sql.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        conn.batch_execute(&sql)
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -123,9 +157,16 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteCustomizer
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     pub max_size: u32,
+    /// The longest a caller waits for a connection from the pool (a new one included).
     pub connect_timeout: Duration,
-    /// Replicas the facade only reads are opened query-only on SQLite.
+    /// Replicas the facade only reads are opened query-only.
     pub read_only: bool,
+    /// SQLite: the longest a statement waits for another connection's lock.
+    pub busy_timeout: Duration,
+    /// PostgreSQL: the server cancels a statement running longer.
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL: a statement waiting longer for a lock gives up.
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -134,6 +175,9 @@ impl Default for PoolOptions {
             max_size: 8,
             connect_timeout: Duration::from_secs(5),
             read_only: false,
+            busy_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+            lock_timeout: None,
         }
     }
 }
@@ -148,8 +192,11 @@ pub fn open_pool(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool,
         .max_size(options.max_size)
         .min_idle(Some(0))
         .connection_timeout(options.connect_timeout)
-        .connection_customizer(Box::new(SqliteCustomizer {
+        .connection_customizer(Box::new(Customizer {
             read_only: options.read_only,
+            busy_timeout: options.busy_timeout,
+            statement_timeout: options.statement_timeout,
+            lock_timeout: options.lock_timeout,
         }))
         .build_unchecked(manager))
 }

@@ -196,6 +196,14 @@ pub struct ServerConfig {
     /// `/apps/viewer/`. For demos.
     #[serde(default)]
     pub viewer_app: bool,
+    /// One overall deadline per request (ms): a request not answered by then is a 503 with
+    /// `Retry-After` and no data (the audit, if it was being written, may still land).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    15000
 }
 
 fn default_refusals_per_minute() -> u32 {
@@ -217,6 +225,31 @@ pub struct StoreConfig {
     pub url: String,
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
+    /// PostgreSQL: the store's server cancels a statement running longer (ms).
+    #[serde(default = "default_store_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: a store statement waiting longer for a lock gives up (ms).
+    #[serde(default = "default_store_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    /// SQLite: the longest a store statement waits for another connection's lock (ms).
+    #[serde(default = "default_store_busy_timeout_ms")]
+    pub busy_timeout_ms: u64,
+    /// The longest a request waits for a store connection from the pool (ms).
+    #[serde(default = "default_store_checkout_timeout_ms")]
+    pub checkout_timeout_ms: u64,
+}
+
+fn default_store_statement_timeout_ms() -> u64 {
+    5000
+}
+fn default_store_lock_timeout_ms() -> u64 {
+    2000
+}
+fn default_store_busy_timeout_ms() -> u64 {
+    5000
+}
+fn default_store_checkout_timeout_ms() -> u64 {
+    3000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -981,6 +1014,27 @@ impl Config {
         }
         if self.auth.exchanges_per_minute == 0 {
             return Err(invalid("auth.exchanges_per_minute", "must be above 0"));
+        }
+        for (key, value) in [
+            (
+                "store.statement_timeout_ms",
+                self.store.statement_timeout_ms,
+            ),
+            ("store.lock_timeout_ms", self.store.lock_timeout_ms),
+            ("store.busy_timeout_ms", self.store.busy_timeout_ms),
+            ("store.checkout_timeout_ms", self.store.checkout_timeout_ms),
+        ] {
+            if !(1..=600_000).contains(&value) {
+                return Err(invalid(key, "must be between 1 and 600000"));
+            }
+        }
+        if self.server.request_timeout_ms <= self.server.source_timeout_ms
+            || self.server.request_timeout_ms > 600_000
+        {
+            return Err(invalid(
+                "server.request_timeout_ms",
+                "must be above server.source_timeout_ms and at most 600000",
+            ));
         }
         if self.server.source_timeout_ms == 0 {
             return Err(invalid("server.source_timeout_ms", "must be above 0"));

@@ -218,10 +218,28 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
             apps::VIEWER_PATH
         );
     }
+    let deadline = std::time::Duration::from_millis(config.server.request_timeout_ms);
     let server = HttpServer::new(move || {
         let dev_idp = dev_idp.clone();
         App::new()
             .app_data(data.clone())
+            // One overall deadline per request (server.request_timeout_ms): a request still
+            // unanswered then is a 503 with Retry-After and no data. Every wait inside is
+            // bounded on its own too (sources, store statements, locks, pool checkouts).
+            .wrap_fn(move |req, srv| {
+                let fut = srv.call(req);
+                async move {
+                    match actix_web::rt::time::timeout(deadline, fut).await {
+                        Ok(res) => res,
+                        // Answered by the error's own response (503, Retry-After).
+                        Err(_) => Err(error::ApiError::Unavailable {
+                            detail: "the request did not complete within server.request_timeout_ms"
+                                .into(),
+                        }
+                        .into()),
+                    }
+                }
+            })
             .wrap_fn(|req, srv| {
                 // One line per request: method, route pattern (never the path: it may hold an
                 // NHS number), status and duration. Never a body, name or token.
@@ -229,7 +247,18 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
                 let method = req.method().to_string();
                 let fut = srv.call(req);
                 async move {
-                    let res = fut.await?;
+                    let res = match fut.await {
+                        Ok(res) => res,
+                        Err(e) => {
+                            log::info!(
+                                "{} (past its deadline) -> {} in {} ms",
+                                method,
+                                e.as_response_error().status_code().as_u16(),
+                                started.elapsed().as_millis()
+                            );
+                            return Err(e);
+                        }
+                    };
                     let route = res
                         .request()
                         .match_pattern()

@@ -348,11 +348,21 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
         consent,
     } = policy_codes(config)?;
     let alerts = alert_codes(config)?;
-    let store = scr_store::Store::open(&config.store.url, config.store.pool_size)
+    let ms = Duration::from_millis;
+    let store_options = scr_db::PoolOptions {
+        max_size: config.store.pool_size,
+        connect_timeout: ms(config.store.checkout_timeout_ms),
+        read_only: false,
+        busy_timeout: ms(config.store.busy_timeout_ms),
+        statement_timeout: Some(ms(config.store.statement_timeout_ms)),
+        lock_timeout: Some(ms(config.store.lock_timeout_ms)),
+    };
+    let store = scr_store::Store::open_with(&config.store.url, store_options)
         .map_err(|source| StartupError::Store { source })?;
+    let source_deadline = Duration::from_millis(config.server.source_timeout_ms);
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     for g in &config.sources.gp {
-        let pool = replica_pool(&g.name, &g.url, g.pool_size)?;
+        let pool = replica_pool(&g.name, &g.url, g.pool_size, source_deadline)?;
         let codes = scr_source_gp::GpCodes {
             objection: objection.clone(),
             consent: consent.clone(),
@@ -370,7 +380,7 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
         store.pool().clone(),
     )));
     for s in &config.sources.social_care {
-        let pool = replica_pool(&s.name, &s.url, s.pool_size)?;
+        let pool = replica_pool(&s.name, &s.url, s.pool_size, source_deadline)?;
         sources.push(Arc::new(scr_source_social_care::SocialCareSource::new(
             s.name.clone(),
             s.council.clone(),
@@ -398,11 +408,23 @@ pub fn records(config: &Config) -> Result<(scr_record::Records, scr_store::Store
 }
 
 /// A read-only pool on a provider's reporting replica.
-fn replica_pool(name: &str, url: &str, size: u32) -> Result<scr_db::DbPool, StartupError> {
+///
+/// Every wait on it is bounded by the source deadline: the pool checkout, and on PostgreSQL the
+/// statement and lock waits, which the replica's server cancels itself, so a query abandoned at
+/// the deadline does not keep running and keep its connection.
+fn replica_pool(
+    name: &str,
+    url: &str,
+    size: u32,
+    deadline: Duration,
+) -> Result<scr_db::DbPool, StartupError> {
     let options = scr_db::PoolOptions {
         max_size: size,
         read_only: true,
-        ..Default::default()
+        connect_timeout: deadline,
+        busy_timeout: deadline,
+        statement_timeout: Some(deadline),
+        lock_timeout: Some(deadline),
     };
     scr_db::open_pool(name, url, &options).map_err(|source| StartupError::Source {
         name: name.to_owned(),

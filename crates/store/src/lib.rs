@@ -136,15 +136,34 @@ impl Store {
     /// Opens a checked pool for `url` (`sqlite://path`, a bare path or `postgres://…`) and applies
     /// pending migrations.
     pub fn open(url: &str, pool_size: u32) -> Result<Store, StoreError> {
-        let options = scr_db::PoolOptions {
-            max_size: pool_size,
-            ..scr_db::PoolOptions::default()
-        };
+        Store::open_with(
+            url,
+            scr_db::PoolOptions {
+                max_size: pool_size,
+                ..scr_db::PoolOptions::default()
+            },
+        )
+    }
+
+    /// [`Store::open`] with the pool's timeouts: the server bounds every wait on its store
+    /// (statement, lock, pool checkout), so a locked or slow table answers 503, never a hang.
+    pub fn open_with(url: &str, options: scr_db::PoolOptions) -> Result<Store, StoreError> {
+        {
+            // Migrations run on a connection of their own, without the statement timeout
+            // (building an index on a region's audit trail takes longer than a request may).
+            let untimed = scr_db::PoolOptions {
+                max_size: 1,
+                statement_timeout: None,
+                lock_timeout: None,
+                ..options.clone()
+            };
+            let pool = scr_db::open_pool_checked("store", url, &untimed)
+                .map_err(|source| StoreError::Open { source })?;
+            let mut conn = pool.get().map_err(|source| StoreError::Pool { source })?;
+            run_migrations(&mut conn)?;
+        }
         let pool = scr_db::open_pool_checked("store", url, &options)
             .map_err(|source| StoreError::Open { source })?;
-        let mut conn = pool.get().map_err(|source| StoreError::Pool { source })?;
-        run_migrations(&mut conn)?;
-        drop(conn);
         Ok(Store {
             pool,
             audit_queue: Default::default(),
