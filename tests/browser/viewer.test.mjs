@@ -4,7 +4,8 @@
 //      gp-asha signs in at the development provider and confirms her role: the app shows Jane
 //      Smith and her first active alert.
 //   2. Standalone launch: trust-ben signs in and picks Jane by NHS number: same.
-//   3. EHR launch for gp-eve, who has no relationship with Jane: the server's refusal text is
+//   3. Standalone launch by the patient, Jane herself (NHS login-shaped): her own record.
+//   4. EHR launch for gp-eve, who has no relationship with Jane: the server's refusal text is
 //      shown, and nothing of the record.
 // What the app must show is read from the server's API with development tokens, not written
 // into this file. Usage: node viewer.test.mjs   (SCR_BIN, CHROMIUM to override the paths;
@@ -127,6 +128,11 @@ async function expectRecord(page, name, alert, shot) {
   const first = (await page.locator("#alert-list li .text").first().textContent()).trim();
   assert.equal(first, alert, "the first alert shown is the record's first active alert");
   assert.ok(await page.locator("#refusal").isHidden(), "no refusal");
+  // Every entry names the organisation that holds it (an ODS code from meta.tag).
+  const items = await page.locator("li:has(.text)").count();
+  const labels = await page.locator("li .source").allTextContents();
+  assert.ok(labels.length > 0 && labels.length === items, `${labels.length} labels for ${items} entries`);
+  for (const label of labels) assert.match(label, /^Source: [A-Z0-9-]+/);
   await page.screenshot({ path: join(artifacts, shot), fullPage: true });
 }
 
@@ -235,6 +241,16 @@ async function main() {
       await page.fill("#nhs-number", JANE);
       await page.click("#choose-patient");
       await expectRecord(page, name, firstAlertText(trust.body), "standalone-trust-ben.png");
+    });
+
+    await scenario("standalone launch as patient-jane shows her own record", async (page) => {
+      const token = scr(["token", "patient", "--nhs", JANE, "--aud", base]);
+      const r = await fetch(`${base}/Patient/${JANE}/$everything`, { headers: { Authorization: "Bearer " + token } });
+      assert.equal(r.status, 200);
+      const own = await r.json();
+      await page.goto(`${app}/launch.html?iss=${encodeURIComponent(base)}`);
+      await signIn(page, "patient-jane");
+      await expectRecord(page, patientName(own), firstAlertText(own), "standalone-patient-jane.png");
     });
 
     const eve = await record(base, "M85002");
