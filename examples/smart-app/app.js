@@ -145,6 +145,8 @@ function render(entries) {
   if (alerts.length) {
     alerts.forEach(function (f) { item($("alert-list"), f, codingText(f.code), ""); });
     $("alerts").hidden = false;
+  } else {
+    $("no-alerts").hidden = false;
   }
 
   const warnings = [];

@@ -192,7 +192,9 @@ async function main() {
       const token = scr(["token", "staff", "--org", "M85001", "--role", "R8000", "--aud", base]);
       const r = await fetch(`${base}/Patient/${objector}/$everything`, { headers: { Authorization: "Bearer " + token } });
       assert.equal(r.status, 200);
-      const warnings = ((await r.json()).entry || []).map((e) => e.resource)
+      const resources = ((await r.json()).entry || []).map((e) => e.resource);
+      const hasAlerts = resources.some((x) => x && x.resourceType === "Flag" && x.status === "active");
+      const warnings = resources
         .filter((x) => x && x.resourceType === "OperationOutcome")
         .flatMap((oo) => oo.issue.map((i) => i.diagnostics)).filter(Boolean);
       assert.ok(warnings.length, "the objector's record carries a warning");
@@ -211,6 +213,9 @@ async function main() {
       await page.waitForSelector("#warnings:not([hidden])", { timeout: 20000 });
       const shown = await page.locator("#warning-list li").allTextContents();
       assert.deepEqual(shown.map((t) => t.trim()), warnings);
+      // "No active alerts" exactly when the record has none, never beside an alert.
+      assert.equal(await page.locator("#no-alerts").isVisible(), !hasAlerts);
+      assert.equal(await page.locator("#alerts").isVisible(), hasAlerts);
       await page.screenshot({ path: join(artifacts, "warnings-objector.png"), fullPage: true });
     });
     if (process.env.ONLY === "render") return;
@@ -264,6 +269,7 @@ async function main() {
       await page.waitForSelector("#refusal:not([hidden])", { timeout: 20000 });
       assert.equal((await page.textContent("#refusal")).trim(), expected);
       assert.ok(await page.locator("#alerts").isHidden(), "no alerts shown");
+      assert.ok(await page.locator("#no-alerts").isHidden(), "nor a claim that there are none");
       assert.equal(await page.locator("#alert-list li, #allergy-list li, #result-list li").count(), 0);
       assert.notEqual((await page.textContent("#patient-name")).trim(), name);
       await page.screenshot({ path: join(artifacts, "ehr-launch-gp-eve-refused.png"), fullPage: true });
