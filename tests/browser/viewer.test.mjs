@@ -125,6 +125,7 @@ async function expectRecord(page, name, alert, shot) {
   const alerts = page.locator("#alerts");
   assert.ok(await alerts.isVisible(), "the alerts block is visible");
   assert.equal(await alerts.getAttribute("role"), "alert");
+  assert.ok(await page.locator("#no-alerts").isHidden(), "no 'No active alerts' beside alerts");
   const first = (await page.locator("#alert-list li .text").first().textContent()).trim();
   assert.equal(first, alert, "the first alert shown is the record's first active alert");
   assert.ok(await page.locator("#refusal").isHidden(), "no refusal");
