@@ -25,8 +25,140 @@ def outcome(code, issue):
         f"pm.test('issue code {issue}', () => pm.expect(pm.response.json().issue[0].code).to.eql('{issue}'));",
     ]
 
+# A pre-request script: a fresh PKCE verifier (RFC 7636, 64 unreserved characters), its S256
+# challenge, a state, and the app's redirect URI (the registered one, beside the FHIR base).
+PKCE = [
+    "const cryptoJs = require('crypto-js');",
+    "const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~';",
+    "let v = ''; for (let i = 0; i < 64; i++) v += chars[Math.floor(Math.random() * chars.length)];",
+    "const b64url = w => cryptoJs.enc.Base64.stringify(w).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');",
+    "pm.collectionVariables.set('codeVerifier', v);",
+    "pm.collectionVariables.set('wrongVerifier', v.split('').reverse().join(''));",
+    "pm.collectionVariables.set('codeChallenge', b64url(cryptoJs.SHA256(v)));",
+    "pm.collectionVariables.set('appState', 'st' + Math.floor(Math.random() * 1e9));",
+    "const redirect = pm.variables.get('baseUrl').replace(/\\/fhir\\/?$/, '') + '/apps/viewer/index.html';",
+    "pm.collectionVariables.set('appRedirect', redirect);",
+    "pm.collectionVariables.set('appRedirectEncoded', encodeURIComponent(redirect));",
+]
+
+def hop(name, url, tests, pre=None):
+    """One redirect of a browser flow, not followed: 302 and where it leads."""
+    events = test(["pm.test('302', () => pm.response.to.have.status(302));"] + tests)
+    if pre:
+        events.insert(0, {"listen": "prerequest", "script": {"type": "text/javascript", "exec": pre}})
+    return {"name": name, "event": events, "protocolProfileBehavior": {"followRedirects": False},
+            "request": {"method": "GET", "header": [], "url": url}}
+
 bundle = ["pm.test('searchset Bundle', () => pm.expect(pm.response.json().type).to.eql('searchset'));"]
 JANE = "9990000018"
+
+# The $explain folder was written as JSON; kept here verbatim so the generator and the file agree.
+EXPLAIN = json.loads(r'''[
+ {
+  "name": "Why does an RXK clinician see only RXK's records of an objector?",
+  "event": [
+   {
+    "listen": "test",
+    "script": {
+     "type": "text/javascript",
+     "exec": [
+      "pm.test('status 200', () => pm.response.to.have.status(200));",
+      "const p = pm.response.json(); const val = n => (p.parameter.find(x => x.name === n) || {}); const evals = p.parameter.filter(x => x.name === 'evaluation').map(e => Object.fromEntries(e.part.filter(x => x.name !== 'fact').map(x => [x.name, x.valueCode || x.valueString])));",
+      "pm.test('permitted by a hospital visit (R-LR-2)', () => { pm.expect(val('outcome').valueCode).to.eql('permit'); pm.expect(val('rule').valueCode).to.eql('R-LR-2'); });",
+      "pm.test('the objection restricts (R-OBJ-2)', () => pm.expect(evals.some(e => e.rule === 'R-OBJ-2' && e.result === 'restrict')).to.be.true);",
+      "pm.test('no clinical content', () => pm.expect(pm.response.text()).to.not.include('Khan'));"
+     ]
+    }
+   }
+  ],
+  "request": {
+   "method": "POST",
+   "header": [
+    {
+     "key": "Authorization",
+     "value": "Bearer {{privacyOfficerToken}}"
+    },
+    {
+     "key": "Content-Type",
+     "value": "application/fhir+json"
+    }
+   ],
+   "url": "{{baseUrl}}/Patient/9990000026/$explain",
+   "body": {
+    "mode": "raw",
+    "raw": "{\"resourceType\": \"Parameters\", \"parameter\": [{\"name\": \"organization\", \"valueString\": \"RXK\"}, {\"name\": \"role\", \"valueString\": \"R8000\"}, {\"name\": \"user\", \"valueString\": \"555021935107\"}]}"
+   }
+  }
+ },
+ {
+  "name": "Why can't the ambulance crew see Jane? (and could they break the glass?)",
+  "event": [
+   {
+    "listen": "test",
+    "script": {
+     "type": "text/javascript",
+     "exec": [
+      "pm.test('status 200', () => pm.response.to.have.status(200));",
+      "const p = pm.response.json(); const val = n => (p.parameter.find(x => x.name === n) || {}); const evals = p.parameter.filter(x => x.name === 'evaluation').map(e => Object.fromEntries(e.part.filter(x => x.name !== 'fact').map(x => [x.name, x.valueCode || x.valueString])));",
+      "pm.test('refused: no relationship (R-LR-5)', () => pm.expect(val('rule').valueCode).to.eql('R-LR-5'));",
+      "pm.test('a self-claim is open to them (R-LR-4)', () => pm.expect(evals.some(e => e.rule === 'R-LR-4' && e.result === 'permit')).to.be.true);"
+     ]
+    }
+   }
+  ],
+  "request": {
+   "method": "POST",
+   "header": [
+    {
+     "key": "Authorization",
+     "value": "Bearer {{privacyOfficerToken}}"
+    },
+    {
+     "key": "Content-Type",
+     "value": "application/fhir+json"
+    }
+   ],
+   "url": "{{baseUrl}}/Patient/9990000018/$explain",
+   "body": {
+    "mode": "raw",
+    "raw": "{\"resourceType\": \"Parameters\", \"parameter\": [{\"name\": \"organization\", \"valueString\": \"RYA\"}, {\"name\": \"role\", \"valueString\": \"R8000\"}, {\"name\": \"user\", \"valueString\": \"never-claimed\"}, {\"name\": \"purpose\", \"valueString\": \"ETREAT\"}]}"
+   }
+  }
+ },
+ {
+  "name": "A clinician may not ask: 403",
+  "event": [
+   {
+    "listen": "test",
+    "script": {
+     "type": "text/javascript",
+     "exec": [
+      "pm.test('status 403', () => pm.response.to.have.status(403));",
+      "pm.test('forbidden', () => pm.expect(pm.response.json().issue[0].code).to.eql('forbidden'));"
+     ]
+    }
+   }
+  ],
+  "request": {
+   "method": "POST",
+   "header": [
+    {
+     "key": "Authorization",
+     "value": "Bearer {{gpToken}}"
+    },
+    {
+     "key": "Content-Type",
+     "value": "application/fhir+json"
+    }
+   ],
+   "url": "{{baseUrl}}/Patient/9990000018/$explain",
+   "body": {
+    "mode": "raw",
+    "raw": "{\"resourceType\": \"Parameters\", \"parameter\": [{\"name\": \"organization\", \"valueString\": \"RXK\"}, {\"name\": \"role\", \"valueString\": \"R8000\"}, {\"name\": \"user\", \"valueString\": \"u\"}]}"
+   }
+  }
+ }
+]''')
 
 folders = [
     ("Capability", [
@@ -102,6 +234,74 @@ folders = [
                          {"key": "client_assertion", "value": "{{clientAssertion}}"}]}}},
         req("The backend reads a record", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle, token="{{backendToken}}"),
     ]),
+    # The SMART authorization code flow with PKCE, as the viewer app does it, signing in at the
+    # development identity provider as trust-ben (one role: no role page; no launch/patient: no
+    # patient picker). Redirects are not followed: each hop is a request with its own checks.
+    ("Authorization code (development provider)", [
+        hop("App asks the facade to authorize (PKCE)", "{{baseUrl}}/auth/authorize?response_type=code&client_id=scr-viewer"
+            "&redirect_uri={{appRedirectEncoded}}&scope=openid%20fhirUser%20user%2F*.rs&state={{appState}}&aud={{baseUrl}}"
+            "&code_challenge={{codeChallenge}}&code_challenge_method=S256", [
+            "const to = pm.response.headers.get('Location') || '';",
+            "pm.test('to the development provider', () => pm.expect(to).to.include('/dev-idp/authorize?'));",
+            "pm.test('as the facade client scr', () => pm.expect(to).to.match(/[?&]client_id=scr(&|$)/));",
+            "pm.collectionVariables.set('idpAuthorize', to);"], pre=PKCE),
+        hop("trust-ben signs in at the development provider", "{{idpAuthorize}}&user=trust-ben", [
+            "const to = pm.response.headers.get('Location') || '';",
+            "pm.test('back to the facade callback with a code', () => { pm.expect(to.startsWith(pm.variables.get('baseUrl') + '/auth/callback?')).to.be.true; pm.expect(to).to.include('code='); });",
+            "pm.collectionVariables.set('callback', to);"]),
+        hop("The facade's callback redirects to the app with a code", "{{callback}}", [
+            "const to = pm.response.headers.get('Location') || '';",
+            "pm.test('to the registered redirect URI', () => pm.expect(to.startsWith(pm.collectionVariables.get('appRedirect') + '?')).to.be.true);",
+            "const q = Object.fromEntries(to.split('?')[1].split('&').map(kv => kv.split('=').map(decodeURIComponent)));",
+            "pm.test('state returned unchanged', () => pm.expect(q.state).to.eql(pm.collectionVariables.get('appState')));",
+            "pm.test('a code', () => pm.expect(q.code).to.be.a('string').and.not.empty);",
+            "pm.collectionVariables.set('appCode', q.code);"]),
+        {"name": "A wrong PKCE verifier is refused", "event": test(status(400) + [
+            "pm.test('invalid_grant', () => pm.expect(pm.response.json().error).to.eql('invalid_grant'));"]),
+         "request": {"method": "POST", "header": [], "url": "{{baseUrl}}/auth/token",
+                     "body": {"mode": "urlencoded", "urlencoded": [
+                         {"key": "grant_type", "value": "authorization_code"},
+                         {"key": "code", "value": "{{appCode}}"},
+                         {"key": "redirect_uri", "value": "{{appRedirect}}"},
+                         {"key": "client_id", "value": "scr-viewer"},
+                         {"key": "code_verifier", "value": "{{wrongVerifier}}"}]}}},
+        # The code of a refused attempt may be used up; the flow runs again for the real exchange.
+        hop("Authorize again (fresh PKCE)", "{{baseUrl}}/auth/authorize?response_type=code&client_id=scr-viewer"
+            "&redirect_uri={{appRedirectEncoded}}&scope=openid%20fhirUser%20user%2F*.rs&state={{appState}}&aud={{baseUrl}}"
+            "&code_challenge={{codeChallenge}}&code_challenge_method=S256", [
+            "pm.collectionVariables.set('idpAuthorize', pm.response.headers.get('Location') || '');",
+            "pm.test('to the development provider', () => pm.expect(pm.collectionVariables.get('idpAuthorize')).to.include('/dev-idp/authorize?'));"], pre=PKCE),
+        hop("trust-ben signs in again", "{{idpAuthorize}}&user=trust-ben", [
+            "pm.collectionVariables.set('callback', pm.response.headers.get('Location') || '');"]),
+        hop("Callback again", "{{callback}}", [
+            "const to = pm.response.headers.get('Location') || '';",
+            "pm.collectionVariables.set('appCode', decodeURIComponent((to.match(/[?&]code=([^&]*)/) || [])[1] || ''));",
+            "pm.test('a code', () => pm.expect(pm.collectionVariables.get('appCode')).to.not.be.empty);"]),
+        {"name": "The app exchanges the code with its PKCE verifier", "event": test(status(200) + [
+            "const t = pm.response.json();",
+            "pm.test('bearer token', () => pm.expect(t.token_type.toLowerCase()).to.eql('bearer'));",
+            "pm.test('an id token (openid)', () => pm.expect(t.id_token).to.be.a('string'));",
+            "pm.test('user scope granted', () => pm.expect(t.scope).to.include('user/'));",
+            "pm.collectionVariables.set('appToken', t.access_token);"]),
+         "request": {"method": "POST", "header": [], "url": "{{baseUrl}}/auth/token",
+                     "body": {"mode": "urlencoded", "urlencoded": [
+                         {"key": "grant_type", "value": "authorization_code"},
+                         {"key": "code", "value": "{{appCode}}"},
+                         {"key": "redirect_uri", "value": "{{appRedirect}}"},
+                         {"key": "client_id", "value": "scr-viewer"},
+                         {"key": "code_verifier", "value": "{{codeVerifier}}"}]}}},
+        {"name": "The same code again is refused", "event": test(status(400) + [
+            "pm.test('invalid_grant', () => pm.expect(pm.response.json().error).to.eql('invalid_grant'));"]),
+         "request": {"method": "POST", "header": [], "url": "{{baseUrl}}/auth/token",
+                     "body": {"mode": "urlencoded", "urlencoded": [
+                         {"key": "grant_type", "value": "authorization_code"},
+                         {"key": "code", "value": "{{appCode}}"},
+                         {"key": "redirect_uri", "value": "{{appRedirect}}"},
+                         {"key": "client_id", "value": "scr-viewer"},
+                         {"key": "code_verifier", "value": "{{codeVerifier}}"}]}}},
+        req("trust-ben reads Jane's record with the app's token", "GET", f"/Patient/{JANE}/$everything", status(200) + bundle,
+            token="{{appToken}}"),
+    ]),
     ("R-LR relationships", [
         req("No relationship: 403 naming R-LR-5", "GET", f"/Patient/{JANE}/$everything", outcome(403, "forbidden") + [
             "pm.test('says how to self-claim', () => pm.expect(pm.response.json().issue[0].diagnostics).to.include('self-claim'));"], token="{{ambulanceToken}}"),
@@ -131,6 +331,7 @@ folders = [
         req("Patient sees who accessed their record", "GET", "/AuditEvent?_count=5", status(200) + bundle, token="{{patientToken}}"),
         req("Clinician cannot search the audit trail", "GET", "/AuditEvent", outcome(403, "forbidden")),
     ]),
+    ("R-AUD-4 explain", EXPLAIN),
     ("alerts", [
         req("GP sets an interpreter alert", "POST", "/Flag", status(201) + [
             "pm.test('version 1', () => pm.expect(pm.response.json().meta.versionId).to.eql('1'));",

@@ -93,6 +93,14 @@ fn demo_starts_with_a_neighbour_whose_records_arrive_labelled() {
         banner.contains(NEIGHBOUR) && banner.contains(&format!("127.0.0.1:{neighbour_port}/fhir")),
         "the banner names the neighbour and where it runs: {banner}"
     );
+    // Issue 13 item 4: the demo prints the viewer's standalone launch URL, and serves it.
+    let launch = format!(
+        "http://127.0.0.1:{}/apps/viewer/launch.html?iss={}",
+        home.port, home.base
+    );
+    assert!(banner.contains(&launch), "{launch} in the banner: {banner}");
+    let page = home.request("GET", &launch, &[], b"");
+    assert_eq!(page.status, 200);
 
     // The token the README tells a reader to make.
     let token = scr_token(&[

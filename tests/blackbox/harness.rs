@@ -333,10 +333,12 @@ impl Server {
 bind = "127.0.0.1:{port}"
 base_url = "http://127.0.0.1:{port}/fhir"
 refusals_per_minute = {LIFTED_LIMIT}
+viewer_app = true
 [store]
 url = "{}"
 [auth]
 dev_issuer = true
+dev_identity_provider = true
 token_requests_per_minute = {LIFTED_LIMIT}
 signing_key_file = "{key}"
 [[auth.clients]]

@@ -11,6 +11,7 @@ mod conformance;
 mod crash;
 mod decision_table;
 mod demo;
+mod dev_idp;
 mod errors;
 mod explain;
 mod fail_closed;

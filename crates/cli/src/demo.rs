@@ -89,6 +89,8 @@ bind = "127.0.0.1:{port}"
 base_url = "http://127.0.0.1:{port}/fhir"
 workers = 2
 source_timeout_ms = 2000
+# The example SMART viewer app (examples/smart-app/) at http://127.0.0.1:{port}/apps/viewer/.
+viewer_app = true
 
 [store]
 url = "{store}"
@@ -96,6 +98,9 @@ url = "{store}"
 [auth]
 # The development issuer's key is public: never enable this outside a demo or a test.
 dev_issuer = true
+# The development OpenID Connect provider at http://127.0.0.1:{port}/dev-idp: a sign-in page
+# where anyone can be any demo user. Demos and tests only.
+dev_identity_provider = true
 # The SMART Backend Services token endpoint ({{base_url}}/auth/token) signs with this key,
 # created on first start.
 signing_key_file = "{d}/token-signing-key.pem"
@@ -464,5 +469,26 @@ Other callers (from the checkout):
   cargo run -q -- token staff --org LA-DUD --role R8014 --sub sw-dud-0001 --aud {base}   # social worker
 "#
     );
+    if config.server.viewer_app {
+        print_viewer_banner(base);
+    }
     Ok(())
+}
+
+/// How to open the viewer app: a standalone launch, and an EHR launch as a host system does it.
+fn print_viewer_banner(base: &str) {
+    let origin = base.split('/').take(3).collect::<Vec<_>>().join("/");
+    let app = format!("{origin}{}", scr_server::apps::VIEWER_PATH);
+    println!(
+        r#"SMART viewer app (examples/smart-app/), signing in at the development identity provider
+{origin}/dev-idp (demo users: gp-asha, trust-ben, ambulance-cara, social-dan, gp-eve, patient-jane):
+  Standalone launch (sign in, then choose a patient, e.g. NHS number 9990000018):
+    {app}/launch.html?iss={base}
+  EHR launch, as a host system does it (a backend token, a launch for a user, then open the app):
+    ASSERTION=$(cargo run -q -- token assertion --aud {base}/auth/token)
+    BACKEND=$(curl -s {base}/auth/token -d grant_type=client_credentials -d 'scope=system/*.rs' -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=$ASSERTION | grep -o '"access_token":"[^"]*' | cut -d'"' -f4)
+    LAUNCH=$(curl -s {base}/auth/launch -H "Authorization: Bearer $BACKEND" -H 'Content-Type: application/json' -d '{{"patient":"9990000018","user":"gp-asha"}}' | grep -o '"launch":"[^"]*' | cut -d'"' -f4)
+    open "{app}/launch.html?iss={base}&launch=$LAUNCH"     (sign in as gp-asha)
+"#
+    );
 }

@@ -192,6 +192,10 @@ pub struct ServerConfig {
     /// cross-origin (CORS). None by default: no browser app elsewhere may.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Serve the example SMART viewer app (`examples/smart-app/`, embedded in the binary) at
+    /// `/apps/viewer/`. For demos.
+    #[serde(default)]
+    pub viewer_app: bool,
     /// One overall deadline per request (ms): a request not answered by then is a 503 with
     /// `Retry-After` and no data (the audit, if it was being written, may still land).
     #[serde(default = "default_request_timeout_ms")]
@@ -254,6 +258,13 @@ pub struct AuthConfig {
     /// Trust the shipped development issuer. Never in production.
     #[serde(default)]
     pub dev_issuer: bool,
+    /// Serve the development OpenID Connect provider at `{origin}/dev-idp` (anyone may sign in
+    /// as any demo user). Refused unless `dev_issuer` is on too. Never in production.
+    #[serde(default)]
+    pub dev_identity_provider: bool,
+    /// The client secret the development provider accepts.
+    #[serde(default = "default_dev_identity_provider_secret")]
+    pub dev_identity_provider_secret: String,
     #[serde(default = "default_leeway")]
     pub leeway_seconds: i64,
     #[serde(default)]
@@ -355,6 +366,10 @@ pub struct PeerConfig {
     pub scopes: Vec<String>,
 }
 
+fn default_dev_identity_provider_secret() -> String {
+    scr_dev_idp::DEFAULT_SECRET.to_owned()
+}
+
 fn default_peer_scopes() -> Vec<String> {
     vec![scr_auth::token_endpoint::DEFAULT_PEER_SCOPE.to_owned()]
 }
@@ -363,6 +378,8 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             dev_issuer: false,
+            dev_identity_provider: false,
+            dev_identity_provider_secret: default_dev_identity_provider_secret(),
             leeway_seconds: default_leeway(),
             issuers: Vec::new(),
             signing_key_file: None,
@@ -1182,6 +1199,18 @@ impl Config {
                 "must be between 60 and 3600",
             ));
         }
+        if self.auth.dev_identity_provider && !self.auth.dev_issuer {
+            return Err(invalid(
+                "auth.dev_identity_provider",
+                "the development identity provider needs auth.dev_issuer = true (demos and tests only)",
+            ));
+        }
+        if self.auth.dev_identity_provider && self.auth.dev_identity_provider_secret.is_empty() {
+            return Err(invalid(
+                "auth.dev_identity_provider_secret",
+                "must not be empty",
+            ));
+        }
         if !self.auth.dev_issuer
             && self.auth.issuers.is_empty()
             && self.auth.signing_key_file.is_none()
@@ -1393,6 +1422,28 @@ dev_issuer = true
             c.policy.role_profiles.get("R8000"),
             Some(&Profile::Clinical)
         );
+        Ok(())
+    }
+
+    /// The development identity provider lets anyone sign in as anyone: only beside the
+    /// development issuer, which is already demo-only.
+    #[test]
+    fn dev_identity_provider_is_refused_without_dev_issuer() -> Result<(), ConfigError> {
+        let without = MINIMAL.replace("dev_issuer = true", "dev_identity_provider = true")
+            + "signing_key_file = \"token-signing-key.pem\"\n";
+        let err = Config::from_toml(&without, &[])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.dev_identity_provider"), "{err}");
+        let with = MINIMAL.replace(
+            "dev_issuer = true",
+            "dev_issuer = true\ndev_identity_provider = true",
+        );
+        let c = Config::from_toml(&with, &[])?;
+        assert!(c.auth.dev_identity_provider);
+        assert_eq!(c.auth.dev_identity_provider_secret, "dev-only-secret");
+        assert!(!Config::from_toml(MINIMAL, &[])?.auth.dev_identity_provider);
         Ok(())
     }
 

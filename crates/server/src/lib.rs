@@ -3,6 +3,7 @@
 //! start-up. Opening a record is `scr_record`; every access rule is `scr_policy`.
 
 pub mod access;
+pub mod apps;
 pub mod audit;
 pub mod config;
 pub mod error;
@@ -197,8 +198,29 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
         .collect::<Vec<_>>()
         .join("/");
     origins.push(own);
+    // Development only: the sign-in page lets anyone be anyone (docs/configuration.md).
+    let dev_idp = config.auth.dev_identity_provider.then(|| {
+        let settings = scr_dev_idp::Settings::for_base_url(
+            &config.server.base_url,
+            &config.auth.dev_identity_provider_secret,
+        );
+        log::warn!(
+            "DEVELOPMENT IDENTITY PROVIDER ENABLED at {}: anyone can sign in as any demo user. \
+             Never enable auth.dev_identity_provider outside a demo or a test.",
+            settings.issuer
+        );
+        scr_dev_idp::Provider::new(settings)
+    });
+    let viewer_app = config.server.viewer_app;
+    if viewer_app {
+        log::info!(
+            "serving the example SMART viewer app at {}/",
+            apps::VIEWER_PATH
+        );
+    }
     let deadline = std::time::Duration::from_millis(config.server.request_timeout_ms);
     let server = HttpServer::new(move || {
+        let dev_idp = dev_idp.clone();
         App::new()
             .app_data(data.clone())
             // One overall deadline per request (server.request_timeout_ms): a request still
@@ -249,6 +271,14 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
                         started.elapsed().as_millis()
                     );
                     Ok(res)
+                }
+            })
+            .configure(move |cfg| {
+                if let Some(provider) = &dev_idp {
+                    scr_dev_idp::configure(cfg, provider);
+                }
+                if viewer_app {
+                    apps::configure(cfg);
                 }
             })
             .configure(routes)
