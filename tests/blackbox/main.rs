@@ -19,5 +19,6 @@ mod federation_plain;
 mod hazard_log;
 mod ingest;
 mod mllp;
+mod operations;
 mod rules;
 mod tokens;

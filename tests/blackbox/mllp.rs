@@ -11,7 +11,7 @@ use crate::harness::*;
 const LINDA: &str = "9990000069";
 
 /// One connection; sends each message and reads its ACK before the next, as engines do.
-fn send(s: &Server, messages: &[String]) -> Vec<String> {
+pub(crate) fn send(s: &Server, messages: &[String]) -> Vec<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", s.mllp_port)).expect("connect to MLLP");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -35,7 +35,7 @@ fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> String {
     }
 }
 
-fn msa(ack: &str) -> (String, String) {
+pub(crate) fn msa(ack: &str) -> (String, String) {
     let line = ack
         .split('\r')
         .find(|l| l.starts_with("MSA|"))

@@ -393,7 +393,10 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or("SCR_LOG", "info")).init();
+    scr_server::logging::set_format(scr_server::logging::format_from_env());
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("SCR_LOG", "info"))
+        .format(scr_server::logging::format)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

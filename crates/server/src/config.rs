@@ -33,6 +33,17 @@ pub struct Config {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: how log lines are written (the level is `SCR_LOG`, env_logger's filter syntax).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`: one JSON object per line (docs/operations.md).
+    #[serde(default)]
+    pub format: crate::logging::LogFormat,
 }
 
 /// How alerts from sources that do not categorise them (the GP replica) are classified.
@@ -192,6 +203,14 @@ pub struct ServerConfig {
     /// cross-origin (CORS). None by default: no browser app elsewhere may.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Serve Prometheus metrics at `GET /metrics` (outside `/fhir`, no token: counts by
+    /// interaction, status and source name, never patient data; docs/operations.md).
+    #[serde(default = "default_true")]
+    pub metrics: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_refusals_per_minute() -> u32 {
@@ -664,6 +683,7 @@ const OVERRIDES: &[(&str, &str, Kind)] = &[
     ("SCR_STORE_POOL_SIZE", "store.pool_size", Kind::Integer),
     ("SCR_AUTH_DEV_ISSUER", "auth.dev_issuer", Kind::Boolean),
     ("SCR_MLLP_BIND", "mllp.bind", Kind::Text),
+    ("SCR_LOG_FORMAT", "log.format", Kind::Text),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -697,6 +717,7 @@ impl Config {
             other => other,
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        crate::logging::set_format(config.log.format);
         for var in &config.unknown_env {
             log::warn!("{var} names no setting and is ignored; see docs/configuration.md");
         }

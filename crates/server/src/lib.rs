@@ -7,6 +7,9 @@ pub mod audit;
 pub mod config;
 pub mod error;
 pub mod handlers;
+pub mod logging;
+pub mod metrics;
+pub mod request_id;
 pub mod respond;
 pub mod state;
 pub mod throttle;
@@ -14,7 +17,8 @@ pub mod throttle;
 use std::time::Instant;
 
 use actix_web::dev::Service;
-use actix_web::{web, App, HttpServer};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, App, HttpMessage, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
@@ -37,6 +41,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/health/ready")
             .route(web::get().to(health::ready))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::metrics))
             .default_service(not_allowed("GET")),
     );
     cfg.service(
@@ -137,6 +146,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             header::ACCEPT,
             header::IF_MATCH,
             header::HeaderName::from_static("prefer"),
+            header::HeaderName::from_static(request_id::HEADER),
         ])
         .expose_headers([
             header::LOCATION,
@@ -144,6 +154,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             header::LAST_MODIFIED,
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static(request_id::HEADER),
         ])
         .max_age(600)
         // Another origin gets no CORS headers (so the browser lets its page read nothing), but
@@ -156,6 +167,10 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
 }
 
 pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<()> {
+    if config.server.metrics {
+        // Installed before the first request so that every count lands in it.
+        metrics::handle();
+    }
     let data = web::Data::new(state);
     // The server's own origin too: a browser sends `Origin` on a same-origin POST.
     let mut origins = config.server.cors_origins.clone();
@@ -172,22 +187,36 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
             .app_data(data.clone())
             .wrap_fn(|req, srv| {
                 // One line per request: method, route pattern (never the path: it may hold an
-                // NHS number), status and duration. Never a body, name or token.
+                // NHS number), status, duration and request id. Never a body, name or token.
+                // The same place counts the request for `/metrics` and gives every response
+                // its `X-Request-Id`.
                 let started = Instant::now();
-                let method = req.method().to_string();
+                let method = req.method().clone();
+                let id = request_id::choose(
+                    req.headers()
+                        .get(request_id::HEADER)
+                        .and_then(|v| v.to_str().ok()),
+                );
+                req.extensions_mut()
+                    .insert(request_id::RequestId(id.clone()));
                 let fut = srv.call(req);
                 async move {
-                    let res = fut.await?;
-                    let route = res
-                        .request()
-                        .match_pattern()
-                        .unwrap_or_else(|| "(unmatched)".into());
+                    let mut res = fut.await?;
+                    let pattern = res.request().match_pattern();
+                    let interaction = metrics::interaction(&method, pattern.as_deref());
+                    let elapsed = started.elapsed();
+                    metrics::record_request(interaction, res.status(), elapsed);
+                    if let Ok(value) = HeaderValue::from_str(&id) {
+                        res.headers_mut()
+                            .insert(HeaderName::from_static(request_id::HEADER), value);
+                    }
                     log::info!(
+                        request_id = id.as_str();
                         "{} {} -> {} in {} ms",
                         method,
-                        route,
+                        pattern.as_deref().unwrap_or("(unmatched)"),
                         res.status().as_u16(),
-                        started.elapsed().as_millis()
+                        elapsed.as_millis()
                     );
                     Ok(res)
                 }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub token_service: Option<scr_auth::token_endpoint::TokenService>,
     /// Limits on refused requests per address and token requests per client.
     pub throttle: std::sync::Arc<crate::throttle::Throttle>,
+    /// Whether `GET /metrics` is served (`server.metrics`).
+    pub metrics: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +272,7 @@ impl AppState {
                 config.auth.token_requests_per_minute,
                 config.auth.exchanges_per_minute,
             )),
+            metrics: config.server.metrics,
         })
     }
 }

@@ -1,0 +1,294 @@
+//! Operations (issue 13 item 6): Prometheus metrics at `/metrics`, the request id joining the
+//! response, the Bundle and the AuditEvent, `Last-Modified` on reads, and the
+//! CapabilityStatement telling the truth.
+
+use std::collections::BTreeMap;
+
+use crate::harness::*;
+use crate::mllp::{msa, send};
+
+const JANE: &str = "9990000018";
+
+/// One sample of the text exposition format: name, labels, value.
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn scrape(s: &Server) -> (String, Vec<Sample>) {
+    let r = s.request(
+        "GET",
+        &format!("http://127.0.0.1:{}/metrics", s.port),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain")),
+        "{:?}",
+        r.headers
+    );
+    let text = String::from_utf8(r.body).expect("UTF-8");
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let inner = rest.strip_suffix('}').expect("closed labels");
+                    let labels = inner
+                        .split("\",")
+                        .filter(|p| !p.is_empty())
+                        .map(|p| {
+                            let (k, v) = p.split_once("=\"").expect("label=\"value\"");
+                            (k.to_owned(), v.trim_end_matches('"').to_owned())
+                        })
+                        .collect();
+                    (name.to_owned(), labels)
+                }
+                None => (series.to_owned(), BTreeMap::new()),
+            };
+            Sample {
+                name,
+                labels,
+                value: value.parse().expect("a number"),
+            }
+        })
+        .collect();
+    (text, samples)
+}
+
+/// The value of the series `name` with exactly these labels (0 when absent).
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .unwrap_or(0.0)
+}
+
+/// A valid NHS number of the test range that no ADT message registers.
+fn unregistered_nhs_number() -> String {
+    (0..1000)
+        .filter_map(|n| scr_fhir::nhs_number::with_check_digit(&format!("999077{n:03}")))
+        .next()
+        .expect("a valid number")
+}
+
+fn oru_for(control_id: &str, nhs: &str) -> String {
+    [
+        format!("MSH|^~\\&|LAB|RXK|SCR|SCR|20261121100000||ORU^R01|{control_id}|P|2.4"),
+        format!("PID|1||{nhs}^^^NHS^NH||NOBODY^KNOWN||19800404|F"),
+        "OBR|1||OPSCRP1|CRP^C-reactive protein^L|||20261121090000|||||||||||||||||CH".to_string(),
+        "OBX|1|NM|1988-5^C reactive protein^LN||7|mg/L|0-5|H|||F|||20261121093000".to_string(),
+    ]
+    .join("\r")
+}
+
+#[test]
+fn metrics_count_a_read_a_search_and_mllp_acks_by_label_and_name_no_patient() {
+    for s in servers() {
+        let (_, before) = scrape(s);
+        let t = clinician(s, "M85001");
+        assert_eq!(s.get(&format!("/Patient/{JANE}"), Some(&t)).status, 200);
+        let search = s.get(&format!("/Observation?patient={JANE}"), Some(&t));
+        assert_eq!(search.status, 200);
+        let tag = format!("OPS{}{}", std::process::id() % 10000, now() % 100000);
+        let nobody = unregistered_nhs_number();
+        let acks = send(
+            s,
+            &[
+                register_linda_a28(&format!("{tag}A"), "RXK"),
+                oru_for(&format!("{tag}E"), &nobody),
+            ],
+        );
+        assert_eq!(msa(&acks[0]).0, "AA", "{:?}", acks[0]);
+        assert_eq!(msa(&acks[1]).0, "AE", "{:?}", acks[1]);
+        let (text, after) = scrape(s);
+        let grew = |name: &str, labels: &[(&str, &str)]| {
+            value(&after, name, labels) - value(&before, name, labels)
+        };
+        let http = "scr_http_requests_total";
+        assert!(
+            grew(http, &[("interaction", "read"), ("status", "200")]) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            grew(http, &[("interaction", "search"), ("status", "200")]) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            grew(
+                "scr_http_request_duration_seconds_count",
+                &[("interaction", "read")]
+            ) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            grew("scr_mllp_messages_total", &[("ack", "AA")]) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            grew("scr_mllp_messages_total", &[("ack", "AE")]) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            value(&after, "scr_hl7_quarantine_messages", &[]) >= 1.0,
+            "the AE message is in the quarantine: {text}"
+        );
+        assert!(
+            grew("scr_source_duration_seconds_count", &[("source", "gp")]) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            grew("scr_audit_commit_duration_seconds_count", &[]) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            value(&after, "scr_audit_batch_events_sum", &[]) >= 2.0,
+            "{text}"
+        );
+        // A fixed label set: interactions by name, never a path, id or query.
+        let interactions = [
+            "read",
+            "vread",
+            "history",
+            "search",
+            "everything",
+            "break-glass",
+            "explain",
+            "create",
+            "update",
+            "token",
+            "capabilities",
+            "smart-configuration",
+            "health",
+            "metrics",
+            "other",
+        ];
+        for sample in after.iter().filter(|s| s.name.starts_with("scr_http_")) {
+            let i = sample.labels.get("interaction").map(String::as_str);
+            assert!(i.is_some_and(|i| interactions.contains(&i)), "{i:?}");
+        }
+        // No patient data anywhere: no NHS number (all of the test range start 999), no path.
+        for nhs in [JANE, "9990000069", nobody.as_str()] {
+            assert!(!text.contains(nhs), "{nhs} in /metrics");
+        }
+        assert!(
+            nhs_like_numbers(&text).is_empty(),
+            "no NHS-number-like digits: {text}"
+        );
+        assert!(!text.contains("/Patient"), "no path: {text}");
+    }
+}
+
+/// Whole numbers of ten digits starting 999 (the test range) in `text`; fractions (digits after a
+/// decimal point, as in `0.0080752039999`) are not whole numbers.
+fn nhs_like_numbers(text: &str) -> Vec<String> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = &text[start..i];
+            let fraction = start > 0 && bytes[start - 1] == b'.';
+            if !fraction && run.len() == 10 && run.starts_with("999") {
+                found.push(run.to_owned());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+#[test]
+fn nhs_like_numbers_finds_whole_numbers_only() {
+    assert_eq!(nhs_like_numbers("x 9990000018 y"), ["9990000018"]);
+    assert!(nhs_like_numbers("0.9990000018 12 99900000181").is_empty());
+}
+
+fn audit_request_ids(s: &Server, user: &str) -> Vec<String> {
+    let po = staff_as(s, "po-0001", "M85001", "R0001", "user/AuditEvent.rs");
+    let r = s.get(&format!("/AuditEvent?agent={user}"), Some(&po));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    of_type(&r.json(), "AuditEvent")
+        .into_iter()
+        .flat_map(|e| e["entity"].as_array().cloned().unwrap_or_default())
+        .flat_map(|e| e["detail"].as_array().cloned().unwrap_or_default())
+        .filter(|d| d["type"] == "request-id")
+        .filter_map(|d| d["valueString"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn request_id_joins_the_response_header_the_bundle_id_and_the_audit_event() {
+    for s in servers() {
+        let user = format!("rid-{}-{}", std::process::id(), now());
+        let t = staff_as(s, &user, "M85001", "R8000", "user/*.rs");
+        let auth = format!("Bearer {t}");
+        let mine = format!("req-{}.{}", std::process::id(), now());
+        let r = s.request(
+            "GET",
+            &format!("/Observation?patient={JANE}"),
+            &[("Authorization", &auth), ("X-Request-Id", &mine)],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-request-id"), Some(mine.as_str()));
+        assert_eq!(r.json()["id"], mine.as_str(), "the searchset Bundle's id");
+        // None sent: one is generated, and $everything's Bundle carries it too.
+        let e = s.get(&format!("/Patient/{JANE}/$everything"), Some(&t));
+        assert_eq!(e.status, 200);
+        let generated = e.header("x-request-id").expect("a generated id").to_owned();
+        assert_eq!(generated.len(), 32, "{generated}");
+        assert_eq!(e.json()["id"], generated.as_str());
+        // A malformed one is replaced, never echoed (it could carry anything into the logs).
+        let bad = s.request(
+            "GET",
+            &format!("/Patient/{JANE}"),
+            &[("Authorization", &auth), ("X-Request-Id", "a b/c")],
+            b"",
+        );
+        let replaced = bad.header("x-request-id").expect("an id").to_owned();
+        assert_ne!(replaced, "a b/c");
+        let ids = audit_request_ids(s, &user);
+        for id in [&mine, &generated, &replaced] {
+            assert!(ids.contains(id), "{id} not in the AuditEvents: {ids:?}");
+        }
+        // The request's log line names it (and nothing that identifies the patient).
+        let line = s
+            .log()
+            .lines()
+            .find(|l| l.contains(&format!("request_id={mine}")))
+            .map(str::to_owned);
+        assert!(
+            line.as_deref().is_some_and(|l| !l.contains(JANE)),
+            "{line:?}"
+        );
+        // Refusals and answers outside /fhir carry one too.
+        let refused = s.get(&format!("/Patient/{JANE}"), None);
+        assert_eq!(refused.status, 401);
+        assert!(refused.header("x-request-id").is_some());
+        let live = s.request(
+            "GET",
+            &format!("http://127.0.0.1:{}/health/live", s.port),
+            &[],
+            b"",
+        );
+        assert!(live.header("x-request-id").is_some());
+    }
+}
