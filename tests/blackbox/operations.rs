@@ -292,3 +292,67 @@ fn request_id_joins_the_response_header_the_bundle_id_and_the_audit_event() {
         assert!(live.header("x-request-id").is_some());
     }
 }
+
+#[test]
+fn last_modified_on_reads_and_if_modified_since_answers_304() {
+    for s in servers() {
+        let t = clinician(s, "M85001");
+        let auth = format!("Bearer {t}");
+        let bundle = s
+            .get(&format!("/Observation?patient={JANE}"), Some(&t))
+            .json();
+        let dated: Vec<&serde_json::Value> = of_type(&bundle, "Observation")
+            .into_iter()
+            .filter(|o| o["meta"]["lastUpdated"].is_string())
+            .collect();
+        assert!(
+            !dated.is_empty(),
+            "observations with meta.lastUpdated: {bundle}"
+        );
+        let obs = dated[0];
+        let id = obs["id"].as_str().expect("an id");
+        let read = s.get(&format!("/Observation/{id}"), Some(&t));
+        assert_eq!(read.status, 200);
+        let lm = read
+            .header("last-modified")
+            .expect("Last-Modified")
+            .to_owned();
+        let secs = scr_fhir::build::unix_of_date_time(obs["meta"]["lastUpdated"].as_str().unwrap())
+            .expect("an instant");
+        let since_epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+        assert_eq!(
+            lm,
+            actix_web::http::header::HttpDate::from(since_epoch).to_string(),
+            "Last-Modified is meta.lastUpdated as an HTTP-date"
+        );
+        let cond = |since: &str| {
+            s.request(
+                "GET",
+                &format!("/Observation/{id}"),
+                &[("Authorization", &auth), ("If-Modified-Since", since)],
+                b"",
+            )
+        };
+        let same = cond(&lm);
+        assert_eq!(same.status, 304);
+        assert!(same.body.is_empty(), "304 has no body");
+        assert_eq!(same.header("last-modified"), Some(lm.as_str()));
+        let earlier = actix_web::http::header::HttpDate::from(
+            since_epoch - std::time::Duration::from_secs(1),
+        );
+        assert_eq!(cond(&earlier.to_string()).status, 200);
+        // Only after the policy: a caller who may not see it gets 404 or 403, never 304.
+        let other = format!("Bearer {}", patient(s, "9990000069", "P9"));
+        let refused = s.request(
+            "GET",
+            &format!("/Observation/{id}"),
+            &[("Authorization", &other), ("If-Modified-Since", &lm)],
+            b"",
+        );
+        assert!(
+            [403, 404].contains(&refused.status),
+            "another patient: {}",
+            refused.status
+        );
+    }
+}

@@ -145,6 +145,8 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             header::CONTENT_TYPE,
             header::ACCEPT,
             header::IF_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_NONE_MATCH,
             header::HeaderName::from_static("prefer"),
             header::HeaderName::from_static(request_id::HEADER),
         ])
