@@ -664,38 +664,69 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Environment overrides: variable, key path, and kind of value.
-const OVERRIDES: &[(&str, &str, Kind)] = &[
-    ("SCR_SERVER_BIND", "server.bind", Kind::Text),
-    ("SCR_SERVER_BASE_URL", "server.base_url", Kind::Text),
-    ("SCR_SERVER_WORKERS", "server.workers", Kind::Integer),
-    (
-        "SCR_SERVER_BLOCKING_THREADS",
-        "server.blocking_threads",
-        Kind::Integer,
-    ),
-    (
-        "SCR_SERVER_SOURCE_TIMEOUT_MS",
-        "server.source_timeout_ms",
-        Kind::Integer,
-    ),
-    ("SCR_STORE_URL", "store.url", Kind::Text),
-    ("SCR_STORE_POOL_SIZE", "store.pool_size", Kind::Integer),
-    ("SCR_AUTH_DEV_ISSUER", "auth.dev_issuer", Kind::Boolean),
-    ("SCR_MLLP_BIND", "mllp.bind", Kind::Text),
-    ("SCR_LOG_FORMAT", "log.format", Kind::Text),
-];
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Text,
-    Integer,
-    Boolean,
+/// The documented overrides (`SCR_*` variable, key), one per scalar key, derived from the types
+/// above (`crate::config_env`), for `docs/configuration.md` and `scr --help`.
+pub fn override_variables() -> Vec<(String, String)> {
+    crate::config_env::overrides()
+        .iter()
+        .map(|o| (o.variable.clone(), o.key.clone()))
+        .collect()
 }
 
-/// The documented overrides, for `docs/configuration.md` and `scr --help`.
-pub fn override_variables() -> Vec<(&'static str, &'static str)> {
-    OVERRIDES.iter().map(|(var, key, _)| (*var, *key)).collect()
+/// Applies the `SCR_*` overrides in `env` to the parsed file; returns the table and the `SCR_*`
+/// variables that name no setting (for a warning). A value of the wrong kind is an error naming
+/// the variable.
+pub(crate) fn apply_env(
+    mut table: toml::Table,
+    env: &[(String, String)],
+) -> Result<(toml::Table, Vec<String>), ConfigError> {
+    use crate::config_env::{overrides, Kind};
+    let mut unknown_env = Vec::new();
+    for (var, value) in env {
+        let Some(o) = overrides().iter().find(|o| &o.variable == var) else {
+            if var.starts_with("SCR_") && !matches!(var.as_str(), "SCR_CONFIG" | "SCR_LOG") {
+                unknown_env.push(var.clone());
+            }
+            continue;
+        };
+        let key = &o.key;
+        let parsed = match o.kind {
+            Kind::Text => toml::Value::String(value.clone()),
+            Kind::Integer => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                invalid(
+                    var,
+                    format!("expected a whole number for {key}, got '{value}'"),
+                )
+            })?),
+            Kind::Boolean => toml::Value::Boolean(match value.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(invalid(
+                        var,
+                        format!("expected true or false for {key}, got '{value}'"),
+                    ))
+                }
+            }),
+        };
+        // Walk (creating) the tables down to the key's own.
+        let parts: Vec<&str> = key.split('.').collect();
+        let Some((field, sections)) = parts.split_last() else {
+            continue;
+        };
+        let mut at = &mut table;
+        for (depth, section) in sections.iter().enumerate() {
+            let entry = at
+                .entry((*section).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = match entry {
+                toml::Value::Table(t) => t,
+                _ => return Err(invalid(&sections[..=depth].join("."), "must be a table")),
+            };
+        }
+        at.insert((*field).to_owned(), parsed);
+    }
+    Ok((table, unknown_env))
 }
 
 impl Config {
@@ -726,50 +757,13 @@ impl Config {
 
     /// Parses TOML text with the given environment overrides and validates the result.
     pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: String::new(),
-                    message: e.message().to_owned(),
-                })?;
-        let mut unknown_env = Vec::new();
-        for (var, value) in env {
-            let Some((_, key, kind)) = OVERRIDES.iter().find(|(v, _, _)| v == var) else {
-                if var.starts_with("SCR_") && !matches!(var.as_str(), "SCR_CONFIG" | "SCR_LOG") {
-                    unknown_env.push(var.clone());
-                }
-                continue;
-            };
-            let parsed = match kind {
-                Kind::Text => toml::Value::String(value.clone()),
-                Kind::Integer => toml::Value::Integer(value.trim().parse().map_err(|_| {
-                    invalid(
-                        var,
-                        format!("expected a whole number for {key}, got '{value}'"),
-                    )
-                })?),
-                Kind::Boolean => toml::Value::Boolean(match value.trim() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => {
-                        return Err(invalid(
-                            var,
-                            format!("expected true or false for {key}, got '{value}'"),
-                        ))
-                    }
-                }),
-            };
-            let (section, field) = key.split_once('.').unwrap_or(("", key));
-            let entry = table
-                .entry(section.to_owned())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(t) => {
-                    t.insert(field.to_owned(), parsed);
-                }
-                _ => return Err(invalid(section, "must be a table")),
-            }
-        }
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: String::new(),
+                message: e.message().to_owned(),
+            })?;
+        let (table, unknown_env) = apply_env(table, env)?;
         let mut config: Config =
             toml::Value::Table(table)
                 .try_into()

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod config;
+pub mod config_env;
 pub mod error;
 pub mod handlers;
 pub mod logging;
