@@ -356,3 +356,28 @@ fn last_modified_on_reads_and_if_modified_since_answers_304() {
         );
     }
 }
+
+#[test]
+fn scr_health_exits_0_for_a_live_server_and_1_for_none() {
+    for s in servers() {
+        let run = |url: &str| {
+            std::process::Command::new(BIN)
+                .args(["health", "--url", url, "--timeout", "5"])
+                .env("SCR_LOG", "warn")
+                .output()
+                .expect("run scr health")
+        };
+        let live = run(&format!("http://127.0.0.1:{}/health/live", s.port));
+        assert!(
+            live.status.success(),
+            "{}",
+            String::from_utf8_lossy(&live.stderr)
+        );
+        // A path the server answers 404: not healthy.
+        let wrong = run(&format!("http://127.0.0.1:{}/health/nothing", s.port));
+        assert_eq!(wrong.status.code(), Some(1));
+        // Nothing listening.
+        let none = run(&format!("http://127.0.0.1:{}/health/live", free_port()));
+        assert_eq!(none.status.code(), Some(1));
+    }
+}

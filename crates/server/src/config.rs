@@ -1389,6 +1389,15 @@ dev_issuer = true
     }
 
     #[test]
+    fn the_docker_compose_configuration_is_valid() -> Result<(), ConfigError> {
+        let c = Config::from_toml(include_str!("../../../docker/scr.toml"), &[])?;
+        assert_eq!(c.server.bind, "0.0.0.0:8080");
+        assert_eq!(c.mllp.bind.as_deref(), Some("0.0.0.0:2575"));
+        assert!(c.server.metrics);
+        Ok(())
+    }
+
+    #[test]
     fn a_bad_url_names_the_key() {
         let text = MINIMAL.replace("sqlite://scr.db", "mysql://x/y");
         let err = Config::from_toml(&text, &[]).unwrap_err().to_string();
