@@ -381,3 +381,168 @@ fn scr_health_exits_0_for_a_live_server_and_1_for_none() {
         assert_eq!(none.status.code(), Some(1));
     }
 }
+
+/// Whether the server says it does not support what was asked: 405, or 404 `not-supported`
+/// (an unknown endpoint), as opposed to answering it (even with 400, 401, 403 or 404 not-found).
+fn unsupported(r: &Response) -> bool {
+    r.status == 405 || (r.status == 404 && r.issue_code() == "not-supported")
+}
+
+/// Asks the running server for one interaction on one type.
+fn ask(s: &Server, token: &str, resource_type: &str, interaction: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    let json = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/fhir+json"),
+        ("Accept", "application/fhir+json"),
+    ];
+    // The shape of an alert written here (only those are updated), unknown on every type.
+    let id = "scr.flag-999999999";
+    let body = format!(r#"{{"resourceType":"{resource_type}","id":"{id}"}}"#);
+    let search = if resource_type == "Patient" {
+        format!("/Patient?_id={JANE}")
+    } else {
+        format!("/{resource_type}?patient=Patient/{JANE}")
+    };
+    match interaction {
+        "read" => s.request("GET", &format!("/{resource_type}/{id}"), &json, b""),
+        "vread" => s.request(
+            "GET",
+            &format!("/{resource_type}/{id}/_history/1"),
+            &json,
+            b"",
+        ),
+        "history-instance" => s.request(
+            "GET",
+            &format!("/{resource_type}/{id}/_history"),
+            &json,
+            b"",
+        ),
+        "search-type" => s.request("GET", &search, &json, b""),
+        "create" => s.request("POST", &format!("/{resource_type}"), &json, body.as_bytes()),
+        "update" => {
+            let mut h = json.to_vec();
+            h.push(("If-Match", "W/\"1\""));
+            s.request(
+                "PUT",
+                &format!("/{resource_type}/{id}"),
+                &h,
+                body.as_bytes(),
+            )
+        }
+        "delete" => s.request("DELETE", &format!("/{resource_type}/{id}"), &json, b""),
+        other => panic!("no request for {other}"),
+    }
+}
+
+#[test]
+fn capability_statement_lists_exactly_the_interactions_the_server_answers() {
+    for s in servers() {
+        let cs = s.get("/metadata", None).json();
+        let token = staff_as(
+            s,
+            "capability-check",
+            "M85001",
+            "R8000",
+            "user/*.rs user/Flag.cu user/Consent.c user/AuditEvent.rs",
+        );
+        let resources = cs["rest"][0]["resource"].as_array().expect("resources");
+        assert!(resources.len() >= 7);
+        for r in resources {
+            let rt = r["type"].as_str().expect("a type");
+            let advertised: Vec<&str> = r["interaction"]
+                .as_array()
+                .expect("interactions")
+                .iter()
+                .filter_map(|i| i["code"].as_str())
+                .collect();
+            for interaction in [
+                "read",
+                "vread",
+                "history-instance",
+                "search-type",
+                "create",
+                "update",
+                "delete",
+            ] {
+                let answer = ask(s, &token, rt, interaction);
+                assert_eq!(
+                    advertised.contains(&interaction),
+                    !unsupported(&answer),
+                    "{rt} {interaction}: advertised {advertised:?}, answered {} {}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                );
+            }
+            // Operations: each listed one is answered; one not listed is not.
+            let operations: Vec<&str> = r["operation"]
+                .as_array()
+                .map(|ops| ops.iter().filter_map(|o| o["name"].as_str()).collect())
+                .unwrap_or_default();
+            let auth = format!("Bearer {token}");
+            let headers = [
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/fhir+json"),
+            ];
+            for (name, method) in [
+                ("everything", "GET"),
+                ("break-glass", "POST"),
+                ("explain", "POST"),
+            ] {
+                let answer = s.request(
+                    method,
+                    &format!("/{rt}/{JANE}/${name}"),
+                    &headers,
+                    br#"{"resourceType":"Parameters"}"#,
+                );
+                assert_eq!(
+                    operations.contains(&name),
+                    !unsupported(&answer),
+                    "{rt} ${name}: listed {operations:?}, answered {}",
+                    answer.status
+                );
+            }
+        }
+        // The writes that exist are there.
+        let interactions = |rt: &str| -> Vec<String> {
+            resources
+                .iter()
+                .find(|r| r["type"] == rt)
+                .and_then(|r| r["interaction"].as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i["code"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert!(interactions("Flag").contains(&"create".to_owned()));
+        assert!(interactions("Flag").contains(&"update".to_owned()));
+        assert!(interactions("Consent").contains(&"create".to_owned()));
+        // SMART: the service, and the token endpoint the SMART configuration also names.
+        let security = &cs["rest"][0]["security"];
+        assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+        let smart: serde_json::Value =
+            serde_json::from_slice(&s.get("/.well-known/smart-configuration", None).body)
+                .expect("JSON");
+        let token_uri = security["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+            })
+            .flat_map(|e| e["extension"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["url"] == "token")
+            .map(|e| e["valueUri"].clone());
+        assert_eq!(
+            token_uri.as_ref(),
+            smart.get("token_endpoint"),
+            "{security}"
+        );
+        assert!(
+            token_uri.is_some(),
+            "the test servers have a token endpoint"
+        );
+    }
+}
