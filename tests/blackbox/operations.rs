@@ -10,13 +10,13 @@ use crate::mllp::{msa, send};
 const JANE: &str = "9990000018";
 
 /// One sample of the text exposition format: name, labels, value.
-struct Sample {
+pub(crate) struct Sample {
     name: String,
     labels: BTreeMap<String, String>,
     value: f64,
 }
 
-fn scrape(s: &Server) -> (String, Vec<Sample>) {
+pub(crate) fn scrape(s: &Server) -> (String, Vec<Sample>) {
     let r = s.request(
         "GET",
         &format!("http://127.0.0.1:{}/metrics", s.port),
@@ -62,7 +62,7 @@ fn scrape(s: &Server) -> (String, Vec<Sample>) {
 }
 
 /// The value of the series `name` with exactly these labels (0 when absent).
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .find(|s| {
