@@ -1398,6 +1398,13 @@ dev_issuer = true
     }
 
     #[test]
+    fn the_production_example_is_valid() -> Result<(), ConfigError> {
+        let c = Config::from_toml(include_str!("../../../examples/scr.toml"), &[])?;
+        assert_eq!(c.log.format, crate::logging::LogFormat::Json);
+        Ok(())
+    }
+
+    #[test]
     fn a_bad_url_names_the_key() {
         let text = MINIMAL.replace("sqlite://scr.db", "mysql://x/y");
         let err = Config::from_toml(&text, &[]).unwrap_err().to_string();
