@@ -445,3 +445,42 @@ fn health_ready_names_a_source_that_is_down_and_fails_without_the_store() {
         }
     }
 }
+
+#[test]
+fn metrics_count_source_errors_and_timeouts_by_source_name() {
+    use crate::operations::{scrape, value};
+    for b in breakables() {
+        let s = &b.server;
+        let t = clinician(s, "M85001");
+        for (part, source) in [(Part::SocialCare, "sc-dudley"), (Part::Gp, "gp")] {
+            let failures = |samples: &[crate::operations::Sample]| {
+                value(samples, "scr_source_errors_total", &[("source", source)])
+                    + value(samples, "scr_source_timeouts_total", &[("source", source)])
+            };
+            let (_, before) = scrape(s);
+            with_down(&b, part, |s| {
+                // 200 with a warning, or 403 when the relationship could not be checked (the
+                // GP's): either way the source was asked and failed.
+                let r = everything(s, JANE, &t);
+                assert!([200, 403].contains(&r.status), "{}", r.status);
+            });
+            let (text, after) = scrape(s);
+            assert!(
+                failures(&after) > failures(&before),
+                "{source} down: its errors or timeouts are counted\n{text}"
+            );
+            assert!(
+                value(
+                    &after,
+                    "scr_source_duration_seconds_count",
+                    &[("source", source)]
+                ) > value(
+                    &before,
+                    "scr_source_duration_seconds_count",
+                    &[("source", source)]
+                ),
+                "{text}"
+            );
+        }
+    }
+}

@@ -21,6 +21,7 @@ mod federation_plain;
 mod hazard_log;
 mod ingest;
 pub mod mllp;
+mod operations;
 mod rules;
 mod smart_apps;
 mod tokens;

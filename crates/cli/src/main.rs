@@ -3,6 +3,7 @@
 mod checkpoints;
 mod demo;
 mod generate;
+mod health;
 mod ingest;
 mod mllp;
 mod seed;
@@ -85,6 +86,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Check FHIR JSON files against the R4 model; prints the first problem of each.
     Validate { files: Vec<PathBuf> },
+    /// Ask a running server's health endpoint: exit 0 on 200 (the container's HEALTHCHECK).
+    Health(health::HealthArgs),
 }
 
 #[derive(Subcommand)]
@@ -257,6 +260,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args),
+        Command::Health(args) => health::run(args),
         Command::Seed(args) => seed::run(args),
         Command::Migrate { config } => {
             let config = load(&config)?;
@@ -393,7 +397,10 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or("SCR_LOG", "info")).init();
+    scr_server::logging::set_format(scr_server::logging::format_from_env());
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("SCR_LOG", "info"))
+        .format(scr_server::logging::format)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

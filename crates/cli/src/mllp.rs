@@ -31,16 +31,14 @@ fn origin(peer: &Peer) -> Origin {
 impl MessageHandler for Hl7Handler {
     fn message(&self, peer: &Peer, raw: &str) -> Result<String, String> {
         let (_, now) = scr_fhir::build::today_and_now();
-        receive(
+        counted(receive(
             &self.pool,
             &origin(peer),
             &self.senders,
             raw,
             &self.config,
             &now,
-        )
-        .map(|ack| ack.to_hl7(RECEIVING_APPLICATION))
-        .map_err(|e| e.to_string())
+        ))
     }
 
     fn too_large(
@@ -51,7 +49,7 @@ impl MessageHandler for Hl7Handler {
         limit: usize,
     ) -> Result<String, String> {
         let (_, now) = scr_fhir::build::today_and_now();
-        reject_too_large(
+        counted(reject_too_large(
             &self.pool,
             &origin(peer),
             &self.senders,
@@ -59,9 +57,24 @@ impl MessageHandler for Hl7Handler {
             size,
             limit,
             &now,
-        )
-        .map(|ack| ack.to_hl7(RECEIVING_APPLICATION))
-        .map_err(|e| e.to_string())
+        ))
+    }
+}
+
+/// The ACK to send, counted by its code for `/metrics` (`scr_mllp_messages_total{ack}`), or the
+/// failure that leaves the message unacknowledged.
+fn counted(
+    result: Result<scr_source_hl7v2::ingest::Ack, scr_store::StoreError>,
+) -> Result<String, String> {
+    match result {
+        Ok(ack) => {
+            metrics::counter!("scr_mllp_messages_total", "ack" => ack.code.as_str()).increment(1);
+            Ok(ack.to_hl7(RECEIVING_APPLICATION))
+        }
+        Err(e) => {
+            metrics::counter!("scr_mllp_unacknowledged_total").increment(1);
+            Err(e.to_string())
+        }
     }
 }
 

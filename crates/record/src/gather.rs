@@ -19,8 +19,41 @@ use scr_source::{
 
 use crate::{RecordError, Records};
 
-/// Runs one blocking source call on the blocking pool, bounded by the source timeout.
+/// Runs one blocking source call on the blocking pool, bounded by the source timeout, and
+/// counts it: `scr_source_duration_seconds`, `scr_source_errors_total` and
+/// `scr_source_timeouts_total`, by source name (docs/operations.md).
 pub(crate) async fn call<T, F>(
+    records: &Records,
+    source: &Arc<dyn Source>,
+    f: F,
+) -> Result<T, SourceError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Source) -> Result<T, SourceError> + Send + 'static,
+{
+    let started = std::time::Instant::now();
+    let result = bounded(records, source, f).await;
+    count(source.name(), started, result.as_ref().err());
+    result
+}
+
+/// Counts one call to a source or neighbouring record, by its configured name (never a path,
+/// id or patient).
+pub(crate) fn count(name: &str, started: std::time::Instant, error: Option<&SourceError>) {
+    let name = name.to_owned();
+    metrics::histogram!("scr_source_duration_seconds", "source" => name.clone())
+        .record(started.elapsed().as_secs_f64());
+    match error {
+        None => {}
+        Some(SourceError::Timeout { .. }) => {
+            metrics::counter!("scr_source_timeouts_total", "source" => name).increment(1)
+        }
+        Some(_) => metrics::counter!("scr_source_errors_total", "source" => name).increment(1),
+    }
+}
+
+/// [`call`] without counting it: health checks, which must not skew the sources' latency.
+pub(crate) async fn bounded<T, F>(
     records: &Records,
     source: &Arc<dyn Source>,
     f: F,

@@ -23,7 +23,7 @@ impl Records {
                 .is_ok_and(|r| r.is_ok())
         };
         let sources = join_all(self.sources.iter().map(|s| async move {
-            let ok = gather::call(self, s, |src| src.ping()).await.is_ok();
+            let ok = gather::bounded(self, s, |src| src.ping()).await.is_ok();
             (s.name().to_owned(), ok)
         }));
         let (store, sources) = futures_util::future::join(store, sources).await;

@@ -60,7 +60,16 @@ impl Records {
                 .map(|(rule, org)| (rule.id().to_owned(), org)),
             request_id: access.request_id.clone(),
         };
-        let answers = join_all(self.peers.iter().map(|p| p.fetch(&asking, nhs, wanted))).await;
+        let answers = join_all(self.peers.iter().map(|p| {
+            let asking = &asking;
+            async move {
+                let started = std::time::Instant::now();
+                let answer = p.fetch(asking, nhs, wanted).await;
+                gather::count(p.name(), started, answer.as_ref().err());
+                answer
+            }
+        }))
+        .await;
         for (peer, answer) in self.peers.iter().zip(answers) {
             match answer {
                 Ok(a) => {

@@ -234,7 +234,12 @@ fn event_json(
         "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "24"),
         "description": description,
     });
-    let mut request_details: Vec<Value> = federation.map(federation_details).unwrap_or_default();
+    // The request's id (X-Request-Id), as in its log line and the Bundle it returned.
+    let request_id = access
+        .map(|a| a.request_id.clone())
+        .unwrap_or_else(|| crate::request_id::of(req));
+    let mut request_details = vec![json!({ "type": "request-id", "valueString": request_id })];
+    request_details.extend(federation.map(federation_details).unwrap_or_default());
     if !query.is_empty() {
         // What a refused (or unauthenticated) caller sent is kept only in part: enough to see
         // what was tried, not whatever fills the header limit.
@@ -255,9 +260,7 @@ fn event_json(
             .encode(kept)
             .into();
     }
-    if !request_details.is_empty() {
-        request["detail"] = request_details.into();
-    }
+    request["detail"] = request_details.into();
     entities.push(request);
     json!({
         "resourceType": "AuditEvent",

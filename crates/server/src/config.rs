@@ -33,6 +33,17 @@ pub struct Config {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: how log lines are written (the level is `SCR_LOG`, env_logger's filter syntax).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`: one JSON object per line (docs/operations.md).
+    #[serde(default)]
+    pub format: crate::logging::LogFormat,
 }
 
 /// How alerts from sources that do not categorise them (the GP replica) are classified.
@@ -200,6 +211,14 @@ pub struct ServerConfig {
     /// `Retry-After` and no data (the audit, if it was being written, may still land).
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Serve Prometheus metrics at `GET /metrics` (outside `/fhir`, no token: counts by
+    /// interaction, status and source name, never patient data; docs/operations.md).
+    #[serde(default = "default_true")]
+    pub metrics: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_request_timeout_ms() -> u64 {
@@ -753,37 +772,69 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Environment overrides: variable, key path, and kind of value.
-const OVERRIDES: &[(&str, &str, Kind)] = &[
-    ("SCR_SERVER_BIND", "server.bind", Kind::Text),
-    ("SCR_SERVER_BASE_URL", "server.base_url", Kind::Text),
-    ("SCR_SERVER_WORKERS", "server.workers", Kind::Integer),
-    (
-        "SCR_SERVER_BLOCKING_THREADS",
-        "server.blocking_threads",
-        Kind::Integer,
-    ),
-    (
-        "SCR_SERVER_SOURCE_TIMEOUT_MS",
-        "server.source_timeout_ms",
-        Kind::Integer,
-    ),
-    ("SCR_STORE_URL", "store.url", Kind::Text),
-    ("SCR_STORE_POOL_SIZE", "store.pool_size", Kind::Integer),
-    ("SCR_AUTH_DEV_ISSUER", "auth.dev_issuer", Kind::Boolean),
-    ("SCR_MLLP_BIND", "mllp.bind", Kind::Text),
-];
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Text,
-    Integer,
-    Boolean,
+/// The documented overrides (`SCR_*` variable, key), one per scalar key, derived from the types
+/// above (`crate::config_env`), for `docs/configuration.md` and `scr --help`.
+pub fn override_variables() -> Vec<(String, String)> {
+    crate::config_env::overrides()
+        .iter()
+        .map(|o| (o.variable.clone(), o.key.clone()))
+        .collect()
 }
 
-/// The documented overrides, for `docs/configuration.md` and `scr --help`.
-pub fn override_variables() -> Vec<(&'static str, &'static str)> {
-    OVERRIDES.iter().map(|(var, key, _)| (*var, *key)).collect()
+/// Applies the `SCR_*` overrides in `env` to the parsed file; returns the table and the `SCR_*`
+/// variables that name no setting (for a warning). A value of the wrong kind is an error naming
+/// the variable.
+pub(crate) fn apply_env(
+    mut table: toml::Table,
+    env: &[(String, String)],
+) -> Result<(toml::Table, Vec<String>), ConfigError> {
+    use crate::config_env::{overrides, Kind};
+    let mut unknown_env = Vec::new();
+    for (var, value) in env {
+        let Some(o) = overrides().iter().find(|o| &o.variable == var) else {
+            if var.starts_with("SCR_") && !matches!(var.as_str(), "SCR_CONFIG" | "SCR_LOG") {
+                unknown_env.push(var.clone());
+            }
+            continue;
+        };
+        let key = &o.key;
+        let parsed = match o.kind {
+            Kind::Text => toml::Value::String(value.clone()),
+            Kind::Integer => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                invalid(
+                    var,
+                    format!("expected a whole number for {key}, got '{value}'"),
+                )
+            })?),
+            Kind::Boolean => toml::Value::Boolean(match value.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(invalid(
+                        var,
+                        format!("expected true or false for {key}, got '{value}'"),
+                    ))
+                }
+            }),
+        };
+        // Walk (creating) the tables down to the key's own.
+        let parts: Vec<&str> = key.split('.').collect();
+        let Some((field, sections)) = parts.split_last() else {
+            continue;
+        };
+        let mut at = &mut table;
+        for (depth, section) in sections.iter().enumerate() {
+            let entry = at
+                .entry((*section).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = match entry {
+                toml::Value::Table(t) => t,
+                _ => return Err(invalid(&sections[..=depth].join("."), "must be a table")),
+            };
+        }
+        at.insert((*field).to_owned(), parsed);
+    }
+    Ok((table, unknown_env))
 }
 
 impl Config {
@@ -805,6 +856,7 @@ impl Config {
             other => other,
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        crate::logging::set_format(config.log.format);
         for var in &config.unknown_env {
             log::warn!("{var} names no setting and is ignored; see docs/configuration.md");
         }
@@ -813,50 +865,13 @@ impl Config {
 
     /// Parses TOML text with the given environment overrides and validates the result.
     pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: String::new(),
-                    message: e.message().to_owned(),
-                })?;
-        let mut unknown_env = Vec::new();
-        for (var, value) in env {
-            let Some((_, key, kind)) = OVERRIDES.iter().find(|(v, _, _)| v == var) else {
-                if var.starts_with("SCR_") && !matches!(var.as_str(), "SCR_CONFIG" | "SCR_LOG") {
-                    unknown_env.push(var.clone());
-                }
-                continue;
-            };
-            let parsed = match kind {
-                Kind::Text => toml::Value::String(value.clone()),
-                Kind::Integer => toml::Value::Integer(value.trim().parse().map_err(|_| {
-                    invalid(
-                        var,
-                        format!("expected a whole number for {key}, got '{value}'"),
-                    )
-                })?),
-                Kind::Boolean => toml::Value::Boolean(match value.trim() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => {
-                        return Err(invalid(
-                            var,
-                            format!("expected true or false for {key}, got '{value}'"),
-                        ))
-                    }
-                }),
-            };
-            let (section, field) = key.split_once('.').unwrap_or(("", key));
-            let entry = table
-                .entry(section.to_owned())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(t) => {
-                    t.insert(field.to_owned(), parsed);
-                }
-                _ => return Err(invalid(section, "must be a table")),
-            }
-        }
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: String::new(),
+                message: e.message().to_owned(),
+            })?;
+        let (table, unknown_env) = apply_env(table, env)?;
         let mut config: Config =
             toml::Value::Table(table)
                 .try_into()
@@ -1634,6 +1649,22 @@ dev_issuer = true
         assert!(e.starts_with("auth.peers[0].name"), "{e}");
         let e = err(format!("{with_key}{peer}trusted = true\n"));
         assert!(e.contains("trusted"), "{e}");
+    }
+
+    #[test]
+    fn the_docker_compose_configuration_is_valid() -> Result<(), ConfigError> {
+        let c = Config::from_toml(include_str!("../../../docker/scr.toml"), &[])?;
+        assert_eq!(c.server.bind, "0.0.0.0:8080");
+        assert_eq!(c.mllp.bind.as_deref(), Some("0.0.0.0:2575"));
+        assert!(c.server.metrics);
+        Ok(())
+    }
+
+    #[test]
+    fn the_production_example_is_valid() -> Result<(), ConfigError> {
+        let c = Config::from_toml(include_str!("../../../examples/scr.toml"), &[])?;
+        assert_eq!(c.log.format, crate::logging::LogFormat::Json);
+        Ok(())
     }
 
     #[test]

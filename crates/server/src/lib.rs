@@ -6,8 +6,12 @@ pub mod access;
 pub mod apps;
 pub mod audit;
 pub mod config;
+pub mod config_env;
 pub mod error;
 pub mod handlers;
+pub mod logging;
+pub mod metrics;
+pub mod request_id;
 pub mod respond;
 pub mod state;
 pub mod throttle;
@@ -15,7 +19,8 @@ pub mod throttle;
 use std::time::Instant;
 
 use actix_web::dev::Service;
-use actix_web::{web, App, HttpServer};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, App, HttpMessage, HttpServer};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 use handlers::{
@@ -38,6 +43,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/health/ready")
             .route(web::get().to(health::ready))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::metrics))
             .default_service(not_allowed("GET")),
     );
     cfg.service(
@@ -167,7 +177,10 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             header::CONTENT_TYPE,
             header::ACCEPT,
             header::IF_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_NONE_MATCH,
             header::HeaderName::from_static("prefer"),
+            header::HeaderName::from_static(request_id::HEADER),
         ])
         .expose_headers([
             header::LOCATION,
@@ -175,6 +188,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             header::LAST_MODIFIED,
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static(request_id::HEADER),
         ])
         .max_age(600)
         // Another origin gets no CORS headers (so the browser lets its page read nothing), but
@@ -187,6 +201,10 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
 }
 
 pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<()> {
+    if config.server.metrics {
+        // Installed before the first request so that every count lands in it.
+        metrics::handle();
+    }
     let data = web::Data::new(state);
     // The server's own origin too: a browser sends `Origin` on a same-origin POST.
     let mut origins = config.server.cors_origins.clone();
@@ -242,33 +260,51 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
             })
             .wrap_fn(|req, srv| {
                 // One line per request: method, route pattern (never the path: it may hold an
-                // NHS number), status and duration. Never a body, name or token.
+                // NHS number), status, duration and request id. Never a body, name or token.
+                // The same place counts the request for `/metrics` and gives every response
+                // its `X-Request-Id`.
                 let started = Instant::now();
-                let method = req.method().to_string();
+                let method = req.method().clone();
+                let id = request_id::choose(
+                    req.headers()
+                        .get(request_id::HEADER)
+                        .and_then(|v| v.to_str().ok()),
+                );
+                req.extensions_mut()
+                    .insert(request_id::RequestId(id.clone()));
                 let fut = srv.call(req);
                 async move {
-                    let res = match fut.await {
+                    let mut res = match fut.await {
                         Ok(res) => res,
                         Err(e) => {
+                            // Past the request deadline: answered by the error's own 503.
+                            let status = e.as_response_error().status_code();
+                            metrics::record_request("deadline", status, started.elapsed());
                             log::info!(
+                                request_id = id.as_str();
                                 "{} (past its deadline) -> {} in {} ms",
                                 method,
-                                e.as_response_error().status_code().as_u16(),
+                                status.as_u16(),
                                 started.elapsed().as_millis()
                             );
                             return Err(e);
                         }
                     };
-                    let route = res
-                        .request()
-                        .match_pattern()
-                        .unwrap_or_else(|| "(unmatched)".into());
+                    let pattern = res.request().match_pattern();
+                    let interaction = metrics::interaction(&method, pattern.as_deref());
+                    let elapsed = started.elapsed();
+                    metrics::record_request(interaction, res.status(), elapsed);
+                    if let Ok(value) = HeaderValue::from_str(&id) {
+                        res.headers_mut()
+                            .insert(HeaderName::from_static(request_id::HEADER), value);
+                    }
                     log::info!(
+                        request_id = id.as_str();
                         "{} {} -> {} in {} ms",
                         method,
-                        route,
+                        pattern.as_deref().unwrap_or("(unmatched)"),
                         res.status().as_u16(),
-                        started.elapsed().as_millis()
+                        elapsed.as_millis()
                     );
                     Ok(res)
                 }

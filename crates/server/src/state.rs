@@ -22,6 +22,8 @@ pub struct AppState {
     pub logins: Vec<Arc<scr_login::LoginProvider>>,
     /// Sign-ins in progress, authorization codes and EHR launches.
     pub sessions: scr_login::Sessions,
+    /// Whether `GET /metrics` is served (`server.metrics`).
+    pub metrics: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -335,6 +337,7 @@ impl AppState {
             )),
             logins: logins(config)?,
             sessions: scr_login::Sessions::new(),
+            metrics: config.server.metrics,
         })
     }
 }

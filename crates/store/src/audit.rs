@@ -222,9 +222,18 @@ impl Store {
                 }
             }
             drop(state);
+            let started = std::time::Instant::now();
             let result = self
                 .conn()
                 .and_then(|mut conn| crate::retry_busy(|| append_once(&mut conn, &all)));
+            // Group commit, observed (docs/operations.md): how long one transaction took and
+            // how many events (of how many requests) it carried.
+            metrics::histogram!("scr_audit_commit_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("scr_audit_batch_events").record(all.len() as f64);
+            if result.is_err() {
+                metrics::counter!("scr_audit_commit_failures_total").increment(1);
+            }
             state = lock();
             match &result {
                 Ok(seqs) => {

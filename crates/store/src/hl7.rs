@@ -108,6 +108,15 @@ pub fn quarantined_messages(conn: &mut DbConnection) -> QueryResult<Vec<MessageR
         .load(conn)
 }
 
+/// How many messages the quarantine holds (AE/AR, not yet resolved): the operators' gauge.
+pub fn count_all_quarantined(conn: &mut DbConnection) -> QueryResult<i64> {
+    hl7_message::table
+        .filter(hl7_message::ack_code.ne("AA"))
+        .filter(hl7_message::resolved_at.is_null())
+        .count()
+        .get_result(conn)
+}
+
 /// Marks one quarantined message resolved (it has now been applied).
 pub fn resolve_message(conn: &mut DbConnection, id: i64, at: &str) -> QueryResult<usize> {
     diesel::update(

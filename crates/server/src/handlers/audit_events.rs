@@ -22,7 +22,7 @@ use scr_store::audit::{search_audit, AuditFilter};
 use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::respond::{bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs};
+use crate::respond::{check_accept, fhir_json, lenient, outcome_entry, query_pairs};
 use crate::state::AppState;
 
 pub async fn search(
@@ -168,7 +168,13 @@ async fn search_as(
     )];
     Ok(fhir_json(
         StatusCode::OK,
-        &searchset(&bundle_id(), &now, Some(total as usize), &links, entries),
+        &searchset(
+            &access.request_id,
+            &now,
+            Some(total as usize),
+            &links,
+            entries,
+        ),
     ))
 }
 

@@ -20,7 +20,7 @@ use scr_store::consent::{ConsentRow, NewConsent};
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::respond::{bundle_id, check_accept, fhir_json, query_pairs, require_media_type};
+use crate::respond::{check_accept, fhir_json, query_pairs, require_media_type};
 use crate::state::AppState;
 
 /// The stored statement as served: its row id, and who registered it.
@@ -178,7 +178,7 @@ async fn search_as(
     let links = [("self", format!("{}/Consent?patient={nhs}", state.base_url))];
     Ok(fhir_json(
         StatusCode::OK,
-        &searchset(&bundle_id(), &now, Some(rows.len()), &links, entries),
+        &searchset(&access.request_id, &now, Some(rows.len()), &links, entries),
     ))
 }
 

@@ -16,7 +16,7 @@ use scr_record::Wanted;
 use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
-use crate::respond::{bundle_id, check_accept, fhir_json, outcome_entry, record_order};
+use crate::respond::{check_accept, fhir_json, outcome_entry, record_order};
 use crate::state::AppState;
 
 pub async fn everything(
@@ -63,6 +63,6 @@ async fn everything_as(
     let (_, now) = scr_fhir::build::today_and_now();
     Ok(fhir_json(
         StatusCode::OK,
-        &searchset(&bundle_id(), &now, Some(total), &links, entries),
+        &searchset(&access.request_id, &now, Some(total), &links, entries),
     ))
 }

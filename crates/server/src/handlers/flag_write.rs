@@ -19,7 +19,7 @@ use scr_store::flags::{Author, FlagWriteError};
 use crate::access::{authenticate, Access};
 use crate::audit::{self, Subtype};
 use crate::error::{ApiError, FHIR_JSON};
-use crate::respond::{bundle_id, fhir_json, require_media_type};
+use crate::respond::{fhir_json, require_media_type};
 use crate::state::AppState;
 use scr_record::own_flags::{self, parse_flag_id, served, storable, PATIENT_AUTHORED_ORG};
 
@@ -328,7 +328,7 @@ pub async fn history(
             }));
         }
         let (_, now) = scr_fhir::build::today_and_now();
-        let mut bundle = searchset(&bundle_id(), &now, Some(entries.len()), &[], Vec::new());
+        let mut bundle = searchset(&access.request_id, &now, Some(entries.len()), &[], Vec::new());
         bundle["type"] = "history".into();
         bundle["entry"] = Value::Array(entries);
         Ok(fhir_json(StatusCode::OK, &bundle))

@@ -24,8 +24,7 @@ use crate::access::Access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::respond::{
-    bundle_id, check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order,
-    require_media_type,
+    check_accept, fhir_json, lenient, outcome_entry, query_pairs, record_order, require_media_type,
 };
 use crate::state::AppState;
 
@@ -147,7 +146,7 @@ async fn search_as(
     let (_, now) = scr_fhir::build::today_and_now();
     Ok(fhir_json(
         StatusCode::OK,
-        &searchset(&bundle_id(), &now, Some(total), &links, entries),
+        &searchset(&access.request_id, &now, Some(total), &links, entries),
     ))
 }
 
