@@ -46,33 +46,31 @@ fn hold_audit_lock(s: &Server) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>
 }
 
 /// [`hold_audit_lock`] for another table of the store (the whole store on SQLite).
-fn hold_store_lock(
-    s: &Server,
-    table: &'static str,
-) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+fn hold_store_lock(s: &Server, table: &str) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    if is_postgres(s) {
+        let sql = format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;");
+        hold(s.store_url.clone(), sql)
+    } else {
+        let path = s.store_url.trim_start_matches("sqlite://").to_owned();
+        hold(path, "PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE;".into())
+    }
+}
+
+/// Runs `lock` (a transaction that takes locks) on a connection of its own to `url` (a
+/// PostgreSQL URL, or a SQLite path) and holds it until `release` is sent (at most 120 s).
+fn hold(url: String, lock: String) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (release, wait) = mpsc::channel::<()>();
     let (locked, is_locked) = mpsc::channel::<()>();
-    let url = s.store_url.clone();
-    let pg = is_postgres(s);
     let holder = std::thread::spawn(move || {
-        if pg {
-            let mut c = diesel::PgConnection::establish(&url).expect("connect");
-            c.batch_execute(&format!(
-                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;"
-            ))
-            .expect("lock");
-            locked.send(()).ok();
-            wait.recv_timeout(Duration::from_secs(120)).ok();
-            c.batch_execute("ROLLBACK;").ok();
+        let mut c = if url.starts_with("postgres") {
+            scr_db::DbConnection::Postgres(diesel::PgConnection::establish(&url).expect("connect"))
         } else {
-            let path = url.trim_start_matches("sqlite://").to_owned();
-            let mut c = diesel::SqliteConnection::establish(&path).expect("open");
-            c.batch_execute("PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE;")
-                .expect("lock");
-            locked.send(()).ok();
-            wait.recv_timeout(Duration::from_secs(120)).ok();
-            c.batch_execute("ROLLBACK;").ok();
-        }
+            scr_db::DbConnection::Sqlite(diesel::SqliteConnection::establish(&url).expect("open"))
+        };
+        c.batch_execute(&lock).expect("lock");
+        locked.send(()).ok();
+        wait.recv_timeout(Duration::from_secs(120)).ok();
+        c.batch_execute("ROLLBACK;").ok();
     });
     is_locked
         .recv_timeout(Duration::from_secs(30))
@@ -177,25 +175,14 @@ fn source_deadline_a_locked_gp_replica_query_is_cancelled_on_the_server_not_only
             continue;
         }
         let gp_url = s.store_url.replace("_store", "_gp");
-        let (release, wait) = mpsc::channel::<()>();
-        let (locked, is_locked) = mpsc::channel::<()>();
-        let url = gp_url.clone();
-        let holder = std::thread::spawn(move || {
-            let mut c = diesel::PgConnection::establish(&url).expect("connect");
-            // Every table of the replica: the GP source's query waits on the lock.
-            c.batch_execute(
-                "BEGIN; DO $$ DECLARE t record; BEGIN FOR t IN SELECT tablename FROM pg_tables \
-                 WHERE schemaname = 'public' LOOP EXECUTE 'LOCK TABLE ' || quote_ident(t.tablename) \
-                 || ' IN ACCESS EXCLUSIVE MODE'; END LOOP; END $$;",
-            )
-            .expect("lock");
-            locked.send(()).ok();
-            wait.recv_timeout(Duration::from_secs(120)).ok();
-            c.batch_execute("ROLLBACK;").ok();
-        });
-        is_locked
-            .recv_timeout(Duration::from_secs(30))
-            .expect("locked");
+        // Every table of the replica: the GP source's query waits on the lock.
+        let (release, holder) = hold(
+            gp_url.clone(),
+            "BEGIN; DO $$ DECLARE t record; BEGIN FOR t IN SELECT tablename FROM pg_tables \
+             WHERE schemaname = 'public' LOOP EXECUTE 'LOCK TABLE ' || quote_ident(t.tablename) \
+             || ' IN ACCESS EXCLUSIVE MODE'; END LOOP; END $$;"
+                .into(),
+        );
         let t = clinician(&s, "RXK");
         let r = s.get(&format!("/Patient/{JANE}/$everything"), Some(&t));
         // The GP replica did not answer: the answer goes without it, and says so (fail closed).

@@ -235,12 +235,7 @@ impl Verifier {
         }
         let verified = self.verify_claims(token, now_unix)?;
         let (exp, iat) = (verified.expires_at, verified.issued_at);
-        let limits = self
-            .issuers
-            .iter()
-            .find(|i| i.iss == verified.issuer)
-            .map(|i| i.limits.clone())
-            .ok_or(AuthError::UnknownIssuer)?;
+        let limits = self.limits_of(&verified.issuer)?;
         let caller = Caller::from_claims(verified)?;
         limits.check(&caller, iat)?;
         let mut cache = self
@@ -252,6 +247,15 @@ impl Verifier {
         }
         cache.insert(token.to_owned(), (caller.clone(), exp));
         Ok(caller)
+    }
+
+    /// What the trusted issuer `iss` may vouch for.
+    fn limits_of(&self, iss: &str) -> Result<IssuerLimits, AuthError> {
+        self.issuers
+            .iter()
+            .find(|i| i.iss == iss)
+            .map(|i| i.limits.clone())
+            .ok_or(AuthError::UnknownIssuer)
     }
 
     /// Verifies signature and registered claims only, for token shapes that are not callers
@@ -271,12 +275,7 @@ impl Verifier {
         now_unix: i64,
     ) -> Result<(Caller, Map<String, Value>), AuthError> {
         let mut verified = self.verify_registered(id_token, now_unix, false)?;
-        let limits = self
-            .issuers
-            .iter()
-            .find(|i| i.iss == verified.issuer)
-            .map(|i| i.limits.clone())
-            .ok_or(AuthError::UnknownIssuer)?;
+        let limits = self.limits_of(&verified.issuer)?;
         let claims = verified.claims.clone();
         verified
             .claims

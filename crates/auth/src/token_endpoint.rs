@@ -405,16 +405,9 @@ impl TokenService {
 
     /// The server as an issuer of the access tokens it mints, for its own verifier.
     pub fn own_issuer(&self) -> Result<Issuer, AuthError> {
-        let key: PKey<Private> =
-            PKey::private_key_from_pem(&self.signing_key_pem).map_err(|_| {
-                AuthError::InvalidSigningKey {
-                    reason: "not a PEM private key",
-                }
-            })?;
-        let jwk = public_jwk_json(&key, &self.kid, Some(Algorithm::RS256))?;
         Ok(Issuer {
             iss: self.base_url.clone(),
-            jwks: Jwks::from_json(&json!({ "keys": [jwk] }).to_string())?,
+            jwks: Jwks::from_json(&self.public_jwks_json()?)?,
             // It mints backend service tokens, each for its registered client's organisation,
             // and, when apps are registered, tokens for the users who signed in to them at a
             // configured login provider (whose own limits applied at sign-in).

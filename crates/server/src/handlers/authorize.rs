@@ -32,20 +32,7 @@ use crate::error::ApiError;
 use crate::respond::query_pairs;
 use crate::state::AppState;
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use scr_auth::apps::escape_html as escape;
 
 /// A page of the sign-in, not cacheable and never framed.
 fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {

@@ -29,6 +29,17 @@ use crate::error::ApiError;
 use crate::respond::{query_pairs, require_media_type};
 use crate::state::AppState;
 
+/// 429 with `Retry-After`, as an OAuth error.
+fn too_many(retry_after: u64) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::RETRY_AFTER, retry_after.to_string()))
+        .json(json!({
+            "error": "invalid_request",
+            "error_description": format!("too many token requests; retry after {retry_after} seconds"),
+        }))
+}
+
 fn oauth_error(e: &TokenError) -> HttpResponse {
     HttpResponse::build(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -75,13 +86,7 @@ pub async fn token(
         };
         if let Err(retry_after) = limited {
             log::warn!("token endpoint: requests from one client and address over the limit; 429");
-            return Ok(HttpResponse::TooManyRequests()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((header::RETRY_AFTER, retry_after.to_string()))
-                .json(json!({
-                    "error": "invalid_request",
-                    "error_description": format!("too many token requests; retry after {retry_after} seconds"),
-                })));
+            return Ok(too_many(retry_after));
         }
     }
     let now = scr_fhir::build::unix_now();
@@ -234,13 +239,7 @@ async fn app_grant(
     let client = field(form, "client_id").unwrap_or_default();
     if let Some(address) = req.peer_addr().map(|a| a.ip()) {
         if let Err(retry_after) = state.throttle.exchange(client, address) {
-            return Ok(HttpResponse::TooManyRequests()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((header::RETRY_AFTER, retry_after.to_string()))
-                .json(json!({
-                    "error": "invalid_request",
-                    "error_description": format!("too many token requests; retry after {retry_after} seconds"),
-                })));
+            return Ok(too_many(retry_after));
         }
     }
     let app = match app_client(service, req, form) {
