@@ -275,3 +275,63 @@ fn no_lost_message_an_hl7_message_the_store_cannot_keep_is_never_aa_and_its_rese
         assert_eq!(applied(&s, &id), 1, "{}", s.name);
     }
 }
+
+fn post_alert(s: &Server, token: &str, text: &str) -> Response {
+    let body = serde_json::json!({
+        "resourceType": "Flag",
+        "status": "active",
+        "category": [{ "coding": [{ "system": "https://scr.example.nhs.uk/CodeSystem/alert-category", "code": "safeguarding", "display": "safeguarding" }] }],
+        "code": { "text": text },
+        "subject": { "reference": format!("Patient/{JANE}") },
+        "period": { "start": "2026-11-25" },
+    });
+    let auth = format!("Bearer {token}");
+    s.request(
+        "POST",
+        "/Flag",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/fhir+json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn no_lost_write_an_alert_the_store_cannot_keep_is_never_201_and_one_acknowledged_is_kept() {
+    for s in own_servers("fault-flag-write", |c| c) {
+        let gp = staff(&s, "M85001", "R8000", "user/*.rs user/Flag.cu");
+        let kept = post_alert(&s, &gp, "Acknowledged before the fault");
+        assert_eq!(kept.status, 201, "{}", String::from_utf8_lossy(&kept.body));
+        let id = kept.json()["id"].as_str().unwrap_or_default().to_owned();
+        let (release, holder) = hold_store_lock(&s, "flag");
+        let refused = post_alert(&s, &gp, "Sent while the store was locked");
+        release.send(()).ok();
+        holder.join().ok();
+        assert_eq!(
+            refused.status,
+            503,
+            "{}: {}",
+            s.name,
+            String::from_utf8_lossy(&refused.body)
+        );
+        assert!(refused.header("Retry-After").is_some());
+        // After the fault: the acknowledged alert is there, the refused one is not.
+        let mut listed = String::new();
+        for _ in 0..50 {
+            let r = s.get(&format!("/Flag?patient={JANE}"), Some(&gp));
+            if r.status == 200 {
+                listed = String::from_utf8_lossy(&r.body).into_owned();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(listed.contains(&id), "{}: {listed}", s.name);
+        assert!(
+            !listed.contains("Sent while the store was locked"),
+            "{listed}"
+        );
+        let (ok, out) = audit_verifies(&s);
+        assert!(ok, "{}: {out}", s.name);
+    }
+}
