@@ -79,8 +79,12 @@ fn scr_fhir_now() -> i64 {
         .unwrap_or_default()
 }
 
-#[actix_rt::test]
-async fn jwks_rotation_a_new_kid_is_fetched_and_an_unknown_one_is_not_trusted() -> TestResult {
+#[test]
+fn jwks_rotation_a_new_kid_is_fetched_and_an_unknown_one_is_not_trusted() -> TestResult {
+    actix_rt::System::new().block_on(rotation())
+}
+
+async fn rotation() -> TestResult {
     let shared: Shared = Arc::new(Mutex::new(Fixture::default()));
     let data = web::Data::new(shared.clone());
     let server = HttpServer::new(move || {
