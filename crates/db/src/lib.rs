@@ -124,7 +124,11 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for Customizer {
                 if self.read_only {
                     format!("PRAGMA busy_timeout = {busy}; PRAGMA query_only = 1;")
                 } else {
-                    format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy};")
+                    // The busy timeout first: switching to WAL waits for a lock like any
+                    // statement (another connection's exclusive lock, or the last one closing
+                    // and checkpointing); without it the new connection failed at once with
+                    // "database is locked" and r2d2 logged an error and tried again later.
+                    format!("PRAGMA busy_timeout = {busy}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
                 }
             }
             DbConnection::Postgres(_) => {
@@ -232,5 +236,45 @@ mod tests {
             Err(DbError::EmptyUrl { .. })
         ));
         Ok(())
+    }
+
+    /// Issue 14, every wait bounded and none cut short (seen in bench/soak.py as r2d2 errors
+    /// "database is locked"): a new store connection's set-up waits for another connection's
+    /// lock within its busy timeout instead of failing at once.
+    #[test]
+    fn a_new_sqlite_connections_set_up_waits_for_a_lock_within_its_busy_timeout() {
+        use diesel::Connection;
+        let path = std::env::temp_dir().join(format!(
+            "scr-db-busy-{}-{}.db",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let path = path.to_string_lossy().into_owned();
+        let mut holder = diesel::SqliteConnection::establish(&path).expect("open");
+        holder
+            .batch_execute("BEGIN EXCLUSIVE; CREATE TABLE t (x INTEGER);")
+            .expect("an exclusive lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.batch_execute("COMMIT;").expect("commit");
+        });
+        let mut conn =
+            DbConnection::Sqlite(diesel::SqliteConnection::establish(&path).expect("open"));
+        let customizer = Customizer {
+            read_only: false,
+            busy_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+            lock_timeout: None,
+        };
+        let set_up = customizer.on_acquire(&mut conn).map_err(|e| e.to_string());
+        release.join().expect("the holder");
+        drop(conn);
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::remove_file(format!("{path}{suffix}")).ok();
+        }
+        assert_eq!(set_up, Ok(()));
     }
 }
