@@ -154,6 +154,15 @@ impl Store {
     /// [`Store::open`] with the pool's timeouts: the server bounds every wait on its store
     /// (statement, lock, pool checkout), so a locked or slow table answers 503, never a hang.
     pub fn open_with(url: &str, options: scr_db::PoolOptions) -> Result<Store, StoreError> {
+        if options.statement_timeout.is_none() && options.lock_timeout.is_none() {
+            let pool = scr_db::open_pool_checked("store", url, &options)
+                .map_err(|source| StoreError::Open { source })?;
+            run_migrations(&mut *connection(&pool)?)?;
+            return Ok(Store {
+                pool,
+                audit_queue: Default::default(),
+            });
+        }
         {
             // Migrations run on a connection of their own, without the statement timeout
             // (building an index on a region's audit trail takes longer than a request may).
