@@ -32,7 +32,7 @@ Faults, round-robin, one every 60-90 s (seeded), each lasting a few seconds:
               (open connections keep their file: only new connections see it gone)
   disk-full   the store's file system full for 8 s: the store (sqlite) or a tablespace holding
               the store database (postgres) lives on its own tmpfs (--disk-mib, 1 GiB: 30
-              minutes of this load write about 250 MiB), filled with a filler file until not a
+              minutes of this load write about 210 MiB), filled with a filler file until not a
               byte more fits, then freed (PostgreSQL's WAL stays on the main disk: inserts fail
               when a table or index needs a new page)
 
@@ -211,7 +211,7 @@ class Proxy:
                     if not data:
                         raise OSError("closed")
                     (b if s is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # closed here or by set_on (a closed socket's fd is -1)
             pass
         finally:
             for s in (a, b):
