@@ -15,7 +15,8 @@ Load (a few threads, each with its own token subject `soak-<run>-t<n>`): record 
 (Patient/{id}/$everything, Patient/{id}), searches (Observation?patient=&category=,
 AllergyIntolerance?patient=), Flag writes (POST Flag), and an MLLP feed (ADT^A28 registering a
 new patient, then ORU^R01 results for them, unique MSH-10 control ids; a message without an ACK
-is resent on a new connection with the same control id, as an integration engine does). Every
+is resent on a new connection with the same control id, as is one answered AR "send it again"
+(the store could not write), as an integration engine does). Every
 answer is recorded: status, X-Request-Id (sent by the client, echoed when the server supports
 it), whether it carried data; every ACK code per control id; every Flag id created.
 
@@ -501,7 +502,12 @@ def mllp_exchange(sock, message):
     for seg in ack.split("\r"):
         if seg.startswith("MSA|"):
             f = seg.split("|")
-            return f[1], f[2] if len(f) > 2 else ""
+            code = f[1]
+            # AR "send it again" (HL7 table 0357 code 207, the store could not write): nothing
+            # was applied and the sender resends, as for a connection closed without an ACK.
+            if code == "AR" and ("send it again" in ack or "store-unavailable" in ack):
+                code = "AR-resend"
+            return code, f[2] if len(f) > 2 else ""
     raise ConnectionError(f"an ACK without MSA: {ack!r}")
 
 
@@ -522,6 +528,9 @@ def mllp_thread(ctx, rec, stop):
                 if acked != control:
                     rec.add_ack(control, f"mismatch:{acked}", now())
                 rec.add_ack(control, code, now())
+                if code == "AR-resend":
+                    time.sleep(0.5)
+                    continue
                 break
             except (OSError, ConnectionError) as e:
                 is_timeout = isinstance(e, (socket.timeout, TimeoutError))
@@ -774,8 +783,9 @@ def check_hl7(ctx, env, rec):
     twice = [c for c, n in applied.items() if n > 1]
     not_aa = {c: codes for c, codes in rec.acks.items() if "AA" not in codes}
     resent = sum(1 for codes in rec.acks.values() if len(codes) > 1)
+    ar_resend = sum(codes.count("AR-resend") for codes in rec.acks.values())
     return {"sent": len(rec.sent), "acked_aa": len(acked), "lost": lost, "no_result": no_result,
-            "twice": twice, "not_aa": not_aa, "resent": resent,
+            "twice": twice, "not_aa": not_aa, "resent": resent, "ar_resend": ar_resend,
             "applied_without_aa": [c for c in applied if c not in set(acked)]}
 
 
@@ -1056,7 +1066,7 @@ def table(r):
         f"{r['unaudited_answers']} answered requests without a row; {r['audit_rows_without_answer']} rows of requests whose answer was lost or 5xx |",
         f"| `scr audit verify` | {r['audit_verify']} |",
         f"| HL7 messages acknowledged AA, applied exactly once | {h['acked_aa']} AA of {h['sent']} sent; "
-        f"{h['lost']} lost, {h['no_result']} results missing, {h['twice']} applied twice; {h['resent']} resent after no ACK; "
+        f"{h['lost']} lost, {h['no_result']} results missing, {h['twice']} applied twice; {h['resent']} resent after no ACK or an AR to send again ({h['ar_resend']} such ARs); "
         f"{h['applied_without_aa']} applied whose AA was lost |",
         f"| Flags answered 201, present in the store | {r['flags_created']} created, {r['flags_missing']} missing |",
         f"| hangs (no answer within {CLIENT_TIMEOUT:.0f} s) / panics | {r['hangs']} / {r['panics']} |",
