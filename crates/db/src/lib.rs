@@ -190,7 +190,11 @@ impl Default for PoolOptions {
 /// lazily (`min_idle = 0`, `build_unchecked`) so that a replica that is down at start-up does not
 /// stop the facade: requests then report that source as unavailable.
 pub fn open_pool(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool, DbError> {
-    let (_, diesel_url) = classify_url(name, url)?;
+    let (backend, diesel_url) = classify_url(name, url)?;
+    let diesel_url = match backend {
+        Backend::Postgres => with_network_bounds(&diesel_url, options.connect_timeout),
+        Backend::Sqlite => diesel_url,
+    };
     let manager = ConnectionManager::<DbConnection>::new(diesel_url);
     Ok(Pool::builder()
         .max_size(options.max_size)
@@ -203,6 +207,33 @@ pub fn open_pool(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool,
             lock_timeout: options.lock_timeout,
         }))
         .build_unchecked(manager))
+}
+
+/// libpq parameters that bound waits on the network, added unless the URL sets them: a
+/// connection attempt gives up after `connect` (at least libpq's minimum of 2 s), so a server
+/// that accepts TCP but never answers cannot hold the pool's connection threads for ever (found
+/// by bench/soak.py: the GP replica's pool stayed exhausted after a stalled network until
+/// restart); keepalives and `tcp_user_timeout` end a connection whose peer has vanished.
+pub fn with_network_bounds(url: &str, connect: Duration) -> String {
+    let seconds = connect.as_secs().max(2);
+    let mut out = url.to_owned();
+    for (key, value) in [
+        ("connect_timeout", seconds.to_string()),
+        ("keepalives", "1".to_owned()),
+        ("keepalives_idle", "10".to_owned()),
+        ("keepalives_interval", "5".to_owned()),
+        ("keepalives_count", "3".to_owned()),
+        ("tcp_user_timeout", "30000".to_owned()),
+    ] {
+        let present = out
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|p| p.split('=').next() == Some(key)));
+        if !present {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(&format!("{key}={value}"));
+        }
+    }
+    out
 }
 
 /// Opens a pool and checks one connection now: for the facade's own store, which must work.
@@ -218,6 +249,25 @@ pub fn open_pool_checked(name: &str, url: &str, options: &PoolOptions) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_urls_get_network_bounds_unless_they_set_them() {
+        let u = with_network_bounds("postgres://h/db", Duration::from_millis(1500));
+        assert!(
+            u.starts_with("postgres://h/db?connect_timeout=2&keepalives=1"),
+            "{u}"
+        );
+        assert!(u.contains("&tcp_user_timeout=30000"), "{u}");
+        let u = with_network_bounds(
+            "postgres://h/db?sslmode=require&connect_timeout=9",
+            Duration::from_secs(3),
+        );
+        assert!(
+            u.starts_with("postgres://h/db?sslmode=require&connect_timeout=9&keepalives=1"),
+            "{u}"
+        );
+        assert_eq!(u.matches("connect_timeout").count(), 1, "{u}");
+    }
 
     #[test]
     fn urls_name_their_backend() -> Result<(), DbError> {
