@@ -62,8 +62,8 @@ pub struct RegisteredPeer {
     pub allowed_scopes: Vec<String>,
 }
 
-/// The first value of a form field.
-fn form_field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
+/// The first value of a form (or query) field.
+pub fn form_field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
     form.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())

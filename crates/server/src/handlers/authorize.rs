@@ -192,12 +192,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
 /// `GET /auth/callback`.
 pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let pairs = query_pairs(req.query_string()).unwrap_or_default();
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let field = |name: &str| scr_auth::token_endpoint::form_field(&pairs, name);
     let Some(pending) = field("state").and_then(|s| state.sessions.finish_login(s)) else {
         return error_page(
             StatusCode::BAD_REQUEST,

@@ -23,7 +23,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use scr_auth::token_endpoint::{Accepted, TokenError, ACCESS_TOKEN_TYPE};
+use scr_auth::token_endpoint::{form_field as field, Accepted, TokenError, ACCESS_TOKEN_TYPE};
 
 use crate::error::ApiError;
 use crate::respond::{query_pairs, require_media_type};
@@ -138,13 +138,6 @@ pub async fn token(
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))
-}
-
-/// The first value of a form field.
-fn field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 /// The app's client id, authenticated: a public app names itself (PKCE proves the rest); a
