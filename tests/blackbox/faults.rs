@@ -123,6 +123,63 @@ fn r_aud_2_a_locked_audit_table_is_a_503_with_retry_after_and_no_data_then_recov
     }
 }
 
+/// The store waits longer than the request may (its timeouts raised above the deadline): the
+/// request's one overall deadline answers.
+fn store_waits_past_the_deadline(config: String) -> String {
+    config
+        .replacen("[server]\n", "[server]\nrequest_timeout_ms = 2500\n", 1)
+        .replacen(
+            "[store]\n",
+            "[store]\nlock_timeout_ms = 30000\nstatement_timeout_ms = 30000\nbusy_timeout_ms = 30000\n",
+            1,
+        )
+}
+
+#[test]
+fn r_aud_2_a_request_past_its_deadline_is_a_503_with_retry_after_and_its_request_id() {
+    for s in own_servers("fault-deadline", store_waits_past_the_deadline) {
+        let t = clinician(&s, "M85001");
+        let auth = format!("Bearer {t}");
+        let path = format!("/Patient/{JANE}/$everything");
+        assert_eq!(s.get(&path, Some(&t)).status, 200, "{}", s.log());
+        let (release, holder) = hold_audit_lock(&s);
+        let r = s.request(
+            "GET",
+            &path,
+            &[
+                ("Authorization", &auth),
+                ("X-Request-Id", "deadline-probe-1"),
+            ],
+            b"",
+        );
+        release.send(()).ok();
+        holder.join().ok();
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 503, "{}: {body}", s.name);
+        assert!(r.header("Retry-After").is_some(), "{}", s.name);
+        assert!(body.contains("OperationOutcome"), "{body}");
+        assert!(!body.contains("\"Bundle\""), "{body}");
+        // Past the deadline the answer still names the request, as every answer does.
+        assert_eq!(
+            r.header("X-Request-Id"),
+            Some("deadline-probe-1"),
+            "{}",
+            s.name
+        );
+        let mut status = 0;
+        for _ in 0..50 {
+            status = s.get(&path, Some(&t)).status;
+            if status == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(status, 200, "{}", s.log());
+        let (ok, out) = audit_verifies(&s);
+        assert!(ok, "{}: {out}", s.name);
+    }
+}
+
 #[test]
 fn r_aud_2_killed_store_connections_are_replaced_and_the_chain_still_verifies() {
     let Some(_) = std::env::var("TEST_POSTGRES_URL")

@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{CustomizeConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::Connection;
 
-/// A connection to either backend. SQLite stays the last variant: it accepts any path.
+/// A connection to either backend. Which one a URL opens is decided by its scheme
+/// ([`classify_url`], in [`Manager`]), never by trying each in turn.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     Postgres(diesel::PgConnection),
@@ -45,8 +47,50 @@ pub fn ping(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     diesel::RunQueryDsl::execute(diesel::sql_query(sql), conn).map(drop)
 }
 
-pub type DbPool = Pool<ConnectionManager<DbConnection>>;
-pub type PooledDb = PooledConnection<ConnectionManager<DbConnection>>;
+pub type DbPool = Pool<Manager>;
+pub type PooledDb = PooledConnection<Manager>;
+
+/// The pool's connection manager: it opens the backend the URL's scheme names and only that one.
+/// (diesel's own manager calls `DbConnection::establish`, which tries PostgreSQL and then SQLite:
+/// a PostgreSQL server that refused a connection was reported as SQLite's "unable to open
+/// database file" for a file named after the URL, and the real cause was lost.)
+#[derive(Debug, Clone)]
+pub struct Manager {
+    backend: Backend,
+    url: String,
+}
+
+impl Manager {
+    /// `url` as [`classify_url`] returns it for `backend`.
+    pub fn new(backend: Backend, url: String) -> Self {
+        Manager { backend, url }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match self.backend {
+            Backend::Postgres => {
+                diesel::PgConnection::establish(&self.url).map(DbConnection::Postgres)
+            }
+            Backend::Sqlite => {
+                diesel::SqliteConnection::establish(&self.url).map(DbConnection::Sqlite)
+            }
+        }
+        .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -195,7 +239,7 @@ pub fn open_pool(name: &str, url: &str, options: &PoolOptions) -> Result<DbPool,
         Backend::Postgres => with_network_bounds(&diesel_url, options.connect_timeout),
         Backend::Sqlite => diesel_url,
     };
-    let manager = ConnectionManager::<DbConnection>::new(diesel_url);
+    let manager = Manager::new(backend, diesel_url);
     Ok(Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(0))
@@ -249,6 +293,21 @@ pub fn open_pool_checked(name: &str, url: &str, options: &PoolOptions) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Operators must see why the store or a replica is unavailable: a PostgreSQL server that
+    /// refuses is reported with PostgreSQL's own reason. (diesel's manager tried SQLite next and
+    /// answered "Invalid connection url for multiconnection", the cause lost.)
+    #[test]
+    fn a_postgres_url_that_cannot_connect_reports_postgres_own_reason() {
+        let (backend, url) = classify_url("t", "postgres://127.0.0.1:1/never").expect("postgres");
+        let manager = Manager::new(backend, with_network_bounds(&url, Duration::from_secs(2)));
+        let err = r2d2::ManageConnection::connect(&manager)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("127.0.0.1") && err.contains("port 1"), "{err}");
+        assert!(!err.contains("multiconnection"), "{err}");
+    }
 
     #[test]
     fn postgres_urls_get_network_bounds_unless_they_set_them() {

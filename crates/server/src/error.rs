@@ -213,3 +213,41 @@ impl ResponseError for ApiError {
         response.body(serde_json::to_vec(&operation_outcome(&self.issues())).unwrap_or_default())
     }
 }
+
+/// A request still unanswered at `server.request_timeout_ms`: the 503 of
+/// [`ApiError::Unavailable`] (Retry-After, an OperationOutcome, no data), carrying the request's
+/// `X-Request-Id` as every other answer does.
+#[derive(Debug)]
+pub struct PastDeadline {
+    pub request_id: Option<String>,
+}
+
+impl std::fmt::Display for PastDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request did not complete within server.request_timeout_ms")
+    }
+}
+
+impl ResponseError for PastDeadline {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = ApiError::Unavailable {
+            detail: self.to_string(),
+        }
+        .error_response();
+        if let Some(value) = self
+            .request_id
+            .as_deref()
+            .and_then(|id| header::HeaderValue::from_str(id).ok())
+        {
+            response.headers_mut().insert(
+                header::HeaderName::from_static(crate::request_id::HEADER),
+                value,
+            );
+        }
+        response
+    }
+}

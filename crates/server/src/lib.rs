@@ -245,16 +245,19 @@ pub async fn serve(config: config::Config, state: AppState) -> std::io::Result<(
             // unanswered then is a 503 with Retry-After and no data. Every wait inside is
             // bounded on its own too (sources, store statements, locks, pool checkouts).
             .wrap_fn(move |req, srv| {
+                // The id the request-id middleware (outside this one) gave the request, for the
+                // answer past the deadline. (The request itself cannot be kept: routing needs it
+                // unshared.)
+                let id = req
+                    .extensions()
+                    .get::<request_id::RequestId>()
+                    .map(|r| r.0.clone());
                 let fut = srv.call(req);
                 async move {
                     match actix_web::rt::time::timeout(deadline, fut).await {
                         Ok(res) => res,
-                        // Answered by the error's own response (503, Retry-After).
-                        Err(_) => Err(error::ApiError::Unavailable {
-                            detail: "the request did not complete within server.request_timeout_ms"
-                                .into(),
-                        }
-                        .into()),
+                        // Answered by the error's own response (503, Retry-After, X-Request-Id).
+                        Err(_) => Err(error::PastDeadline { request_id: id }.into()),
                     }
                 }
             })
