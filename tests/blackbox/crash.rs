@@ -77,9 +77,15 @@ fn count(conn: &mut scr_db::DbConnection, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
 }
 
+/// On SQLite and on PostgreSQL (issue 14: no lost message when `scr` is killed, both backends).
 #[test]
 fn mllp_sigkill_mid_stream_then_resend_loses_and_doubles_nothing() {
-    let server = Server::sqlite_named("crash", 0);
+    for server in own_servers("crash", |c| c) {
+        sigkill_mid_stream(server);
+    }
+}
+
+fn sigkill_mid_stream(server: Server) {
     let items: Vec<(String, String)> = (0..MESSAGES).map(message).collect();
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let progress = Arc::new(AtomicUsize::new(0));
@@ -147,7 +153,8 @@ fn mllp_sigkill_mid_stream_then_resend_loses_and_doubles_nothing() {
     assert_eq!(
         (applied, distinct, results),
         (MESSAGES as i64, MESSAGES as i64, MESSAGES as i64),
-        "each message applied exactly once"
+        "{}: each message applied exactly once",
+        restarted.name
     );
     let b = restarted
         .get(
@@ -158,6 +165,7 @@ fn mllp_sigkill_mid_stream_then_resend_loses_and_doubles_nothing() {
     assert_eq!(
         b["total"].as_u64(),
         Some(MESSAGES as u64),
-        "and served once each"
+        "{}: and served once each",
+        restarted.name
     );
 }
