@@ -396,15 +396,8 @@ mod tests {
     /// "database is locked".
     #[test]
     fn bulk_loading_a_sqlite_store_waits_for_a_connection_still_open_on_it() {
-        let path = std::env::temp_dir().join(format!(
-            "scr-generate-bulk-{}-{}.db",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
-        let path = path.to_string_lossy().into_owned();
+        let scratch = scr_db::ScratchSqlite::new("generate-bulk");
+        let path = scratch.path().to_owned();
         let mut other = diesel::SqliteConnection::establish(&path).expect("open");
         other
             .batch_execute(
@@ -417,9 +410,6 @@ mod tests {
         });
         let bulk = bulk_connection("store", &format!("sqlite://{path}")).map(|_| ());
         closing.join().expect("the other connection");
-        for suffix in ["", "-wal", "-shm"] {
-            std::fs::remove_file(format!("{path}{suffix}")).ok();
-        }
         assert_eq!(bulk, Ok(()));
     }
 }

@@ -290,6 +290,46 @@ pub fn open_pool_checked(name: &str, url: &str, options: &PoolOptions) -> Result
     Ok(pool)
 }
 
+/// A SQLite file of its own in the temp directory, removed with its WAL, shared-memory and
+/// journal files when dropped: for tests and tools that need a throwaway database.
+#[derive(Debug)]
+pub struct ScratchSqlite {
+    path: String,
+}
+
+impl ScratchSqlite {
+    /// `scr-{name}-{process}-{nanoseconds}.db`: unique per process and moment.
+    pub fn new(name: &str) -> ScratchSqlite {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let path =
+            std::env::temp_dir().join(format!("scr-{name}-{}-{nanos}.db", std::process::id()));
+        ScratchSqlite {
+            path: path.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// The file's path, as a SQLite connection opens it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// `sqlite://` and the path, as the configuration names a database.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path)
+    }
+}
+
+impl Drop for ScratchSqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,16 +392,8 @@ mod tests {
     /// lock within its busy timeout instead of failing at once.
     #[test]
     fn a_new_sqlite_connections_set_up_waits_for_a_lock_within_its_busy_timeout() {
-        use diesel::Connection;
-        let path = std::env::temp_dir().join(format!(
-            "scr-db-busy-{}-{}.db",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
-        let path = path.to_string_lossy().into_owned();
+        let scratch = ScratchSqlite::new("db-busy");
+        let path = scratch.path().to_owned();
         let mut holder = diesel::SqliteConnection::establish(&path).expect("open");
         holder
             .batch_execute("BEGIN EXCLUSIVE; CREATE TABLE t (x INTEGER);")
@@ -381,9 +413,6 @@ mod tests {
         let set_up = customizer.on_acquire(&mut conn).map_err(|e| e.to_string());
         release.join().expect("the holder");
         drop(conn);
-        for suffix in ["", "-wal", "-shm"] {
-            std::fs::remove_file(format!("{path}{suffix}")).ok();
-        }
         assert_eq!(set_up, Ok(()));
     }
 }

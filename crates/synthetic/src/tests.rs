@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::error::Error;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use diesel::connection::SimpleConnection;
@@ -33,36 +32,7 @@ fn days_ago(n: i64) -> String {
 }
 
 /// A SQLite file in the temp directory, removed (with its WAL files) when dropped.
-struct TempDb {
-    path: PathBuf,
-}
-
-impl TempDb {
-    fn new(name: &str) -> TempDb {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        TempDb {
-            path: std::env::temp_dir().join(format!(
-                "scr-synthetic-{name}-{}-{nanos}.db",
-                std::process::id()
-            )),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
-    }
-}
+type TempDb = scr_db::ScratchSqlite;
 
 #[derive(QueryableByName)]
 struct Count {
