@@ -5,9 +5,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use scr_source_hl7v2::time::{hl7_from_iso, Hl7Time};
-use scr_source_hl7v2::translate::{check_header, header, plan};
-use scr_source_hl7v2::{parse, split_messages, Hl7Config};
+use scr_hl7::time::{hl7_from_iso, Hl7Time};
+use scr_hl7_ingest::translate::{check_header, header, plan};
+use scr_hl7::parse;
+use scr_hl7_ingest::{split_messages, Hl7Config};
 
 const RECEIVED_AT: &str = "2026-11-05T10:00:00Z";
 

@@ -348,7 +348,7 @@ fn neighbour(data: &Path, port: u16, home_base: &str) -> Result<Config, String> 
         let summary = crate::ingest::ingest_text(store.pool(), &cfg, &messages)?;
         println!("{NEIGHBOUR_NAME} HL7 from {NEIGHBOUR_TRUST}: {summary}");
         // Fail closed: a neighbour that silently lacks its records would make the demo lie.
-        let sent = scr_source_hl7v2::ingest::split_messages(&messages).len();
+        let sent = scr_hl7_ingest::ingest::split_messages(&messages).len();
         if summary.accepted != sent || summary.errors + summary.rejected != 0 {
             return Err(format!(
                 "the neighbouring record's HL7 was not all accepted: {summary}"

@@ -309,11 +309,11 @@ fn load_all(
 /// Generates the backfill and applies it in batches; returns a count of acknowledgements.
 fn load_hl7(
     conn: &mut scr_db::DbConnection,
-    cfg: &scr_source_hl7v2::ingest::Hl7Config,
+    cfg: &scr_hl7_ingest::ingest::Hl7Config,
     options: &scr_synthetic::Options,
     counters: &Counters,
 ) -> Result<String, String> {
-    use scr_source_hl7v2::ingest::{ingest_batch, AckCode};
+    use scr_hl7_ingest::ingest::{ingest_batch, AckCode};
     let mut batch: Vec<String> = Vec::with_capacity(HL7_BATCH);
     let mut codes = [0usize; 3];
     let mut apply = |batch: &mut Vec<String>, codes: &mut [usize; 3]| -> std::io::Result<()> {

@@ -90,11 +90,11 @@ impl Progress {
     }
 }
 
-pub fn hl7_config(config: &Config) -> Result<scr_source_hl7v2::ingest::Hl7Config, String> {
+pub fn hl7_config(config: &Config) -> Result<scr_hl7_ingest::ingest::Hl7Config, String> {
     let sensitive = scr_server::state::policy_codes(config)
         .map_err(|e| e.to_string())?
         .sensitive;
-    Ok(scr_source_hl7v2::ingest::Hl7Config {
+    Ok(scr_hl7_ingest::ingest::Hl7Config {
         facilities: config.hl7.facilities().map_err(|e| e.to_string())?,
         sensitive_services: config.hl7.sensitive_services.clone(),
         sensitive_codes: sensitive,
@@ -104,10 +104,10 @@ pub fn hl7_config(config: &Config) -> Result<scr_source_hl7v2::ingest::Hl7Config
 /// Applies every message in `text` to the store.
 pub fn ingest_text(
     pool: &scr_db::DbPool,
-    cfg: &scr_source_hl7v2::ingest::Hl7Config,
+    cfg: &scr_hl7_ingest::ingest::Hl7Config,
     text: &str,
 ) -> Result<Summary, String> {
-    use scr_source_hl7v2::ingest::{ingest_message, split_messages, AckCode};
+    use scr_hl7_ingest::ingest::{ingest_message, split_messages, AckCode};
     let mut summary = Summary::default();
     let messages = split_messages(text);
     let total = messages.len();

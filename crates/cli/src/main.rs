@@ -219,8 +219,8 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let config = load(&config)?;
             let store = scr_store::Store::open(&config.store.url, 1).map_err(|e| e.to_string())?;
-            let list = scr_source_hl7v2::ingest::list_quarantine(store.pool())
-                .map_err(|e| e.to_string())?;
+            let list =
+                scr_hl7_ingest::ingest::list_quarantine(store.pool()).map_err(|e| e.to_string())?;
             println!(
                 "{:>6}  {:<20}  {:<8}  {:<16}  {:<10}  {:<3}  {:>8}  reason",
                 "id", "received", "facility", "control id", "type", "ack", "attempts"
@@ -249,7 +249,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let cfg = ingest::hl7_config(&config)?;
             for id in ids {
                 let (_, now) = scr_fhir::build::today_and_now();
-                let ack = scr_source_hl7v2::ingest::replay(store.pool(), id, &cfg, &now)
+                let ack = scr_hl7_ingest::ingest::replay(store.pool(), id, &cfg, &now)
                     .map_err(|e| format!("{id}: {e}"))?;
                 println!(
                     "{id}: {} {}",

@@ -1,16 +1,16 @@
 //! The MLLP listener wired to the HL7 v2 apply step: `AA` only after a message's effect is
 //! committed to the store, `AE`/`AR` kept in the quarantine, duplicates acknowledged and applied
-//! once (`scr_source_hl7v2::ingest`), and every message checked against the facilities its
+//! once (`scr_hl7_ingest::ingest`), and every message checked against the facilities its
 //! connection may send for (`[[mllp.senders]]`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use scr_hl7_ingest::ingest::{receive, reject_too_large, Hl7Config};
+use scr_hl7_ingest::senders::{AllowedSender, Origin, Senders};
 use scr_mllp::{ListenerConfig, MessageHandler, Peer};
 use scr_server::config::Config;
-use scr_source_hl7v2::ingest::{receive, reject_too_large, Hl7Config};
-use scr_source_hl7v2::senders::{AllowedSender, Origin, Senders};
 
 /// The name this receiver gives itself in ACKs (MSH-3).
 const RECEIVING_APPLICATION: &str = "SCR";
@@ -64,7 +64,7 @@ impl MessageHandler for Hl7Handler {
 /// The ACK to send, counted by its code for `/metrics` (`scr_mllp_messages_total{ack}`), or the
 /// failure that leaves the message unacknowledged.
 fn counted(
-    result: Result<scr_source_hl7v2::ingest::Ack, scr_store::StoreError>,
+    result: Result<scr_hl7_ingest::ingest::Ack, scr_store::StoreError>,
 ) -> Result<String, String> {
     match result {
         Ok(ack) => {

@@ -592,8 +592,8 @@ impl Hl7Config {
     /// The accepted sending facilities with their settings, defaults filled in: local times in
     /// Europe/London, local codes in `https://scr.example.nhs.uk/CodeSystem/local-{ODS}`. An error
     /// names the key at fault.
-    pub fn facilities(&self) -> Result<Vec<scr_source_hl7v2::ingest::Facility>, ConfigError> {
-        use scr_source_hl7v2::ingest::Facility;
+    pub fn facilities(&self) -> Result<Vec<scr_hl7_ingest::ingest::Facility>, ConfigError> {
+        use scr_hl7_ingest::ingest::Facility;
         let key = "hl7.facilities";
         let check_ods = |ods: &str, key: &str| {
             let ods = ods.trim();
@@ -1123,7 +1123,7 @@ impl Config {
                 ));
             }
             for a in &sender.addresses {
-                a.parse::<scr_source_hl7v2::senders::AddressRange>()
+                a.parse::<scr_hl7_ingest::senders::AddressRange>()
                     .map_err(|e| invalid(&format!("mllp.senders[{i}].addresses"), e))?;
             }
         }

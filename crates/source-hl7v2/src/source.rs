@@ -13,7 +13,7 @@ use scr_source::{
 use scr_store::hl7;
 use scr_store::{DbConnection, PooledDb};
 
-use crate::translate::ErrorKind;
+use scr_hl7::ErrorKind;
 
 /// Patient demographics from hospitals rank after the GP's.
 const HOSPITAL_PRIORITY: u8 = 1;
@@ -309,8 +309,8 @@ impl Source for Hl7Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::examples::{with_field, ADT_A01, ORU_R01, RDE_O11};
-    use crate::ingest::{ingest_message, AckCode, Hl7Config};
+    use scr_hl7::examples::{with_field, ADT_A01, ORU_R01, RDE_O11};
+    use scr_hl7_ingest::ingest::{ingest_message, AckCode, Hl7Config};
     use scr_store::test_support::test_databases;
     use scr_store::Store;
 

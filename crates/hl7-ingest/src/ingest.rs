@@ -17,10 +17,11 @@ use scr_store::hl7::{
 };
 use scr_store::{DbConnection, StoreError};
 
-use crate::parser::{self, escape};
 use crate::senders::{Origin, Senders};
-use crate::time::hl7_from_iso;
-use crate::translate::{self, ErrorKind, Header, OrderAction, Plan, Rejection};
+use crate::translate::{self, Header, OrderAction, Plan, Rejection};
+use scr_hl7::parser::{self, escape};
+use scr_hl7::time::hl7_from_iso;
+use scr_hl7::ErrorKind;
 
 /// A sending facility (MSH-4) the feed accepts, with how its messages are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1030,7 +1031,7 @@ fn stopped(resource: Value, end: Option<&str>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::examples::{with_field, ADT_A01, ORU_R01, RDE_O11};
+    use scr_hl7::examples::{with_field, ADT_A01, ORU_R01, RDE_O11};
     use scr_store::test_support::{test_databases, TestDb};
     use scr_store::Store;
 
