@@ -138,27 +138,6 @@ fn r_aud_5_a_patient_sees_who_accessed_their_record_by_organisation_and_role() {
     }
 }
 
-fn verify(s: &Server) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args([
-            "audit",
-            "verify",
-            "--config",
-            s.dir.join("scr.toml").to_str().unwrap(),
-        ])
-        .env("SCR_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn r_aud_3_audit_verify_passes_then_names_a_record_altered_by_hand() {
     for s in servers() {
@@ -167,7 +146,7 @@ fn r_aud_3_audit_verify_passes_then_names_a_record_altered_by_hand() {
                 .status,
             200
         );
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(ok && out.contains("audit chain intact"), "{out}");
         let mut conn = store_connection(s);
         let original: String = diesel::sql_query("SELECT resource FROM audit_event WHERE seq = 1")
@@ -179,7 +158,7 @@ fn r_aud_3_audit_verify_passes_then_names_a_record_altered_by_hand() {
         )
         .execute(&mut conn)
         .unwrap();
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(!ok && out.contains("broken at record 1"), "{out}");
         // Put it back so the shared server's trail stays whole for the other tests.
         diesel::sql_query(
@@ -188,7 +167,7 @@ fn r_aud_3_audit_verify_passes_then_names_a_record_altered_by_hand() {
         )
         .execute(&mut conn)
         .unwrap();
-        assert!(verify(s).0);
+        assert!(audit_verify(s).0);
     }
 }
 
@@ -346,7 +325,7 @@ fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_trunca
         }
         let out = scr_audit(s, &["checkpoint"]);
         assert!(out.contains("checkpoint written"), "{out}");
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(
             ok && out.contains("signed checkpoint(s)")
                 && out.ends_with("audit chain intact: 3 records\n"),
@@ -369,7 +348,7 @@ fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_trunca
         ))
         .execute(&mut conn)
         .unwrap();
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(
             !ok && out.contains(&format!("audit chain broken at record {target}"))
                 && out.contains("does not match its stored columns"),
@@ -377,7 +356,7 @@ fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_trunca
             s.name
         );
         put_rows(&mut conn, &saved);
-        assert!(verify(s).0, "{}: restored", s.name);
+        assert!(audit_verify(s).0, "{}: restored", s.name);
 
         // The same, with every hash from there on recomputed (docs/audit.md).
         let mut prev = saved[(target - 2).max(0) as usize].hash.clone();
@@ -396,7 +375,7 @@ fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_trunca
             rewritten.push(r);
         }
         put_rows(&mut conn, &rewritten);
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(
             !ok && !out.contains("broken at")
                 && out.contains(&format!(
@@ -407,13 +386,13 @@ fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_trunca
             s.name
         );
         put_rows(&mut conn, &saved);
-        assert!(verify(s).0, "{}: restored", s.name);
+        assert!(audit_verify(s).0, "{}: restored", s.name);
 
         // Deleting the newest rows.
         diesel::sql_query(format!("DELETE FROM audit_event WHERE seq > {}", last - 2))
             .execute(&mut conn)
             .unwrap();
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(
             !ok && out.contains(&format!(
                 "the trail ends at record {} but a signed checkpoint covers record {last}",
@@ -423,7 +402,7 @@ fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_trunca
             s.name
         );
         put_rows(&mut conn, &saved);
-        assert!(verify(s).0, "{}: restored", s.name);
+        assert!(audit_verify(s).0, "{}: restored", s.name);
 
         // A checkpoint altered to claim a longer trail.
         let file = std::fs::read_to_string(&checkpoints).unwrap();
@@ -431,14 +410,14 @@ fn item6_r_aud_3_audit_verify_detects_a_nulled_patient_a_recomputed_chain_trunca
         forged["seq"] = Value::from(last + 100);
         std::fs::write(&checkpoints, format!("{file}{forged}\n")).unwrap();
         let n = file.lines().count() + 1;
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(
             !ok && out.contains(&format!("line {n}: its signature does not verify")),
             "{}: {out}",
             s.name
         );
         std::fs::write(&checkpoints, file).unwrap();
-        let (ok, out) = verify(s);
+        let (ok, out) = audit_verify(s);
         assert!(ok, "{}: {out}", s.name);
         assert!(
             !s.log().contains(JANE),

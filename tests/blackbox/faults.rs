@@ -2,7 +2,6 @@
 //! bounded, a fault is a 503 with `Retry-After` and no data (R-AUD-2), the server recovers by
 //! itself, and nothing acknowledged is lost: the audit chain verifies afterwards.
 
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -12,27 +11,6 @@ use diesel::Connection;
 use crate::harness::*;
 
 const JANE: &str = "9990000018";
-
-fn audit_verifies(s: &Server) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args([
-            "audit",
-            "verify",
-            "--config",
-            s.dir.join("scr.toml").to_str().unwrap_or_default(),
-        ])
-        .env("SCR_LOG", "warn")
-        .output()
-        .expect("scr audit verify");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 /// The store's path (SQLite) or URL (PostgreSQL).
 fn is_postgres(s: &Server) -> bool {
@@ -50,13 +28,18 @@ fn recovers_and_the_chain_verifies(s: &Server, path: &str, token: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(status, 200, "{}", s.log());
-    let (ok, out) = audit_verifies(s);
+    chain_verifies(s);
+}
+
+/// `scr audit verify` finds the chain intact.
+pub(crate) fn chain_verifies(s: &Server) {
+    let (ok, out) = audit_verify(s);
     assert!(ok, "{}: {out}", s.name);
 }
 
 /// Holds a lock that stops every audit write until `release` is sent: PostgreSQL an ACCESS
 /// EXCLUSIVE lock on the audit table, SQLite an exclusive transaction on the store file.
-fn hold_audit_lock(s: &Server) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+pub(crate) fn hold_audit_lock(s: &Server) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     hold_store_lock(s, "audit_event")
 }
 
@@ -206,8 +189,7 @@ fn r_aud_2_killed_store_connections_are_replaced_and_the_chain_still_verifies() 
             assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
         }
         assert_eq!(statuses.last(), Some(&200), "{statuses:?}: {}", s.log());
-        let (ok, out) = audit_verifies(&s);
-        assert!(ok, "{out}");
+        chain_verifies(&s);
     }
 }
 
@@ -429,8 +411,7 @@ fn no_lost_write_sigkill_under_load_keeps_every_acknowledged_alert_and_the_audit
             "{}: acknowledged alerts lost: {missing:?}",
             r.name
         );
-        let (ok, out) = audit_verifies(&r);
-        assert!(ok, "{}: {out}", r.name);
+        chain_verifies(&r);
         // And it serves again.
         assert_eq!(
             r.get(&format!("/Patient/{JANE}/$everything"), Some(&gp))
@@ -474,7 +455,6 @@ fn no_lost_write_an_alert_the_store_cannot_keep_is_never_201_and_one_acknowledge
             !listed.contains("Sent while the store was locked"),
             "{listed}"
         );
-        let (ok, out) = audit_verifies(&s);
-        assert!(ok, "{}: {out}", s.name);
+        chain_verifies(&s);
     }
 }

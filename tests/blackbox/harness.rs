@@ -884,3 +884,25 @@ pub fn own_servers_with(name: &'static str, edit: &dyn Fn(String) -> String) -> 
     }
     out
 }
+
+/// `scr audit verify` on a server's store: whether the chain is intact, and what it printed.
+pub fn audit_verify(s: &Server) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args([
+            "audit",
+            "verify",
+            "--config",
+            s.dir.join("scr.toml").to_str().unwrap_or_default(),
+        ])
+        .env("SCR_LOG", "warn")
+        .output()
+        .expect("scr audit verify");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

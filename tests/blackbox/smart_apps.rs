@@ -24,25 +24,40 @@ fn enc(v: &str) -> String {
 
 /// GET an absolute URL on this server, as a browser would (no redirect followed).
 fn visit(s: &Server, url: &str) -> Response {
+    visit_as(s, url, None)
+}
+
+/// [`visit`], the request carrying `X-Request-Id: request_id` when given.
+fn visit_as(s: &Server, url: &str, request_id: Option<&str>) -> Response {
     let prefix = format!("http://127.0.0.1:{}", s.port);
     let path = url
         .strip_prefix(&prefix)
         .unwrap_or_else(|| panic!("{url} is not on the server under test"));
-    request_raw(s.port, "GET", path, &[], b"")
+    let headers: Vec<(&str, &str)> = request_id
+        .map(|id| ("X-Request-Id", id))
+        .into_iter()
+        .collect();
+    request_raw(s.port, "GET", path, &headers, b"")
 }
 
 fn post_form(s: &Server, path: &str, form: &[(&str, &str)]) -> Response {
+    post_form_as(s, path, form, None)
+}
+
+/// [`post_form`], the request carrying `X-Request-Id: request_id` when given.
+fn post_form_as(
+    s: &Server,
+    path: &str,
+    form: &[(&str, &str)],
+    request_id: Option<&str>,
+) -> Response {
     let body: Vec<String> = form
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect();
-    request_raw(
-        s.port,
-        "POST",
-        path,
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        body.join("&").as_bytes(),
-    )
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    headers.extend(request_id.map(|id| ("X-Request-Id", id)));
+    request_raw(s.port, "POST", path, &headers, body.join("&").as_bytes())
 }
 
 fn location(r: &Response) -> String {
@@ -113,6 +128,17 @@ enum Ended {
 
 /// Walks authorize → development sign-in as `user` → callback; stops at the app or a page.
 fn sign_in(s: &Server, scope: &str, launch: Option<&str>, user: &str) -> Ended {
+    sign_in_as(s, scope, launch, user, None)
+}
+
+/// [`sign_in`], the callback (where the sign-in is audited) carrying `X-Request-Id`.
+fn sign_in_as(
+    s: &Server,
+    scope: &str,
+    launch: Option<&str>,
+    user: &str,
+    request_id: Option<&str>,
+) -> Ended {
     let r = request_raw(
         s.port,
         "GET",
@@ -128,7 +154,7 @@ fn sign_in(s: &Server, scope: &str, launch: Option<&str>, user: &str) -> Ended {
     let signed = visit(s, &format!("{to_idp}&user={user}"));
     let back = location(&signed);
     assert!(back.contains("/fhir/auth/callback"), "{back}");
-    arrive(s, visit(s, &back))
+    arrive(s, visit_as(s, &back, request_id))
 }
 
 fn arrive(s: &Server, r: Response) -> Ended {
@@ -510,5 +536,147 @@ fn smart_launch_endpoint_accepts_host_systems_only() {
         assert!(String::from_utf8_lossy(&r.body).contains("patient"));
         let r = s.request("POST", "/auth/launch", &[], b"{}");
         assert_eq!(r.status, 401);
+    }
+}
+
+/// The AuditEvents of the request with `X-Request-Id: request_id` among `agent`'s newest, as a
+/// privacy officer finds them.
+fn audited(s: &Server, agent: &str, request_id: &str) -> Vec<Value> {
+    let po = staff_as(s, "po-0001", "M85001", "R0001", "user/AuditEvent.rs");
+    let r = s.get(&format!("/AuditEvent?agent={agent}&_count=500"), Some(&po));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    of_type(&r.json(), "AuditEvent")
+        .into_iter()
+        .filter(|e| detail(e, "request-id").as_deref() == Some(request_id))
+        .cloned()
+        .collect()
+}
+
+/// The value of the first entity detail of this type.
+fn detail(event: &Value, kind: &str) -> Option<String> {
+    event["entity"].as_array()?.iter().find_map(|e| {
+        e["detail"].as_array()?.iter().find_map(|d| {
+            (d["type"] == kind).then(|| d["valueString"].as_str().unwrap_or_default().to_owned())
+        })
+    })
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}-{}-{}", std::process::id(), now())
+}
+
+#[test]
+fn r_aud_1_an_apps_sign_in_and_its_patient_choices_are_audited_naming_the_app() {
+    for s in servers() {
+        let (login, refused, chosen) = (unique("login"), unique("refused"), unique("chosen"));
+        let scope = "launch/patient openid patient/*.rs";
+        let page = match sign_in_as(s, scope, None, "trust-ben", Some(&login)) {
+            Ended::Page(p) => p,
+            _ => panic!("expected the patient picker"),
+        };
+        let r = post_form_as(
+            s,
+            "/fhir/auth/patient",
+            &[
+                ("session", &session_of(&page)),
+                ("nhs_number", "9990000050"),
+            ],
+            Some(&refused),
+        );
+        let page = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(page.contains("id=\"refusal\""), "{page}");
+        let r = post_form_as(
+            s,
+            "/fhir/auth/patient",
+            &[("session", &session_of(&page)), ("nhs_number", JANE)],
+            Some(&chosen),
+        );
+        code_of(arrive(s, r));
+
+        let e = audited(s, "trust-ben", &login);
+        assert_eq!(e.len(), 1, "{}: {e:?}", s.name);
+        assert_eq!(e[0]["type"]["code"], "110114", "{}", e[0]);
+        assert_eq!(e[0]["subtype"][0]["code"], "110122", "{}", e[0]);
+        assert_eq!(e[0]["outcome"], "0", "{}", e[0]);
+        assert_eq!(detail(&e[0], "client-id").as_deref(), Some(APP));
+        assert_eq!(e[0]["agent"][1]["who"]["identifier"]["value"], "RXK");
+
+        // The refused choice: the user was told "no relationship, or no record"; the trail
+        // names the patient and the rule that refused.
+        let e = audited(s, "trust-ben", &refused);
+        assert_eq!(e.len(), 1, "{}: {e:?}", s.name);
+        assert_eq!(e[0]["subtype"][0]["code"], "patient-choice", "{}", e[0]);
+        assert_eq!(e[0]["outcome"], "4", "{}", e[0]);
+        let entity = e[0]["entity"][0]["what"]["reference"].as_str();
+        assert_eq!(entity, Some("Patient/9990000050"), "{}", e[0]);
+        let rule = detail(&e[0], "decided-by").unwrap_or_default();
+        assert!(rule.starts_with("R-"), "{}", e[0]);
+        assert_eq!(detail(&e[0], "client-id").as_deref(), Some(APP));
+
+        let e = audited(s, "trust-ben", &chosen);
+        assert_eq!(e.len(), 1, "{}: {e:?}", s.name);
+        assert_eq!(e[0]["outcome"], "0", "{}", e[0]);
+        assert_eq!(
+            e[0]["entity"][0]["what"]["reference"],
+            format!("Patient/{JANE}")
+        );
+
+        // A launch used by another user than it was started for: a refused sign-in.
+        let id = launch(s, JANE, "gp-asha");
+        let stolen = unique("stolen");
+        match sign_in_as(
+            s,
+            "launch openid patient/*.rs",
+            Some(&id),
+            "trust-ben",
+            Some(&stolen),
+        ) {
+            Ended::Error(e) => assert_eq!(e, "access_denied"),
+            _ => panic!("a launch was used by another user"),
+        }
+        let e = audited(s, "trust-ben", &stolen);
+        assert_eq!(e.len(), 1, "{}: {e:?}", s.name);
+        assert_eq!(e[0]["outcome"], "4", "{}", e[0]);
+        let why = e[0]["outcomeDesc"].as_str().unwrap_or_default();
+        assert!(why.contains("R-LAUNCH-1"), "{why}");
+    }
+}
+
+#[test]
+fn r_aud_2_no_code_is_issued_for_a_sign_in_or_patient_choice_the_trail_could_not_record() {
+    for s in own_servers("smart-audit-lock", |c| c) {
+        let scope = "launch/patient openid patient/*.rs";
+        let page = match sign_in(&s, scope, None, "trust-ben") {
+            Ended::Page(p) => p,
+            _ => panic!("expected the patient picker"),
+        };
+        let (release, holder) = crate::faults::hold_audit_lock(&s);
+        let r = post_form(
+            &s,
+            "/fhir/auth/patient",
+            &[("session", &session_of(&page)), ("nhs_number", JANE)],
+        );
+        assert_eq!(
+            r.status, 200,
+            "{}: no code while the trail is locked",
+            s.name
+        );
+        let page = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(page.contains("could not answer"), "{page}");
+        match sign_in(&s, scope, None, "gp-eve") {
+            Ended::Error(e) => assert_eq!(e, "temporarily_unavailable", "{}", s.name),
+            _ => panic!("{}: a sign-in went on without its audit", s.name),
+        }
+        release.send(()).ok();
+        holder.join().ok();
+        // The same picker, once the trail can be written: the app gets its code.
+        let r = post_form(
+            &s,
+            "/fhir/auth/patient",
+            &[("session", &session_of(&page)), ("nhs_number", JANE)],
+        );
+        let (status, t) = redeem(&s, &code_of(arrive(&s, r)), VERIFIER);
+        assert_eq!(status, 200, "{t}");
+        crate::faults::chain_verifies(&s);
     }
 }

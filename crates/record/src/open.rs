@@ -235,21 +235,18 @@ impl Records {
     }
 
     /// Whether the caller may open `nhs`'s record at all, for a patient picker: the decision
-    /// opening it would make, on the patient's facts only. An unknown patient is `false`, like
-    /// a refused one, so the answer never tells them apart.
+    /// opening it would make, on the patient's facts only, kept for the audit. An unknown
+    /// patient is `false`, like a refused one, so the answer never tells them apart.
     pub async fn may_open(&self, access: &Access, nhs: &str) -> Result<bool, RecordError> {
         match self.known(nhs, Wanted::Context).await {
-            Ok((_, facts)) => Ok(self
-                .decide(
-                    access,
-                    Ask::Open {
-                        action: Action::Read,
-                    },
-                    Some(nhs),
-                    Some(&facts),
-                    &[],
-                )
-                .permitted),
+            Ok((_, facts)) => {
+                let ask = Ask::Open {
+                    action: Action::Read,
+                };
+                let decision = self.decide(access, ask, Some(nhs), Some(&facts), &[]);
+                access.touch(nhs, &decision);
+                Ok(decision.permitted)
+            }
             Err(RecordError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }

@@ -24,7 +24,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::throttle::Refusal;
 
-/// The RESTful interaction audited, as `AuditEvent.subtype` names it.
+/// What was audited, as `AuditEvent.type` and `subtype` name it: a RESTful interaction, or a
+/// step of an app's sign-in (docs/smart-apps.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subtype {
     Create,
@@ -32,16 +33,44 @@ pub enum Subtype {
     Read,
     Search,
     Operation,
+    /// A user signed in for an app (DICOM 110114 User Authentication, 110122 Login).
+    Login,
+    /// A user chose a patient in a standalone launch's patient picker: the policy's decision
+    /// whether they may open the record.
+    PatientChoice,
 }
 
+/// The identifier system of the SMART apps registered here (`[[auth.apps]]`), by client id.
+pub const SMART_APP_SYSTEM: &str = "https://scr.example.nhs.uk/Id/smart-app";
+
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+
 impl Subtype {
-    fn code(self) -> &'static str {
+    fn event_type(self) -> Value {
         match self {
-            Subtype::Create => "create",
-            Subtype::Update => "update",
-            Subtype::Read => "read",
-            Subtype::Search => "search-type",
-            Subtype::Operation => "operation",
+            Subtype::Login => {
+                json!({ "system": DCM, "code": "110114", "display": "User Authentication" })
+            }
+            _ => {
+                json!({ "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" })
+            }
+        }
+    }
+
+    fn subtype(self) -> Value {
+        let rest = |code: &str| json!({ "system": "http://hl7.org/fhir/restful-interaction", "code": code });
+        match self {
+            Subtype::Create => rest("create"),
+            Subtype::Update => rest("update"),
+            Subtype::Read => rest("read"),
+            Subtype::Search => rest("search-type"),
+            Subtype::Operation => rest("operation"),
+            Subtype::Login => json!({ "system": DCM, "code": "110122", "display": "Login" }),
+            Subtype::PatientChoice => json!({
+                "system": "https://scr.example.nhs.uk/CodeSystem/audit-subtype",
+                "code": "patient-choice",
+                "display": "Patient chosen for an app",
+            }),
         }
     }
 
@@ -117,7 +146,7 @@ fn purpose_of<'a>(access: Option<&'a Access>, touched: Option<&'a Touched>) -> &
 /// configured name, its client id), for the user agent to name alongside.
 fn peer_agent(f: &Federation) -> Value {
     json!({
-        "type": { "coding": [coding("http://dicom.nema.org/resources/ontology/DCM", "110150")], "text": "neighbouring shared care record" },
+        "type": { "coding": [coding(DCM, "110150")], "text": "neighbouring shared care record" },
         "who": { "identifier": { "system": FEDERATION_PEER_SYSTEM, "value": f.peer }, "display": f.peer },
         "altId": f.actor,
         "requestor": false,
@@ -154,12 +183,18 @@ fn decision_details(t: &Touched) -> Vec<Value> {
     details
 }
 
+/// What was done: the interaction, and what it adds to the request entity's details.
+struct Activity<'a> {
+    subtype: Subtype,
+    details: &'a [Value],
+}
+
 /// One AuditEvent (BALP RESTful activity), without `id`: the id is its sequence number.
 fn event_json(
     state: &AppState,
     req: &HttpRequest,
     access: Option<&Access>,
-    subtype: Subtype,
+    activity: &Activity<'_>,
     outcome: &Outcome,
     touched: Option<&Touched>,
     recorded: &str,
@@ -240,6 +275,7 @@ fn event_json(
         .unwrap_or_else(|| crate::request_id::of(req));
     let mut request_details = vec![json!({ "type": "request-id", "valueString": request_id })];
     request_details.extend(federation.map(federation_details).unwrap_or_default());
+    request_details.extend(activity.details.iter().cloned());
     if !query.is_empty() {
         // What a refused (or unauthenticated) caller sent is kept only in part: enough to see
         // what was tried, not whatever fills the header limit.
@@ -264,9 +300,9 @@ fn event_json(
     entities.push(request);
     json!({
         "resourceType": "AuditEvent",
-        "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" },
-        "subtype": [{ "system": "http://hl7.org/fhir/restful-interaction", "code": subtype.code() }],
-        "action": subtype.action(),
+        "type": activity.subtype.event_type(),
+        "subtype": [activity.subtype.subtype()],
+        "action": activity.subtype.action(),
         "recorded": recorded,
         "outcome": outcome.code,
         "outcomeDesc": outcome.description,
@@ -308,6 +344,44 @@ pub async fn finish(
     subtype: Subtype,
     result: Result<HttpResponse, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    let activity = Activity {
+        subtype,
+        details: &[],
+    };
+    finish_activity(state, req, access, &activity, result).await
+}
+
+/// Audits a step of an app's sign-in ([`Subtype::Login`], [`Subtype::PatientChoice`]) like a
+/// request, naming the app (`client_id`) in the request entity; the step's outcome is `result`
+/// (`Ok` done, a refusal, or a failure). Returns `result`, or the error to answer instead: 503
+/// if the audit could not be committed (the step must not go on, R-AUD-2), 429 if refusals from
+/// this address are over the limit.
+pub async fn finish_sign_in_step(
+    state: &AppState,
+    req: &HttpRequest,
+    access: Option<&Access>,
+    step: Subtype,
+    app: &str,
+    result: Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let details = [json!({ "type": "client-id", "valueString": app })];
+    let activity = Activity {
+        subtype: step,
+        details: &details,
+    };
+    let result = result.map(|()| HttpResponse::NoContent().finish());
+    finish_activity(state, req, access, &activity, result)
+        .await
+        .map(drop)
+}
+
+async fn finish_activity(
+    state: &AppState,
+    req: &HttpRequest,
+    access: Option<&Access>,
+    activity: &Activity<'_>,
+    result: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
     let Some(mut outcome) = outcome_of(&result) else {
         return result;
     };
@@ -342,7 +416,7 @@ pub async fn finish(
     let agent_org = access.and_then(|a| a.caller.organisation.clone());
     let mut events = Vec::new();
     let mut add = |t: Option<&Touched>, rule: Option<&'static str>| {
-        let resource = event_json(state, req, access, subtype, &outcome, t, &recorded);
+        let resource = event_json(state, req, access, activity, &outcome, t, &recorded);
         events.push(NewAuditEvent {
             recorded: recorded.clone(),
             patient_nhs: t.map(|t| t.nhs_number.clone()),

@@ -28,6 +28,7 @@ use scr_auth::CallerKind;
 use scr_login::{IssuedCode, PendingLogin, SignedIn};
 
 use crate::access::Access;
+use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::respond::query_pairs;
 use crate::state::AppState;
@@ -227,6 +228,16 @@ pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         Ok(signed_in) => signed_in,
         Err(e) => {
             log::warn!("sign-in at login provider {} failed: {e}", provider.name);
+            let failed = match e {
+                scr_login::LoginError::IdToken { source } => ApiError::Unauthenticated(source),
+                other => ApiError::Unavailable {
+                    detail: other.to_string(),
+                },
+            };
+            let app = &request.client_id;
+            audit::finish_sign_in_step(&state, &req, None, Subtype::Login, app, Err(failed))
+                .await
+                .ok();
             return back_to_app(
                 &request,
                 "access_denied",
@@ -234,14 +245,36 @@ pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
             );
         }
     };
-    if let Some(launch) = &pending.launch {
+    let mut access = Access::new(caller.clone());
+    access.request_id = crate::request_id::of(&req);
+    let signed_in_as = match &pending.launch {
         // The launch is bound to the user the host system started it for.
-        if launch.user != caller.subject {
+        Some(launch) if launch.user != caller.subject => {
             log::info!("authorize: a launch was used by another user than it was started for");
+            Err(ApiError::Forbidden {
+                rule: scr_policy::Rule::Launch1,
+                reason: "the launch was started for another user".into(),
+            })
+        }
+        _ => Ok(()),
+    };
+    let app = &request.client_id;
+    let step = Subtype::Login;
+    match audit::finish_sign_in_step(&state, &req, Some(&access), step, app, signed_in_as).await {
+        Ok(()) => {}
+        Err(ApiError::Forbidden { .. } | ApiError::TooManyRequests { .. }) => {
             return back_to_app(
                 &request,
                 "access_denied",
                 "this launch was started for another user",
+            )
+        }
+        Err(e) => {
+            log::warn!("sign-in not recorded, so not continued: {e}");
+            return back_to_app(
+                &request,
+                "temporarily_unavailable",
+                "the sign-in could not be recorded; try again shortly",
             );
         }
     }
@@ -290,9 +323,11 @@ pub struct PatientForm {
     nhs_number: Option<String>,
 }
 
-/// `POST /auth/patient`.
+/// `POST /auth/patient`. The decision is audited, allowed or refused (R-AUD-1), before the
+/// user goes on; if it cannot be, they do not (R-AUD-2).
 pub async fn choose_patient(
     state: web::Data<AppState>,
+    req: HttpRequest,
     form: web::Form<PatientForm>,
 ) -> HttpResponse {
     let Some(signed_in) = state.sessions.take_choice(&form.session) else {
@@ -322,16 +357,26 @@ pub async fn choose_patient(
             "the user's role is not valid",
         );
     };
-    let access = Access::new(caller);
-    match state.records.may_open(&access, &nhs).await {
-        Ok(true) => next_step(&state, signed_in, Some(nhs)).await,
-        Ok(false) => pick_patient(
+    let mut access = Access::new(caller);
+    access.request_id = crate::request_id::of(&req);
+    let decided = match state.records.may_open(&access, &nhs).await {
+        Ok(true) => Ok(()),
+        // Refused and unknown read the same, to the user and in the audit's outcome; the
+        // audit's rule column says which rule refused a known patient.
+        Ok(false) => Err(ApiError::not_found("Patient", &nhs)),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    let app = signed_in.request.client_id.clone();
+    let step = Subtype::PatientChoice;
+    match audit::finish_sign_in_step(&state, &req, Some(&access), step, &app, decided).await {
+        Ok(()) => next_step(&state, signed_in, Some(nhs)).await,
+        Err(ApiError::NotFound { .. }) => pick_patient(
             &state,
             signed_in,
             Some("You may not open this patient's record here (no legitimate relationship, or no record). Choose another patient."),
         ),
         Err(e) => {
-            log::warn!("patient picker: the decision could not be made: {e}");
+            log::warn!("patient picker: the decision could not be made or recorded: {e}");
             pick_patient(
                 &state,
                 signed_in,
