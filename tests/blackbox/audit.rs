@@ -1,8 +1,6 @@
 //! R-AUD: every access and refusal is audited before the response, the trail is hash-chained and
 //! verifiable, privacy officers search it, and patients see who looked at their record.
 
-use std::process::Command;
-
 use diesel::prelude::*;
 use serde_json::Value;
 
@@ -200,21 +198,9 @@ fn r_aud_2_no_audit_no_data() {
 }
 
 fn scr_audit(s: &Server, args: &[&str]) -> String {
-    let config = s.dir.join("scr.toml");
     let mut all = vec!["audit"];
     all.extend_from_slice(args);
-    all.extend_from_slice(&["--config", config.to_str().unwrap()]);
-    let out = Command::new(BIN)
-        .args(&all)
-        .env("SCR_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    scr_cli_ok(s, &all)
 }
 
 #[test]

@@ -885,18 +885,31 @@ pub fn own_servers_with(name: &'static str, edit: &dyn Fn(String) -> String) -> 
     out
 }
 
-/// `scr audit verify` on a server's store: whether the chain is intact, and what it printed.
-pub fn audit_verify(s: &Server) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args([
-            "audit",
-            "verify",
-            "--config",
-            s.dir.join("scr.toml").to_str().unwrap_or_default(),
-        ])
+/// `scr <args> --config <the server's config>`, as an operator runs it beside the server.
+pub fn scr_cli(s: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(s.dir.join("scr.toml"))
         .env("SCR_LOG", "warn")
         .output()
-        .expect("scr audit verify");
+        .expect("scr")
+}
+
+/// What [`scr_cli`] printed, the command having succeeded.
+pub fn scr_cli_ok(s: &Server, args: &[&str]) -> String {
+    let out = scr_cli(s, args);
+    assert!(
+        out.status.success(),
+        "scr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `scr audit verify` on a server's store: whether the chain is intact, and what it printed.
+pub fn audit_verify(s: &Server) -> (bool, String) {
+    let out = scr_cli(s, &["audit", "verify"]);
     (
         out.status.success(),
         format!(

@@ -1,8 +1,6 @@
 //! `scr ingest hl7`: idempotent per MSH-4 + MSH-10, corrections and cancellations visible on the
 //! next read, bad messages kept and counted, through the real binary and the FHIR API.
 
-use std::process::Command;
-
 use crate::harness::*;
 
 const LINDA: &str = "9990000069";
@@ -20,23 +18,10 @@ fn oru(control_id: &str, status: &str, value: &str) -> String {
 fn ingest(server: &Server, text: &str, name: &str) -> String {
     let file = server.dir.join(name);
     std::fs::write(&file, text).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "ingest",
-            "hl7",
-            "--config",
-            server.dir.join("scr.toml").to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
-        .env("SCR_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    scr_cli_ok(
+        server,
+        &["ingest", "hl7", file.to_str().unwrap_or_default()],
+    )
 }
 
 fn glucose(server: &Server) -> Vec<serde_json::Value> {

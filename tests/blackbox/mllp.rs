@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -83,18 +82,7 @@ fn crp(s: &Server) -> Vec<serde_json::Value> {
 }
 
 fn quarantine(s: &Server) -> String {
-    let out = Command::new(BIN)
-        .args([
-            "quarantine",
-            "list",
-            "--config",
-            s.dir.join("scr.toml").to_str().unwrap(),
-        ])
-        .env("SCR_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    scr_cli_ok(s, &["quarantine", "list"])
 }
 
 #[test]
@@ -171,17 +159,7 @@ fn mllp_bad_messages_get_ae_or_ar_with_a_reason_and_are_quarantined() {
             .and_then(|l| l.split_whitespace().next())
             .unwrap()
             .to_owned();
-        let out = Command::new(BIN)
-            .args([
-                "quarantine",
-                "replay",
-                "--config",
-                s.dir.join("scr.toml").to_str().unwrap(),
-                &id,
-            ])
-            .env("SCR_LOG", "warn")
-            .output()
-            .unwrap();
+        let out = scr_cli(s, &["quarantine", "replay", &id]);
         assert!(out.status.success());
         assert!(
             String::from_utf8_lossy(&out.stdout).starts_with(&format!("{id}: AE")),
@@ -736,17 +714,7 @@ fn item10_a_result_for_an_unknown_patient_is_ae_quarantined_and_replayed_once_re
         .join("\r");
         assert_eq!(msa(&send(s, &[a28])[0]).0, "AA");
         let id = line.split_whitespace().next().unwrap().to_owned();
-        let out = Command::new(BIN)
-            .args([
-                "quarantine",
-                "replay",
-                "--config",
-                s.dir.join("scr.toml").to_str().unwrap(),
-                &id,
-            ])
-            .env("SCR_LOG", "warn")
-            .output()
-            .unwrap();
+        let out = scr_cli(s, &["quarantine", "replay", &id]);
         let printed = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(printed.starts_with(&format!("{id}: AA")), "{printed}");
         let b = s
