@@ -17,9 +17,13 @@ pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Access, ApiEr
         .map(|v| v.to_str().unwrap_or("\u{0}"));
     let token = scr_auth::bearer_token(header_value)?;
     let caller = state.verifier.verify(token, scr_fhir::build::unix_now())?;
+    Ok(of_request(caller, req))
+}
+
+/// The access of `caller` in this request, under the request's own id (X-Request-Id), so its
+/// AuditEvents, Bundle and any token exchange with a neighbouring record name the same request.
+pub fn of_request(caller: scr_auth::Caller, req: &HttpRequest) -> Access {
     let mut access = Access::new(caller);
-    // The request's own id (X-Request-Id), so its AuditEvents, Bundle and any token exchange
-    // with a neighbouring record name the same request.
     access.request_id = crate::request_id::of(req);
-    Ok(access)
+    access
 }

@@ -40,9 +40,6 @@ pub enum Subtype {
     PatientChoice,
 }
 
-/// The identifier system of the SMART apps registered here (`[[auth.apps]]`), by client id.
-pub const SMART_APP_SYSTEM: &str = "https://scr.example.nhs.uk/Id/smart-app";
-
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 
 impl Subtype {

@@ -27,7 +27,7 @@ use scr_auth::apps::{self, AppGrant, AuthorizeError, AuthorizeRequest};
 use scr_auth::CallerKind;
 use scr_login::{IssuedCode, PendingLogin, SignedIn};
 
-use crate::access::Access;
+use crate::access;
 use crate::audit::{self, Subtype};
 use crate::error::ApiError;
 use crate::respond::query_pairs;
@@ -245,8 +245,7 @@ pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
             );
         }
     };
-    let mut access = Access::new(caller.clone());
-    access.request_id = crate::request_id::of(&req);
+    let access = access::of_request(caller.clone(), &req);
     let signed_in_as = match &pending.launch {
         // The launch is bound to the user the host system started it for.
         Some(launch) if launch.user != caller.subject => {
@@ -357,8 +356,7 @@ pub async fn choose_patient(
             "the user's role is not valid",
         );
     };
-    let mut access = Access::new(caller);
-    access.request_id = crate::request_id::of(&req);
+    let access = access::of_request(caller, &req);
     let decided = match state.records.may_open(&access, &nhs).await {
         Ok(true) => Ok(()),
         // Refused and unknown read the same, to the user and in the audit's outcome; the
@@ -519,7 +517,7 @@ async fn next_step(
     let Ok(caller) = acting(&signed_in) else {
         return back_to_app(&request, "access_denied", "the user's role is not valid");
     };
-    let access = Access::new(caller);
+    let access = access::Access::new(caller);
     let Some(grantable) = scr_policy::grantable(&access.subject, state.records.policy()) else {
         return back_to_app(
             &request,
