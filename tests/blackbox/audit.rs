@@ -14,10 +14,6 @@ fn privacy_officer(s: &Server) -> String {
     staff_as(s, "po-0001", "M85001", "R0001", "user/AuditEvent.rs")
 }
 
-fn unique_user(tag: &str) -> String {
-    format!("{tag}-{}-{}", std::process::id(), now())
-}
-
 fn events(s: &Server, query: &str, token: &str) -> Vec<Value> {
     let r = s.get(&format!("/AuditEvent?{query}"), Some(token));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -38,7 +34,7 @@ fn patient_of(event: &Value) -> Option<String> {
 #[test]
 fn r_aud_1_every_access_and_every_refusal_is_audited_with_the_rule() {
     for s in servers() {
-        let user = unique_user("aud1");
+        let user = unique_id("aud1");
         let t = staff_as(s, &user, "M85001", "R8000", "user/*.rs");
         assert_eq!(
             s.get(&format!("/Patient/{JANE}/$everything"), Some(&t))
@@ -101,7 +97,7 @@ fn r_aud_4_privacy_officers_search_and_nobody_else_does() {
 #[test]
 fn r_aud_5_a_patient_sees_who_accessed_their_record_by_organisation_and_role() {
     for s in servers() {
-        let user = unique_user("aud5");
+        let user = unique_id("aud5");
         let t = staff_as(s, &user, "RXK", "R8000", "user/*.rs");
         assert_eq!(
             s.get(&format!("/Patient/{JANE}/$everything"), Some(&t))
@@ -206,7 +202,7 @@ fn scr_audit(s: &Server, args: &[&str]) -> String {
 #[test]
 fn r_aud_4_break_glass_claims_await_review_until_a_privacy_officer_reviews_them() {
     for s in servers() {
-        let user = unique_user("bg-review");
+        let user = unique_id("bg-review");
         let crew = staff_as(s, &user, "RYA", "R8000", "user/*.rs");
         let body = serde_json::json!({"resourceType": "Parameters", "parameter": [
             {"name": "purpose", "valueCode": "BTG"}, {"name": "reason", "valueString": "Review test: patient collapsed"}]});

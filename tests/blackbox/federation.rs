@@ -79,12 +79,6 @@ fn with_peers(config: String) -> String {
     )
 }
 
-fn unique(tag: &str) -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{tag}-{}-{}-{n}", std::process::id(), now())
-}
-
 fn token_url(s: &Server) -> String {
     format!("{}/auth/token", s.base)
 }
@@ -97,7 +91,7 @@ fn sign_es384(claims: &Value) -> String {
 fn actor_token(s: &Server, client_id: &str) -> String {
     sign_es384(&json!({
         "iss": client_id, "sub": client_id, "aud": token_url(s),
-        "iat": now(), "exp": now() + 120, "jti": unique("actor"),
+        "iat": now(), "exp": now() + 120, "jti": unique_id("actor"),
     }))
 }
 
@@ -105,9 +99,9 @@ fn actor_token(s: &Server, client_id: &str) -> String {
 fn user_context(s: &Server, client_id: &str, user: &str, patient: &str) -> Value {
     json!({
         "iss": client_id, "aud": token_url(s), "iat": now(), "exp": now() + 120,
-        "jti": unique("subject"),
+        "jti": unique_id("subject"),
         "sub": user, "name": "Dr Asha Patel", "org_code": PEER_ORG, "role_code": "R8000",
-        "purpose_of_use": "TREAT", "patient": patient, "request_id": unique("b-request"),
+        "purpose_of_use": "TREAT", "patient": patient, "request_id": unique_id("b-request"),
         "relationship": { "rule": "R-LR-2", "org": PEER_ORG },
     })
 }
@@ -218,15 +212,6 @@ fn audited(s: &Server, user: &str) -> Vec<(Value, bool)> {
         .collect()
 }
 
-fn detail<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
-    event["entity"]
-        .as_array()?
-        .iter()
-        .flat_map(|e| e["detail"].as_array().into_iter().flatten())
-        .find(|d| d["type"] == kind)
-        .and_then(|d| d["valueString"].as_str())
-}
-
 #[test]
 fn r_fed_1_to_5_a_trusted_peers_user_reads_what_the_rules_allow_and_is_audited() {
     for s in own_servers("federation", with_peers) {
@@ -240,7 +225,7 @@ fn r_fed_1_to_5_a_trusted_peers_user_reads_what_the_rules_allow_and_is_audited()
             .any(|g| g == "urn:ietf:params:oauth:grant-type:token-exchange"));
 
         // R-FED-1, R-FED-3: the trusted peer's asserted relationship opens Jane's record.
-        let user = unique("fed-user");
+        let user = unique_id("fed-user");
         let subject = user_context(&s, TRUSTED.1, &user, JANE);
         let request_id = subject["request_id"].as_str().expect("id").to_owned();
         let token = exchange(&s, TRUSTED.1, &subject);
@@ -300,12 +285,12 @@ fn r_fed_1_to_5_a_trusted_peers_user_reads_what_the_rules_allow_and_is_audited()
             access["purposeOfEvent"][0]["coding"][0]["code"], "TREAT",
             "{text}"
         );
-        assert_eq!(detail(access, "federation-peer"), Some(TRUSTED.0));
+        assert_eq!(audit_detail(access, "federation-peer"), Some(TRUSTED.0));
         assert_eq!(
-            detail(access, "federation-request-id"),
+            audit_detail(access, "federation-request-id"),
             Some(request_id.as_str())
         );
-        assert_eq!(detail(access, "decided-by"), Some("R-FED-3"));
+        assert_eq!(audit_detail(access, "decided-by"), Some("R-FED-3"));
         let refusal = events
             .iter()
             .find(|(e, _)| e["outcome"] == "4")
@@ -364,7 +349,7 @@ fn r_fed_4_objection_and_sensitivity_apply_to_the_peers_user() {
     for s in own_servers("federation-obj", with_peers) {
         // Khan objected: the user's organisation holds nothing here, so nothing is shared,
         // and the Bundle says an objection limits it.
-        let user = unique("fed-obj");
+        let user = unique_id("fed-obj");
         let token = exchange(&s, TRUSTED.1, &user_context(&s, TRUSTED.1, &user, KHAN));
         let r = everything(&s, KHAN, &token);
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -409,7 +394,7 @@ fn r_fed_4_objection_and_sensitivity_apply_to_the_peers_user() {
 #[test]
 fn r_fed_3_an_untrusted_peers_relationship_does_not_count_but_break_glass_does() {
     for s in own_servers("federation-trust", with_peers) {
-        let user = unique("fed-untrusted");
+        let user = unique_id("fed-untrusted");
         let token = exchange(&s, UNTRUSTED.1, &user_context(&s, UNTRUSTED.1, &user, JANE));
         let r = everything(&s, JANE, &token);
         assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
@@ -432,10 +417,10 @@ fn r_fed_3_an_untrusted_peers_relationship_does_not_count_but_break_glass_does()
         assert!(*break_glass, "audited as break glass");
         assert_eq!(access["purposeOfEvent"][0]["coding"][0]["code"], "BTG");
         assert_eq!(
-            detail(access, "break-glass-reason"),
+            audit_detail(access, "break-glass-reason"),
             Some("Unconscious in ED, no history available")
         );
-        assert_eq!(detail(access, "federation-peer"), Some(UNTRUSTED.0));
+        assert_eq!(audit_detail(access, "federation-peer"), Some(UNTRUSTED.0));
         // Privacy officers find it among break-glass accesses.
         let po = staff_as(&s, "po-fed", "M85001", "R0001", "user/AuditEvent.rs");
         let r = s.get(
@@ -447,7 +432,7 @@ fn r_fed_3_an_untrusted_peers_relationship_does_not_count_but_break_glass_does()
 
         // Break glass without a reason is no grant.
         btg.as_object_mut().expect("claims").remove("reason");
-        btg["jti"] = unique("subject").into();
+        btg["jti"] = unique_id("subject").into();
         let r = post_form(
             &s,
             &exchange_form(&actor_token(&s, UNTRUSTED.1), &sign_es384(&btg)),
@@ -459,7 +444,7 @@ fn r_fed_3_an_untrusted_peers_relationship_does_not_count_but_break_glass_does()
 #[test]
 fn r_fed_1_only_configured_peers_with_their_own_keys_and_fresh_tokens_exchange() {
     for s in own_servers("federation-refuse", with_peers) {
-        let user = unique("fed-refused");
+        let user = unique_id("fed-refused");
         // An unconfigured client.
         let subject = user_context(&s, "scr-z", &user, JANE);
         let r = post_form(
@@ -476,7 +461,7 @@ fn r_fed_1_only_configured_peers_with_their_own_keys_and_fresh_tokens_exchange()
         // client's, which the server knows for another client).
         let forged_actor = scr_auth::dev::sign(
             &json!({"iss": TRUSTED.1, "sub": TRUSTED.1, "aud": token_url(&s),
-                "iat": now(), "exp": now() + 60, "jti": unique("actor")}),
+                "iat": now(), "exp": now() + 60, "jti": unique_id("actor")}),
             "ES384",
             scr_auth::dev::dev_client_private_key_pem(),
             KID,

@@ -303,6 +303,24 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
         assert!(!at_a.is_empty(), "{}: A audited the access", b.name);
         let text = serde_json::to_string(&at_a).unwrap();
         assert!(text.contains(B_NAME) && text.contains("RXK"), "{text}");
+        // The user's next request for the same patient reuses the token exchanged for the
+        // first, and A names each of B's requests by B's own id (X-Request-Id, B's Bundle.id):
+        // `request-id` is the asking request, `federation-request-id` the one whose exchange
+        // minted the token.
+        let again = everything(b, JANE, &asking);
+        let (first_id, again_id) = (bundle["id"].as_str(), again["id"].as_str());
+        let at_a = audit_events(&a, &format!("agent={user}"));
+        let named = |id: Option<&str>| -> Vec<&Value> {
+            at_a.iter()
+                .filter(|e| audit_detail(e, "request-id") == id)
+                .collect()
+        };
+        assert!(!named(first_id).is_empty(), "{}: {at_a:?}", b.name);
+        let reused = named(again_id);
+        assert!(!reused.is_empty(), "{}: {at_a:?}", b.name);
+        for e in reused {
+            assert_eq!(audit_detail(e, "federation-request-id"), first_id, "{e}");
+        }
 
         // Break glass here travels as break glass there, audited as such on both sides: an
         // ambulance crew member with no relationship with Jane in either record.

@@ -919,3 +919,20 @@ pub fn audit_verify(s: &Server) -> (bool, String) {
         ),
     )
 }
+
+/// A tag made unique to this test run and call: `{tag}-{pid}-{now}-{n}`.
+pub fn unique_id(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{tag}-{}-{}-{n}", std::process::id(), now())
+}
+
+/// The value of an AuditEvent's first entity detail of this type (`request-id`, `decided-by`).
+pub fn audit_detail<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
+    event["entity"]
+        .as_array()?
+        .iter()
+        .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+        .find(|d| d["type"] == kind)
+        .and_then(|d| d["valueString"].as_str())
+}

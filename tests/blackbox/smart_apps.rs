@@ -547,28 +547,19 @@ fn audited(s: &Server, agent: &str, request_id: &str) -> Vec<Value> {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     of_type(&r.json(), "AuditEvent")
         .into_iter()
-        .filter(|e| detail(e, "request-id").as_deref() == Some(request_id))
+        .filter(|e| audit_detail(e, "request-id") == Some(request_id))
         .cloned()
         .collect()
-}
-
-/// The value of the first entity detail of this type.
-fn detail(event: &Value, kind: &str) -> Option<String> {
-    event["entity"].as_array()?.iter().find_map(|e| {
-        e["detail"].as_array()?.iter().find_map(|d| {
-            (d["type"] == kind).then(|| d["valueString"].as_str().unwrap_or_default().to_owned())
-        })
-    })
-}
-
-fn unique(tag: &str) -> String {
-    format!("{tag}-{}-{}", std::process::id(), now())
 }
 
 #[test]
 fn r_aud_1_an_apps_sign_in_and_its_patient_choices_are_audited_naming_the_app() {
     for s in servers() {
-        let (login, refused, chosen) = (unique("login"), unique("refused"), unique("chosen"));
+        let (login, refused, chosen) = (
+            unique_id("login"),
+            unique_id("refused"),
+            unique_id("chosen"),
+        );
         let scope = "launch/patient openid patient/*.rs";
         let page = match sign_in_as(s, scope, None, "trust-ben", Some(&login)) {
             Ended::Page(p) => p,
@@ -598,7 +589,7 @@ fn r_aud_1_an_apps_sign_in_and_its_patient_choices_are_audited_naming_the_app() 
         assert_eq!(e[0]["type"]["code"], "110114", "{}", e[0]);
         assert_eq!(e[0]["subtype"][0]["code"], "110122", "{}", e[0]);
         assert_eq!(e[0]["outcome"], "0", "{}", e[0]);
-        assert_eq!(detail(&e[0], "client-id").as_deref(), Some(APP));
+        assert_eq!(audit_detail(&e[0], "client-id"), Some(APP));
         assert_eq!(e[0]["agent"][1]["who"]["identifier"]["value"], "RXK");
 
         // The refused choice: the user was told "no relationship, or no record"; the trail
@@ -609,9 +600,9 @@ fn r_aud_1_an_apps_sign_in_and_its_patient_choices_are_audited_naming_the_app() 
         assert_eq!(e[0]["outcome"], "4", "{}", e[0]);
         let entity = e[0]["entity"][0]["what"]["reference"].as_str();
         assert_eq!(entity, Some("Patient/9990000050"), "{}", e[0]);
-        let rule = detail(&e[0], "decided-by").unwrap_or_default();
+        let rule = audit_detail(&e[0], "decided-by").unwrap_or_default();
         assert!(rule.starts_with("R-"), "{}", e[0]);
-        assert_eq!(detail(&e[0], "client-id").as_deref(), Some(APP));
+        assert_eq!(audit_detail(&e[0], "client-id"), Some(APP));
 
         let e = audited(s, "trust-ben", &chosen);
         assert_eq!(e.len(), 1, "{}: {e:?}", s.name);
@@ -623,7 +614,7 @@ fn r_aud_1_an_apps_sign_in_and_its_patient_choices_are_audited_naming_the_app() 
 
         // A launch used by another user than it was started for: a refused sign-in.
         let id = launch(s, JANE, "gp-asha");
-        let stolen = unique("stolen");
+        let stolen = unique_id("stolen");
         match sign_in_as(
             s,
             "launch openid patient/*.rs",

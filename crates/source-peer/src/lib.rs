@@ -1,11 +1,13 @@
 //! A neighbouring shared care record as a live source (issue 12, `docs/federation.md`): any FHIR
 //! R4 server read over REST, for one patient at a time, on behalf of one end user.
 //!
-//! With `auth = "exchange"` (a neighbouring `scr`), every fetch first exchanges a token at the
+//! With `auth = "exchange"` (a neighbouring `scr`), a fetch first exchanges a token at the
 //! neighbour's token endpoint (RFC 8693): our client assertion is the actor, a short-lived signed
 //! statement of the end user's context is the subject, so the neighbour applies its own rules to
-//! that person and audits the access under their name. `client_credentials` (a system token,
-//! cached until shortly before it expires) and `none` read plain FHIR servers.
+//! that person and audits the access under their name. The token is reused for the same user,
+//! context and patient until shortly before it expires; every fetch names our request in
+//! `X-Request-Id`. `client_credentials` (a system token, cached until shortly before it expires)
+//! and `none` read plain FHIR servers.
 //!
 //! What comes back is labelled, never trusted: each record keeps the neighbour's `meta.source`
 //! and ODS tags and gains our source tag with the neighbour's name; its holder is its ODS tag (or
@@ -15,6 +17,7 @@
 
 mod translate;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,6 +40,10 @@ const MAX_PAGES: usize = 20;
 const MAX_ENTRIES: usize = 5_000;
 /// The largest answer body read from a neighbour.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// A token is renewed this long before it expires, so a request never starts with a dying one.
+const RENEW_EARLY_SECONDS: i64 = 30;
+/// The most exchanged tokens kept for reuse (one per user, context and patient).
+const MAX_EXCHANGED_TOKENS: usize = 10_000;
 
 /// How we authenticate at a neighbour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +94,7 @@ pub struct PeerConfig {
 }
 
 /// Who is asking, and why: what travels to the neighbour in the subject token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Asking {
     pub user_id: String,
     pub name: Option<String>,
@@ -99,8 +106,60 @@ pub struct Asking {
     pub reason: Option<String>,
     /// The rule (`R-LR-2`) and organisation that gave the caller their relationship here.
     pub relationship: Option<(String, String)>,
-    /// Ours, so both audit trails can be joined.
+    /// Ours, so both audit trails can be joined: in the subject token of an exchange, and in
+    /// `X-Request-Id` of every request.
     pub request_id: String,
+}
+
+/// A bearer token for one fetch, and whether it was reused from an earlier exchange.
+struct Bearer {
+    token: Option<String>,
+    reused: bool,
+}
+
+/// How one fetch calls the neighbour: its token and our request id.
+struct Call<'a> {
+    token: Option<&'a str>,
+    request_id: &'a str,
+}
+
+/// Tokens exchanged for a user's context (everything of [`Asking`] but the request id) and a
+/// patient, with when to stop using them (unix seconds).
+#[derive(Default)]
+struct Exchanged(Mutex<HashMap<(Asking, String), (String, i64)>>);
+
+impl Exchanged {
+    fn key(asking: &Asking, nhs: &str) -> (Asking, String) {
+        let context = Asking {
+            request_id: String::new(),
+            ..asking.clone()
+        };
+        (context, nhs.to_owned())
+    }
+
+    fn get(&self, asking: &Asking, nhs: &str, now: i64) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&Self::key(asking, nhs))
+            .filter(|(_, until)| *until > now)
+            .map(|(token, _)| token.clone())
+    }
+
+    /// Keeps a token until `until`; when full of live tokens, keeps none (the next fetch
+    /// exchanges again).
+    fn keep(&self, asking: &Asking, nhs: &str, token: &str, until: i64, now: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_EXCHANGED_TOKENS {
+            map.retain(|_, (_, u)| *u > now);
+        }
+        if map.len() < MAX_EXCHANGED_TOKENS {
+            map.insert(Self::key(asking, nhs), (token.to_owned(), until));
+        }
+    }
+
+    fn forget(&self, asking: &Asking, nhs: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&Self::key(asking, nhs));
+    }
 }
 
 /// What a neighbour answered for one patient.
@@ -119,6 +178,8 @@ pub struct PeerSource {
     in_flight: Semaphore,
     /// `client_credentials`: the token and when to stop using it (unix seconds).
     system_token: Mutex<Option<(String, i64)>>,
+    /// `exchange`: the tokens of recent exchanges, for reuse.
+    exchanged: Exchanged,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +218,7 @@ impl PeerSource {
             sensitive,
             client,
             system_token: Mutex::new(None),
+            exchanged: Exchanged::default(),
         })
     }
 
@@ -197,7 +259,34 @@ impl PeerSource {
             .acquire()
             .await
             .map_err(|e| self.unavailable(e))?;
-        let token = self.token(asking, nhs).await?;
+        let bearer = self.token(asking, nhs).await?;
+        let call = Call {
+            token: bearer.token.as_deref(),
+            request_id: &asking.request_id,
+        };
+        match self.read(&call, nhs, wanted).await {
+            // A reused token the neighbour no longer accepts (it restarted with another key,
+            // say): forgotten, and the fetch made once more with a fresh token.
+            Err(SourceError::Refused { status: 401, .. }) if bearer.reused => {
+                self.forget_token(asking, nhs);
+                let fresh = self.token(asking, nhs).await?;
+                let call = Call {
+                    token: fresh.token.as_deref(),
+                    ..call
+                };
+                self.read(&call, nhs, wanted).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// The patient's records at the neighbour, with this call's token.
+    async fn read(
+        &self,
+        call: &Call<'_>,
+        nhs: &str,
+        wanted: Wanted,
+    ) -> Result<PeerAnswer, SourceError> {
         let base = &self.config.base_url;
         let mut resources = Vec::new();
         let mut warnings = Vec::new();
@@ -210,7 +299,7 @@ impl PeerSource {
                     "{base}/Patient?identifier={}",
                     encode(&format!("{}|{nhs}", systems::NHS_NUMBER))
                 );
-                let found = self.search(&url, token.as_deref(), &mut warnings).await?;
+                let found = self.search(&url, call, &mut warnings).await?;
                 let Some(patient) = found
                     .into_iter()
                     .find(|r| r["resourceType"] == "Patient" && r["id"].is_string())
@@ -233,16 +322,13 @@ impl PeerSource {
         };
         let need_patient = resources.is_empty();
         if need_patient && !matches!(wanted, Wanted::Everything) {
-            match self
-                .get(&format!("{base}/Patient/{pid}"), token.as_deref())
-                .await?
-            {
+            match self.get(&format!("{base}/Patient/{pid}"), call).await? {
                 Some(patient) => resources.push(patient),
                 None => return Ok(PeerAnswer::default()),
             }
         }
         if let Some(url) = more {
-            resources.extend(self.search(&url, token.as_deref(), &mut warnings).await?);
+            resources.extend(self.search(&url, call, &mut warnings).await?);
         }
         let records = translate(
             &self.config.name,
@@ -255,14 +341,17 @@ impl PeerSource {
     }
 
     /// The bearer token for this fetch, if the neighbour wants one.
-    async fn token(&self, asking: &Asking, nhs: &str) -> Result<Option<String>, SourceError> {
+    async fn token(&self, asking: &Asking, nhs: &str) -> Result<Bearer, SourceError> {
         let now = scr_fhir::build::unix_now();
-        match &self.config.auth {
-            PeerAuth::None => Ok(None),
+        let token = match &self.config.auth {
+            PeerAuth::None => None,
             PeerAuth::ClientCredentials(key) => {
                 if let Some((token, until)) = self.cached_system_token() {
                     if until > now {
-                        return Ok(Some(token));
+                        return Ok(Bearer {
+                            token: Some(token),
+                            reused: true,
+                        });
                     }
                 }
                 let form = vec![
@@ -275,13 +364,18 @@ impl PeerSource {
                     ("scope", "system/*.rs".to_owned()),
                 ];
                 let (token, expires_in) = self.post_token(&key.token_url, &form).await?;
-                // Renewed 30 seconds early, so a request never starts with a dying token.
-                let until = now + (expires_in - 30).max(0);
+                let until = now + (expires_in - RENEW_EARLY_SECONDS).max(0);
                 *self.system_token.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((token.clone(), until));
-                Ok(Some(token))
+                Some(token)
             }
             PeerAuth::Exchange(key) => {
+                if let Some(token) = self.exchanged.get(asking, nhs, now) {
+                    return Ok(Bearer {
+                        token: Some(token),
+                        reused: true,
+                    });
+                }
                 let subject = subject_token(key, asking, nhs, now)
                     .map_err(|e| self.unavailable(format!("the subject token: {e}")))?;
                 let form = vec![
@@ -293,8 +387,26 @@ impl PeerSource {
                     ("requested_token_type", ACCESS_TOKEN_TYPE.to_owned()),
                     ("scope", "user/*.rs".to_owned()),
                 ];
-                Ok(Some(self.post_token(&key.token_url, &form).await?.0))
+                let (token, expires_in) = self.post_token(&key.token_url, &form).await?;
+                let until = now + (expires_in - RENEW_EARLY_SECONDS).max(0);
+                self.exchanged.keep(asking, nhs, &token, until, now);
+                Some(token)
             }
+        };
+        Ok(Bearer {
+            token,
+            reused: false,
+        })
+    }
+
+    /// Stops reusing the token this fetch used.
+    fn forget_token(&self, asking: &Asking, nhs: &str) {
+        match &self.config.auth {
+            PeerAuth::None => {}
+            PeerAuth::ClientCredentials(_) => {
+                *self.system_token.lock().unwrap_or_else(|p| p.into_inner()) = None
+            }
+            PeerAuth::Exchange(_) => self.exchanged.forget(asking, nhs),
         }
     }
 
@@ -358,8 +470,8 @@ impl PeerSource {
     }
 
     /// One resource; `None` for 404 or 410.
-    async fn get(&self, url: &str, token: Option<&str>) -> Result<Option<Value>, SourceError> {
-        let response = self.send(url, token).await?;
+    async fn get(&self, url: &str, call: &Call<'_>) -> Result<Option<Value>, SourceError> {
+        let response = self.send(url, call).await?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
             return Ok(None);
@@ -376,7 +488,7 @@ impl PeerSource {
     async fn search(
         &self,
         first: &str,
-        token: Option<&str>,
+        call: &Call<'_>,
         warnings: &mut Vec<String>,
     ) -> Result<Vec<Value>, SourceError> {
         let mut out = Vec::new();
@@ -384,7 +496,7 @@ impl PeerSource {
         let mut pages = 0;
         while let Some(u) = url.take() {
             pages += 1;
-            let response = self.send(&u, token).await?;
+            let response = self.send(&u, call).await?;
             let status = response.status();
             if status == reqwest::StatusCode::NOT_FOUND {
                 return Ok(out);
@@ -409,12 +521,13 @@ impl PeerSource {
         Ok(out)
     }
 
-    async fn send(&self, url: &str, token: Option<&str>) -> Result<reqwest::Response, SourceError> {
+    async fn send(&self, url: &str, call: &Call<'_>) -> Result<reqwest::Response, SourceError> {
         let mut request = self
             .client
             .get(url)
-            .header("Accept", "application/fhir+json");
-        if let Some(t) = token {
+            .header("Accept", "application/fhir+json")
+            .header("X-Request-Id", call.request_id);
+        if let Some(t) = call.token {
             request = request.bearer_auth(t);
         }
         request.send().await.map_err(|e| self.failed(e))
@@ -562,5 +675,77 @@ mod tests {
             encode("https://fhir.nhs.uk/Id/nhs-number|9990000018"),
             "https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9990000018"
         );
+    }
+
+    fn asking(user: &str, purpose: &str, request_id: &str) -> Asking {
+        Asking {
+            user_id: user.into(),
+            name: Some("Dr Test".into()),
+            org_code: "RXK".into(),
+            role_code: "R8000".into(),
+            purpose_of_use: purpose.into(),
+            reason: None,
+            relationship: Some(("R-LR-2".into(), "RXK".into())),
+            request_id: request_id.into(),
+        }
+    }
+
+    #[test]
+    fn r_fed_5_an_exchanged_token_is_reused_only_for_the_same_user_context_and_patient() {
+        let kept = Exchanged::default();
+        let first = asking("u1", "TREAT", "req-1");
+        kept.keep(&first, "9990000018", "token-1", 1_270, 1_000);
+        // Another request of the same user, context and patient: reused.
+        let again = asking("u1", "TREAT", "req-2");
+        assert_eq!(
+            kept.get(&again, "9990000018", 1_100).as_deref(),
+            Some("token-1")
+        );
+        // Anything else of the context differs: a new exchange.
+        assert_eq!(kept.get(&again, "9990000026", 1_100), None, "patient");
+        assert_eq!(
+            kept.get(&asking("u2", "TREAT", "req-3"), "9990000018", 1_100),
+            None,
+            "user"
+        );
+        let glass = Asking {
+            reason: Some("unconscious".into()),
+            ..asking("u1", "ETREAT", "req-4")
+        };
+        assert_eq!(kept.get(&glass, "9990000018", 1_100), None, "purpose");
+        let elsewhere = Asking {
+            relationship: None,
+            ..asking("u1", "TREAT", "req-5")
+        };
+        assert_eq!(
+            kept.get(&elsewhere, "9990000018", 1_100),
+            None,
+            "relationship"
+        );
+        // Not at or after the time to renew it, and not once forgotten.
+        assert_eq!(kept.get(&again, "9990000018", 1_270), None, "expired");
+        kept.forget(&again, "9990000018");
+        assert_eq!(kept.get(&again, "9990000018", 1_100), None, "forgotten");
+    }
+
+    #[test]
+    fn exchanged_tokens_kept_are_bounded_and_expired_ones_make_room() {
+        let kept = Exchanged::default();
+        for i in 0..MAX_EXCHANGED_TOKENS {
+            kept.keep(
+                &asking(&format!("u{i}"), "TREAT", "r"),
+                "9990000018",
+                "t",
+                1_100,
+                1_000,
+            );
+        }
+        let late = asking("late", "TREAT", "r");
+        kept.keep(&late, "9990000018", "t", 1_100, 1_000);
+        assert_eq!(kept.get(&late, "9990000018", 1_050), None, "full: not kept");
+        // Once the others have expired, a new one fits.
+        kept.keep(&late, "9990000018", "t", 1_400, 1_200);
+        assert_eq!(kept.get(&late, "9990000018", 1_300).as_deref(), Some("t"));
+        assert_eq!(kept.0.lock().map(|m| m.len()).unwrap_or(0), 1);
     }
 }
