@@ -6,7 +6,11 @@ neighbour by token exchange (docs/federation.md). The same staff user asks for t
 $everything:
 
   local      A alone: what A does for its own clinician (A's peer left out)
-  federated  B: B's own sources, then A asked by token exchange, both records merged
+  federated  B: B's own sources, then A asked by token exchange, both records merged; one
+             user, so after the first request per patient B reuses the exchanged token
+  federated, a new user each request
+             the same, but every request line is another user (--users of them), so nearly
+             every request exchanges a token first: the cost without reuse
 
 Standard library only; the load comes from wrk (as bench/region.py).
 
@@ -53,6 +57,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--patients", type=int, default=200)
+    ap.add_argument("--users", type=int, default=10000,
+                    help="users of the last row, one request line each")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench-federation"))
     args = ap.parse_args()
     region.ensure_wrk()
@@ -93,10 +99,17 @@ trust_relationships = true
             servers.append(s)
             region.wait_until_up(f"{base[k]}/metadata", s.proc)
         results = {}
-        for k, label in (("a", "local"), ("b", "federated")):
-            token = subprocess.run([str(scr), "token", "staff", "--org", "RXK", "--role", "R8000",
-                                    "--aud", base[k], "--lifetime", "7200"],
-                                   check=True, capture_output=True, text=True).stdout.split()[-1]
+
+        def token_for(k, sub=None):
+            extra = ["--sub", sub] if sub else []
+            return subprocess.run([str(scr), "token", "staff", "--org", "RXK", "--role", "R8000",
+                                   "--aud", base[k], "--lifetime", "7200", *extra],
+                                  check=True, capture_output=True, text=True).stdout.split()[-1]
+
+        rows = (("a", "local", 1), ("b", "federated", 1),
+                ("b", "federated, a new user each request", args.users))
+        for k, label, users in rows:
+            token = token_for(k)
             sizes = []
             for nhs in FIXTURES:
                 req = urllib.request.Request(f"{base[k]}/Patient/{nhs}/$everything",
@@ -104,8 +117,12 @@ trust_relationships = true
                 with urllib.request.urlopen(req, timeout=30) as r:
                     body = r.read()
                 sizes.append(len(body))
-            lines = region.write_lines(out / f"{k}.paths",
-                                       [(f"/fhir/Patient/{n}/$everything", token) for n in FIXTURES])
+            if users == 1:
+                paths = [(f"/fhir/Patient/{n}/$everything", token) for n in FIXTURES]
+            else:
+                paths = [(f"/fhir/Patient/{FIXTURES[i % len(FIXTURES)]}/$everything",
+                          token_for(k, f"bench-user-{i}")) for i in range(users)]
+            lines = region.write_lines(out / f"{k}-{users}.paths", paths)
             r = region.run_wrk(f"http://127.0.0.1:{ports[k]}", lines, args.duration, args.connections,
                                servers[0 if k == "a" else 1].proc.pid)
             r["bytes"] = sum(sizes) // len(sizes)
