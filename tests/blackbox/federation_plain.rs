@@ -321,6 +321,29 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
         for e in reused {
             assert_eq!(audit_detail(e, "federation-request-id"), first_id, "{e}");
         }
+        // A restarts with a new signing key: the token B kept no longer verifies there. A
+        // refuses it once (401), B drops it and exchanges afresh, and the user notices nothing.
+        a.kill();
+        std::fs::remove_file(a.dir.join("token-signing-key.pem")).expect("A's signing key");
+        a = a.restart();
+        let fresh = everything(b, JANE, &asking);
+        assert_eq!(
+            clinical_ids(&fresh, |r| tagged(r, A_NAME)),
+            expected,
+            "{}: {}",
+            b.name,
+            warnings(&fresh)
+        );
+        let fresh_id = fresh["id"].as_str();
+        let at_a = audit_events(&a, &format!("agent={user}"));
+        let named: Vec<&Value> = at_a
+            .iter()
+            .filter(|e| audit_detail(e, "request-id") == fresh_id)
+            .collect();
+        assert!(!named.is_empty(), "{}: {at_a:?}", b.name);
+        for e in named {
+            assert_eq!(audit_detail(e, "federation-request-id"), fresh_id, "{e}");
+        }
 
         // Break glass here travels as break glass there, audited as such on both sides: an
         // ambulance crew member with no relationship with Jane in either record.
