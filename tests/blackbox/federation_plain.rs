@@ -225,6 +225,40 @@ fn audit_events(s: &Server, query: &str) -> Vec<Value> {
         .collect()
 }
 
+/// B's `$everything` of Jane for `asking`, A's part of it exactly `expected` (what A's rules give
+/// its own clinician of the same organisation and role).
+fn everything_with_a(b: &Server, asking: &str, expected: &BTreeSet<String>) -> Value {
+    let bundle = everything(b, JANE, asking);
+    assert_eq!(
+        &clinical_ids(&bundle, |r| tagged(r, A_NAME)),
+        expected,
+        "{}: {}",
+        b.name,
+        warnings(&bundle)
+    );
+    bundle
+}
+
+/// The `federation-request-id` of each of A's AuditEvents of `user` naming B's request
+/// `request_id` (there is at least one): B's request whose exchange minted the token it used.
+fn exchanged_by(a: &Server, user: &str, request_id: &str) -> Vec<String> {
+    let at_a = audit_events(a, &format!("agent={user}"));
+    let minted: Vec<String> = at_a
+        .iter()
+        .filter(|e| audit_detail(e, "request-id") == Some(request_id))
+        .map(|e| {
+            audit_detail(e, "federation-request-id")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        !minted.is_empty(),
+        "A names B's request {request_id}: {at_a:?}"
+    );
+    minted
+}
+
 #[test]
 fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_user() {
     // A on SQLite. Its [[sources.peer]] points back at each B in turn: A starts naming an
@@ -270,16 +304,9 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
             .map(|id| format!("{A_NAME}.{id}"))
             .collect();
 
-        let bundle = everything(b, JANE, &asking);
         // R-FED-4: the neighbour applied its rules to this user, exactly as to its own
         // clinician of the same organisation and role.
-        assert_eq!(
-            clinical_ids(&bundle, |r| tagged(r, A_NAME)),
-            expected,
-            "{}: {}",
-            b.name,
-            warnings(&bundle)
-        );
+        let bundle = everything_with_a(b, &asking, &expected);
         // Alerts first across both records: every Flag comes before every other record.
         let kinds: Vec<&str> = bundle["entry"]
             .as_array()
@@ -307,42 +334,27 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
         // first, and A names each of B's requests by B's own id (X-Request-Id, B's Bundle.id):
         // `request-id` is the asking request, `federation-request-id` the one whose exchange
         // minted the token.
-        let again = everything(b, JANE, &asking);
-        let (first_id, again_id) = (bundle["id"].as_str(), again["id"].as_str());
-        let at_a = audit_events(&a, &format!("agent={user}"));
-        let named = |id: Option<&str>| -> Vec<&Value> {
-            at_a.iter()
-                .filter(|e| audit_detail(e, "request-id") == id)
-                .collect()
-        };
-        assert!(!named(first_id).is_empty(), "{}: {at_a:?}", b.name);
-        let reused = named(again_id);
-        assert!(!reused.is_empty(), "{}: {at_a:?}", b.name);
-        for e in reused {
-            assert_eq!(audit_detail(e, "federation-request-id"), first_id, "{e}");
+        let again = everything_with_a(b, &asking, &expected);
+        let first_id = bundle["id"].as_str().unwrap_or_default();
+        for minted_by in exchanged_by(&a, &user, first_id)
+            .into_iter()
+            .chain(exchanged_by(
+                &a,
+                &user,
+                again["id"].as_str().unwrap_or_default(),
+            ))
+        {
+            assert_eq!(minted_by, first_id, "{}", b.name);
         }
         // A restarts with a new signing key: the token B kept no longer verifies there. A
         // refuses it once (401), B drops it and exchanges afresh, and the user notices nothing.
         a.kill();
         std::fs::remove_file(a.dir.join("token-signing-key.pem")).expect("A's signing key");
         a = a.restart();
-        let fresh = everything(b, JANE, &asking);
-        assert_eq!(
-            clinical_ids(&fresh, |r| tagged(r, A_NAME)),
-            expected,
-            "{}: {}",
-            b.name,
-            warnings(&fresh)
-        );
-        let fresh_id = fresh["id"].as_str();
-        let at_a = audit_events(&a, &format!("agent={user}"));
-        let named: Vec<&Value> = at_a
-            .iter()
-            .filter(|e| audit_detail(e, "request-id") == fresh_id)
-            .collect();
-        assert!(!named.is_empty(), "{}: {at_a:?}", b.name);
-        for e in named {
-            assert_eq!(audit_detail(e, "federation-request-id"), fresh_id, "{e}");
+        let fresh = everything_with_a(b, &asking, &expected);
+        let fresh_id = fresh["id"].as_str().unwrap_or_default();
+        for minted_by in exchanged_by(&a, &user, fresh_id) {
+            assert_eq!(minted_by, fresh_id, "{}", b.name);
         }
 
         // Break glass here travels as break glass there, audited as such on both sides: an
