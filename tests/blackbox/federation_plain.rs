@@ -225,6 +225,17 @@ fn audit_events(s: &Server, query: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The resources of a Bundle from A, its Patient aside.
+fn records_of_a(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .filter(|r| tagged(r, A_NAME) && r["resourceType"] != "Patient")
+        .collect()
+}
+
 /// B's `$everything` of Jane for `asking`, A's part of it exactly `expected` (what A's rules give
 /// its own clinician of the same organisation and role).
 fn everything_with_a(b: &Server, asking: &str, expected: &BTreeSet<String>) -> Value {
@@ -324,6 +335,32 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
             "{}: alerts first: {kinds:?}",
             b.name
         );
+
+        // A's records read by id through B, as a Bundle entry's fullUrl names them: each as
+        // the Bundle gave it. An id B never served, and a caller who may not open Jane's
+        // record, get 404 as for nothing at all.
+        let of_a = records_of_a(&bundle);
+        assert!(!of_a.is_empty(), "{}", b.name);
+        let path_of = |r: &Value| {
+            format!(
+                "/{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            )
+        };
+        for r in &of_a {
+            let got = b.get(&path_of(r), Some(&asking));
+            let body = String::from_utf8_lossy(&got.body);
+            assert_eq!(got.status, 200, "{}: {}: {body}", b.name, path_of(r));
+            assert_eq!(got.json()["id"], r["id"], "{body}");
+        }
+        let stranger = staff_as(b, &unique_id("fed-stranger"), "RYA", "R8000", "user/*.rs");
+        assert_eq!(b.get(&path_of(of_a[0]), Some(&stranger)).status, 404);
+        let never = format!(
+            "/{}/{A_NAME}.never-served",
+            of_a[0]["resourceType"].as_str().unwrap_or_default()
+        );
+        assert_eq!(b.get(&never, Some(&asking)).status, 404);
 
         // R-FED-5: A's audit trail names B's user, their organisation and the peer.
         let at_a = audit_events(&a, &format!("agent={user}"));
@@ -431,13 +468,7 @@ fn r_fed_two_records_federated_both_ways_apply_their_own_rules_to_the_asking_use
     let r = b.get(&format!("/Patient/{JANE}/$everything"), Some(&asking));
     assert_eq!(r.status, 200);
     let bundle = r.json();
-    let from_a: Vec<&Value> = bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["resource"])
-        .filter(|r| tagged(r, A_NAME) && r["resourceType"] != "Patient")
-        .collect();
+    let from_a = records_of_a(&bundle);
     // A counts no organisation as a federated caller's own (its code is only asserted by the
     // neighbour), so under A's objection nothing of A's leaves, RXK's included.
     assert!(from_a.is_empty(), "R-OBJ-2 at A: {from_a:?}");

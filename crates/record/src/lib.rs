@@ -75,6 +75,8 @@ pub struct Records {
     source_timeout: Duration,
     /// The neighbouring records (issue 12), asked after the sources.
     peers: Vec<Arc<scr_source_peer::PeerSource>>,
+    /// Whose each neighbour's record served here is, for reads by id.
+    neighbour_ids: neighbours::NeighbourRecordIds,
 }
 
 impl Records {
@@ -92,6 +94,7 @@ impl Records {
             policy,
             source_timeout,
             peers: Vec::new(),
+            neighbour_ids: Default::default(),
         }
     }
 

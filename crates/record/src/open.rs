@@ -411,6 +411,9 @@ impl Records {
     ) -> Result<Record, RecordError> {
         let not_found = || RecordError::not_found(resource_type, id);
         let (source_name, key) = scr_source::split_id(id).ok_or_else(not_found)?;
+        if self.is_neighbour(source_name) {
+            return self.read_from_neighbour(access, resource_type, id).await;
+        }
         let source = self.source(source_name).ok_or_else(not_found)?;
         let record = gather::read_record(self, source, resource_type, key.to_owned())
             .await?

@@ -1,7 +1,9 @@
 //! `GET /{type}/{id}`: one resource by id.
 //!
 //! A Patient's id is their NHS number; the Patient is merged from every source that knows them.
-//! Any other id is `{source}.{native key}` and is read from that source alone.
+//! Any other id is `{source}.{native key}` and is read from that source alone; a neighbouring
+//! record's (`{neighbour}.{their id}`) by opening again the record of the patient it was served
+//! for (docs/federation.md).
 //!
 //! `Last-Modified` is `meta.lastUpdated`; `If-Modified-Since` (without `If-None-Match`) not older
 //! than it answers 304 without a body.
