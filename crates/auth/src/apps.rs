@@ -65,6 +65,9 @@ pub struct AuthorizeRequest {
     pub code_challenge: String,
     /// The EHR launch id the host system registered, if any.
     pub launch: Option<String>,
+    /// The app's OpenID Connect `nonce`, returned in the id token (OIDC Core 3.1.2.1).
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -258,6 +261,7 @@ pub fn authorize_request(
     if scope.is_empty() {
         return Err(back("invalid_scope", "scope is required"));
     }
+    let nonce = one("nonce")?.map(str::to_owned);
     let launch = match one("launch")? {
         Some(l) if l.len() <= 128 && l.bytes().all(is_base64url) => Some(l.to_owned()),
         Some(_) => return Err(back("invalid_request", "launch is not a launch id")),
@@ -270,6 +274,7 @@ pub fn authorize_request(
         state,
         code_challenge,
         launch,
+        nonce,
     })
 }
 
@@ -381,6 +386,10 @@ pub struct AppGrant {
     pub patient: Option<String>,
     pub family: String,
     pub family_expires_at: i64,
+    /// The app's OpenID Connect `nonce` from its authorize request, returned in every id token
+    /// of this sign-in (OIDC Core 3.1.2.1 and 12.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 impl AppGrant {
@@ -494,6 +503,9 @@ mod tests {
         let r = r.expect("accepted");
         assert_eq!(r.scope, vec!["launch", "openid", "patient/*.rs"]);
         assert_eq!(r.launch.as_deref(), Some("abc"));
+        assert_eq!(r.nonce, None);
+        let r = authorize_request(&pairs(&[("nonce", "n-1")], &[]), &[app()], AUD);
+        assert_eq!(r.expect("accepted").nonce.as_deref(), Some("n-1"));
     }
 
     #[test]

@@ -275,6 +275,14 @@ impl Verifier {
         now_unix: i64,
     ) -> Result<(Caller, Map<String, Value>), AuthError> {
         let mut verified = self.verify_registered(id_token, now_unix, false)?;
+        // OIDC Core 3.1.3.7: an id token for several audiences must name this client as its
+        // authorised party, and an `azp` present must be this client.
+        let several = matches!(verified.claims.get("aud"), Some(Value::Array(a)) if a.len() > 1);
+        match verified.claims.get("azp") {
+            Some(Value::String(azp)) if *azp == self.audience => {}
+            None if !several => {}
+            _ => return Err(AuthError::WrongAudience),
+        }
         let limits = self.limits_of(&verified.issuer)?;
         let claims = verified.claims.clone();
         verified
@@ -679,6 +687,35 @@ mod tests {
             assert_eq!(caller.subject, "client-1");
             assert_eq!(caller.organisation.as_deref(), Some("RXK"));
             assert_eq!(caller.expires_at, NOW + 300);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_id_token_for_several_audiences_must_name_this_client_as_azp() -> TestResult {
+        let (kid, alg, pem) = &test_keys().keys[0];
+        let id = |aud: Value, azp: Option<&str>| {
+            let mut c = json!({
+                "iss": ISS, "aud": aud, "sub": "gp-asha", "exp": NOW + 300, "iat": NOW,
+                "nhs_number": "9990000018", "identity_proofing_level": "P9",
+            });
+            if let Some(azp) = azp {
+                c["azp"] = json!(azp);
+            }
+            dev::sign(&c, alg.name(), pem, kid)
+        };
+        let v = verifier()?;
+        assert!(v.verify_sign_in(&id(json!(AUD), None)?, NOW).is_ok());
+        assert!(v
+            .verify_sign_in(&id(json!([AUD, "other"]), Some(AUD))?, NOW)
+            .is_ok());
+        for (aud, azp) in [
+            (json!([AUD, "other"]), None),
+            (json!([AUD, "other"]), Some("other")),
+            (json!(AUD), Some("other")),
+        ] {
+            let refused = v.verify_sign_in(&id(aud, azp)?, NOW);
+            assert!(matches!(refused, Err(AuthError::WrongAudience)), "{azp:?}");
         }
         Ok(())
     }

@@ -326,6 +326,9 @@ impl TokenService {
             if let Some(name) = grant.identity.get("name") {
                 id["name"] = name.clone();
             }
+            if let Some(nonce) = &grant.nonce {
+                id["nonce"] = json!(nonce);
+            }
             Some(self.signed(&id)?)
         } else {
             None
@@ -799,6 +802,7 @@ mod tests {
             patient: Some("9990000018".into()),
             family: "fam".into(),
             family_expires_at,
+            nonce: Some("app-nonce".into()),
         }
     }
 
@@ -825,7 +829,16 @@ mod tests {
         assert_eq!(caller.kind, CallerKind::Staff);
         assert_eq!(caller.organisation.as_deref(), Some("RXK"));
         assert_eq!(caller.patient_context.as_deref(), Some("9990000018"));
-        assert!(tokens.id_token.is_some());
+        let id_token = tokens.id_token.unwrap_or_default();
+        let payload = id_token.split('.').nth(1).unwrap_or_default();
+        let id_claims: serde_json::Value = {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap_or_default();
+            serde_json::from_slice(&bytes).unwrap_or_default()
+        };
+        assert_eq!(id_claims["nonce"], "app-nonce", "OIDC Core 3.1.2.1");
         // The refresh token is no access token (its audience is the token endpoint).
         let refresh = tokens.refresh_token.unwrap();
         assert!(verifier.verify(&refresh, now).is_err());

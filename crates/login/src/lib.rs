@@ -9,14 +9,13 @@
 //!   as every token) against the provider's keys, with its nonce.
 //! - [`Sessions`]: the short-lived state between the steps of a sign-in (the pending login, the
 //!   signed-in user awaiting a role or patient choice, the authorization code, the EHR launch),
-//!   each single use with its own expiry, bounded in number; plus the role each user confirmed
-//!   and the refresh token families revoked after a reuse. It is held in memory: a restart ends
-//!   sign-ins in progress (apps start again) and forgets confirmed roles (users confirm again).
+//!   each single use with its own expiry; plus the role each user confirmed and the refresh
+//!   token families revoked after a reuse. It is held in the store (`scr_store::sign_in`), so a
+//!   restart or another instance on the same store carries every step on, and never revives a
+//!   spent code or a revoked family. Sign-ins in progress are capped per client address.
 //!
 //! Nothing here logs a token, a code or a claim value.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use scr_auth::apps::{AppGrant, AuthorizeRequest};
@@ -325,7 +324,7 @@ pub fn random_token() -> String {
 }
 
 /// A sign-in on its way to the login provider.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingLogin {
     pub request: AuthorizeRequest,
     pub nonce: String,
@@ -346,8 +345,58 @@ pub struct SignedIn {
     pub role: Option<String>,
 }
 
+/// [`SignedIn`] as it is stored: the verified id token's claims, from which the caller is
+/// built again exactly as at sign-in.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSignedIn {
+    request: AuthorizeRequest,
+    launch: Option<Launch>,
+    issuer: String,
+    subject: String,
+    token_id: String,
+    expires_at: i64,
+    claims: Map<String, Value>,
+    role: Option<String>,
+}
+
+impl StoredSignedIn {
+    fn of(s: &SignedIn) -> StoredSignedIn {
+        StoredSignedIn {
+            request: s.request.clone(),
+            launch: s.launch.clone(),
+            issuer: s.caller.issuer.clone(),
+            subject: s.caller.subject.clone(),
+            token_id: s.caller.token_id.clone(),
+            expires_at: s.caller.expires_at,
+            claims: s.claims.clone(),
+            role: s.role.clone(),
+        }
+    }
+
+    fn signed_in(self) -> Result<SignedIn, SessionError> {
+        let mut claims = self.claims.clone();
+        claims.insert("scope".to_owned(), Value::String("openid".to_owned()));
+        let caller = Caller::from_claims(scr_auth::jwt::VerifiedClaims {
+            issuer: self.issuer,
+            subject: self.subject,
+            token_id: self.token_id,
+            expires_at: self.expires_at,
+            issued_at: 0,
+            claims,
+        })
+        .map_err(|_| SessionError::Corrupt)?;
+        Ok(SignedIn {
+            request: self.request,
+            launch: self.launch,
+            caller,
+            claims: self.claims,
+            role: self.role,
+        })
+    }
+}
+
 /// An authorization code's grant, for the app that asked. (No `Debug`: it holds claims.)
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct IssuedCode {
     pub grant: AppGrant,
     pub redirect_uri: String,
@@ -355,7 +404,7 @@ pub struct IssuedCode {
 }
 
 /// An EHR launch registered by a host system.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Launch {
     /// The patient in context (NHS number).
     pub patient: String,
@@ -367,155 +416,252 @@ pub struct Launch {
 }
 
 /// How long each kind of state lives.
-pub const LOGIN_SECONDS: u64 = 600;
-pub const CODE_SECONDS: u64 = 60;
-pub const LAUNCH_SECONDS: u64 = 300;
-/// The most entries of each kind held at once; beyond it new sign-ins wait (503).
-pub const MAX_ENTRIES: usize = 20_000;
+pub const LOGIN_SECONDS: i64 = 600;
+pub const CODE_SECONDS: i64 = 60;
+pub const LAUNCH_SECONDS: i64 = 300;
+/// How long a confirmed role is remembered (the user confirms again after it).
+pub const ROLE_SECONDS: i64 = 90 * 24 * 3600;
 
-struct Expiring<T> {
-    entries: HashMap<String, (T, Instant)>,
+/// Why sign-in state could not be kept or read: the user is told to try again shortly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error("the sign-in state could not be read or written")]
+    Store {
+        #[from]
+        source: scr_store::StoreError,
+    },
+    #[error("stored sign-in state could not be read back")]
+    Corrupt,
+    #[error("the sign-in state task did not finish")]
+    Task,
 }
 
-impl<T> Expiring<T> {
-    fn new() -> Self {
-        Expiring {
-            entries: HashMap::new(),
-        }
-    }
-
-    fn put(&mut self, key: String, value: T, ttl: Duration) -> bool {
-        let now = Instant::now();
-        if self.entries.len() >= MAX_ENTRIES {
-            self.entries.retain(|_, (_, until)| *until > now);
-            if self.entries.len() >= MAX_ENTRIES {
-                return false;
-            }
-        }
-        self.entries.insert(key, (value, now + ttl));
-        true
-    }
-
-    /// Takes the value out (single use), if it has not expired.
-    fn take(&mut self, key: &str) -> Option<T> {
-        let (value, until) = self.entries.remove(key)?;
-        (until > Instant::now()).then_some(value)
-    }
-}
-
-/// The short-lived state of sign-ins, in memory (see the crate documentation).
+/// The state of sign-ins, in the store (see the crate documentation): every step is single
+/// use and expires; nothing is held in this process, so a restart or another instance on the
+/// same store carries on, and a revocation holds everywhere.
+#[derive(Clone)]
 pub struct Sessions {
-    logins: Mutex<Expiring<PendingLogin>>,
-    signed_in: Mutex<Expiring<SignedIn>>,
-    codes: Mutex<Expiring<IssuedCode>>,
-    launches: Mutex<Expiring<Launch>>,
-    /// (provider, user) to the `person_roleid` confirmed.
-    roles: Mutex<HashMap<(String, String), String>>,
-    /// Refresh token families revoked after a reuse, until their absolute expiry.
-    revoked: Mutex<HashMap<String, i64>>,
+    store: scr_store::Store,
+    /// The most sign-ins one client address may have on their way to the login provider.
+    logins_per_address: i64,
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
-        Sessions::new()
-    }
+use scr_store::sign_in::{self as stored, Kind, Put};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, SessionError> {
+    serde_json::to_string(value).map_err(|_| SessionError::Corrupt)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: Option<String>) -> Result<Option<T>, SessionError> {
+    body.map(|b| serde_json::from_str(&b).map_err(|_| SessionError::Corrupt))
+        .transpose()
 }
 
 impl Sessions {
-    pub fn new() -> Sessions {
+    /// `logins_per_address`: the most sign-ins one address may have in progress at once.
+    pub fn new(store: scr_store::Store, logins_per_address: u32) -> Sessions {
         Sessions {
-            logins: Mutex::new(Expiring::new()),
-            signed_in: Mutex::new(Expiring::new()),
-            codes: Mutex::new(Expiring::new()),
-            launches: Mutex::new(Expiring::new()),
-            roles: Mutex::new(HashMap::new()),
-            revoked: Mutex::new(HashMap::new()),
+            store,
+            logins_per_address: i64::from(logins_per_address.max(1)),
         }
     }
 
-    /// Keeps a pending login under a new state; `None` when full.
-    pub fn start_login(&self, login: PendingLogin) -> Option<String> {
+    async fn run<T: Send + 'static>(
+        &self,
+        mut work: impl FnMut(&mut scr_store::DbConnection) -> Result<T, scr_store::StoreError>
+            + Send
+            + 'static,
+    ) -> Result<T, SessionError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.conn()?;
+            scr_store::retry_busy(|| work(&mut conn))
+        })
+        .await
+        .map_err(|_| SessionError::Task)?
+        .map_err(SessionError::from)
+    }
+
+    async fn put(
+        &self,
+        kind: Kind,
+        id: String,
+        client: String,
+        body: String,
+        ttl: i64,
+        cap: Option<i64>,
+    ) -> Result<bool, SessionError> {
+        let t = now();
+        let put = self
+            .run(move |c| stored::put(c, kind, &id, &client, &body, t + ttl, t, cap))
+            .await?;
+        Ok(put == Put::Kept)
+    }
+
+    async fn take(&self, kind: Kind, id: &str) -> Result<Option<String>, SessionError> {
+        let id = id.to_owned();
+        let t = now();
+        self.run(move |c| stored::take(c, kind, &id, t)).await
+    }
+
+    async fn get(&self, kind: Kind, id: String) -> Result<Option<String>, SessionError> {
+        let t = now();
+        self.run(move |c| stored::get(c, kind, &id, t)).await
+    }
+
+    /// Keeps a pending login under a new state; `None` when `client` (the user agent's
+    /// address) already has as many sign-ins in progress as it may.
+    pub async fn start_login(
+        &self,
+        login: &PendingLogin,
+        client: &str,
+    ) -> Result<Option<String>, SessionError> {
         let state = random_token();
-        lock(&self.logins)
-            .put(state.clone(), login, Duration::from_secs(LOGIN_SECONDS))
-            .then_some(state)
+        let cap = Some(self.logins_per_address);
+        let kept = self
+            .put(
+                Kind::Login,
+                state.clone(),
+                client.to_owned(),
+                encode(login)?,
+                LOGIN_SECONDS,
+                cap,
+            )
+            .await?;
+        Ok(kept.then_some(state))
     }
 
-    pub fn finish_login(&self, state: &str) -> Option<PendingLogin> {
-        lock(&self.logins).take(state)
+    pub async fn finish_login(&self, state: &str) -> Result<Option<PendingLogin>, SessionError> {
+        decode(self.take(Kind::Login, state).await?)
     }
 
-    /// Keeps a signed-in user awaiting a choice under a new session id; `None` when full.
-    pub fn await_choice(&self, signed_in: SignedIn) -> Option<String> {
+    /// Keeps a signed-in user awaiting a choice under a new session id.
+    pub async fn await_choice(&self, signed_in: &SignedIn) -> Result<String, SessionError> {
         let id = random_token();
-        lock(&self.signed_in)
-            .put(id.clone(), signed_in, Duration::from_secs(LOGIN_SECONDS))
-            .then_some(id)
+        let body = encode(&StoredSignedIn::of(signed_in))?;
+        self.put(
+            Kind::Choice,
+            id.clone(),
+            String::new(),
+            body,
+            LOGIN_SECONDS,
+            None,
+        )
+        .await?;
+        Ok(id)
     }
 
-    pub fn take_choice(&self, id: &str) -> Option<SignedIn> {
-        lock(&self.signed_in).take(id)
+    pub async fn take_choice(&self, id: &str) -> Result<Option<SignedIn>, SessionError> {
+        decode::<StoredSignedIn>(self.take(Kind::Choice, id).await?)?
+            .map(StoredSignedIn::signed_in)
+            .transpose()
     }
 
-    /// Issues an authorization code; `None` when full.
-    pub fn issue_code(&self, code: IssuedCode) -> Option<String> {
+    /// Issues an authorization code.
+    pub async fn issue_code(&self, code: &IssuedCode) -> Result<String, SessionError> {
         let id = random_token();
-        lock(&self.codes)
-            .put(id.clone(), code, Duration::from_secs(CODE_SECONDS))
-            .then_some(id)
+        self.put(
+            Kind::Code,
+            id.clone(),
+            String::new(),
+            encode(code)?,
+            CODE_SECONDS,
+            None,
+        )
+        .await?;
+        Ok(id)
     }
 
     /// Redeems a code: single use, even when the redemption then fails.
-    pub fn redeem_code(&self, code: &str) -> Option<IssuedCode> {
-        lock(&self.codes).take(code)
+    pub async fn redeem_code(&self, code: &str) -> Result<Option<IssuedCode>, SessionError> {
+        decode(self.take(Kind::Code, code).await?)
     }
 
-    /// Registers an EHR launch; `None` when full.
-    pub fn register_launch(&self, launch: Launch) -> Option<String> {
+    /// Registers an EHR launch.
+    pub async fn register_launch(&self, launch: &Launch) -> Result<String, SessionError> {
         let id = random_token();
-        lock(&self.launches)
-            .put(id.clone(), launch, Duration::from_secs(LAUNCH_SECONDS))
-            .then_some(id)
+        let body = encode(launch)?;
+        self.put(
+            Kind::Launch,
+            id.clone(),
+            String::new(),
+            body,
+            LAUNCH_SECONDS,
+            None,
+        )
+        .await?;
+        Ok(id)
     }
 
     /// Uses a launch: single use.
-    pub fn use_launch(&self, id: &str) -> Option<Launch> {
-        lock(&self.launches).take(id)
+    pub async fn use_launch(&self, id: &str) -> Result<Option<Launch>, SessionError> {
+        decode(self.take(Kind::Launch, id).await?)
     }
 
-    pub fn confirmed_role(&self, provider: &str, user: &str) -> Option<String> {
-        lock(&self.roles)
-            .get(&(provider.to_owned(), user.to_owned()))
-            .cloned()
+    fn role_key(provider: &str, user: &str) -> String {
+        format!("{provider}\u{0}{user}")
     }
 
-    pub fn confirm_role(&self, provider: &str, user: &str, role: &str) {
-        let mut roles = lock(&self.roles);
-        if roles.len() >= MAX_ENTRIES {
-            roles.clear();
-        }
-        roles.insert((provider.to_owned(), user.to_owned()), role.to_owned());
+    pub async fn confirmed_role(
+        &self,
+        provider: &str,
+        user: &str,
+    ) -> Result<Option<String>, SessionError> {
+        self.get(Kind::Role, Self::role_key(provider, user)).await
     }
 
-    /// Revokes a refresh token family (a used refresh token was presented again).
-    pub fn revoke_family(&self, family: &str, until: i64, now: i64) {
-        let mut revoked = lock(&self.revoked);
-        revoked.retain(|_, until| *until > now);
-        revoked.insert(family.to_owned(), until);
+    pub async fn confirm_role(
+        &self,
+        provider: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<(), SessionError> {
+        let key = Self::role_key(provider, user);
+        self.put(
+            Kind::Role,
+            key,
+            String::new(),
+            role.to_owned(),
+            ROLE_SECONDS,
+            None,
+        )
+        .await?;
+        Ok(())
     }
 
-    pub fn family_revoked(&self, family: &str) -> bool {
-        lock(&self.revoked).contains_key(family)
+    /// Revokes a refresh token family (a used refresh token was presented again) until its
+    /// absolute expiry, for every instance and across restarts.
+    pub async fn revoke_family(&self, family: &str, until: i64) -> Result<(), SessionError> {
+        let ttl = (until - now()).max(1);
+        self.put(
+            Kind::Revoked,
+            family.to_owned(),
+            String::new(),
+            String::new(),
+            ttl,
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn family_revoked(&self, family: &str) -> Result<bool, SessionError> {
+        Ok(self.get(Kind::Revoked, family.to_owned()).await?.is_some())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scr_store::test_support::test_databases;
 
     fn launch() -> Launch {
         Launch {
@@ -523,15 +669,6 @@ mod tests {
             user: "gp-asha".into(),
             host: "host".into(),
         }
-    }
-
-    #[test]
-    fn launches_and_codes_are_single_use() {
-        let s = Sessions::new();
-        let id = s.register_launch(launch()).unwrap_or_default();
-        assert_eq!(s.use_launch(&id), Some(launch()));
-        assert_eq!(s.use_launch(&id), None);
-        assert_eq!(s.use_launch("made-up"), None);
     }
 
     #[test]
@@ -544,13 +681,39 @@ mod tests {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 
-    #[test]
-    fn a_revoked_family_stays_revoked_until_its_expiry() {
-        let s = Sessions::new();
-        s.revoke_family("f1", 200, 100);
-        assert!(s.family_revoked("f1"));
-        s.revoke_family("f2", 400, 300);
-        assert!(!s.family_revoked("f1"));
-        assert!(s.family_revoked("f2"));
+    #[actix_rt::test]
+    async fn launches_are_single_use_and_survive_a_new_sessions_on_the_same_store(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        for db in test_databases("login_launch")? {
+            let store = scr_store::Store::open(&db.url, 2)?;
+            let id = Sessions::new(store.clone(), 5)
+                .register_launch(&launch())
+                .await?;
+            // Another instance (or this one restarted) on the same store.
+            let other = Sessions::new(scr_store::Store::open(&db.url, 2)?, 5);
+            assert_eq!(other.use_launch(&id).await?, Some(launch()), "{}", db.label);
+            assert_eq!(other.use_launch(&id).await?, None, "{}", db.label);
+            assert_eq!(other.use_launch("made-up").await?, None);
+        }
+        Ok(())
+    }
+
+    #[actix_rt::test]
+    async fn a_revoked_family_stays_revoked_after_a_restart_until_its_expiry(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        for db in test_databases("login_revoked")? {
+            let s = Sessions::new(scr_store::Store::open(&db.url, 2)?, 5);
+            s.revoke_family("f1", now() + 3600).await?;
+            s.revoke_family("f2", now() - 1).await?;
+            let restarted = Sessions::new(scr_store::Store::open(&db.url, 2)?, 5);
+            assert!(restarted.family_revoked("f1").await?, "{}", db.label);
+            assert!(!restarted.family_revoked("f3").await?, "{}", db.label);
+            restarted.confirm_role("dev", "gp-asha", "r2").await?;
+            assert_eq!(
+                s.confirmed_role("dev", "gp-asha").await?.as_deref(),
+                Some("r2")
+            );
+        }
+        Ok(())
     }
 }

@@ -233,6 +233,10 @@ fn default_exchanges_per_minute() -> u32 {
     3_000
 }
 
+fn default_authorize_requests_per_minute() -> u32 {
+    60
+}
+
 fn default_token_requests_per_minute() -> u32 {
     30
 }
@@ -305,6 +309,10 @@ pub struct AuthConfig {
     /// address per minute (docs/federation.md).
     #[serde(default = "default_exchanges_per_minute")]
     pub exchanges_per_minute: u32,
+    /// `GET /auth/authorize` requests per client address per minute before 429; one address
+    /// may hold ten minutes' worth of sign-ins in progress at once (docs/smart-apps.md).
+    #[serde(default = "default_authorize_requests_per_minute")]
+    pub authorize_requests_per_minute: u32,
     /// Neighbouring shared care records allowed to exchange tokens for their users here
     /// (RFC 8693, docs/federation.md).
     #[serde(default)]
@@ -406,6 +414,7 @@ impl Default for AuthConfig {
             clients: Vec::new(),
             token_requests_per_minute: default_token_requests_per_minute(),
             exchanges_per_minute: default_exchanges_per_minute(),
+            authorize_requests_per_minute: default_authorize_requests_per_minute(),
             peers: Vec::new(),
             login: Vec::new(),
             apps: Vec::new(),
@@ -1029,6 +1038,12 @@ impl Config {
         }
         if self.auth.exchanges_per_minute == 0 {
             return Err(invalid("auth.exchanges_per_minute", "must be above 0"));
+        }
+        if self.auth.authorize_requests_per_minute == 0 {
+            return Err(invalid(
+                "auth.authorize_requests_per_minute",
+                "must be above 0",
+            ));
         }
         for (key, value) in [
             (

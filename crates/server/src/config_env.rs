@@ -280,6 +280,7 @@ mod tests {
             "auth.access_token_seconds",
             "auth.token_requests_per_minute",
             "auth.exchanges_per_minute",
+            "auth.authorize_requests_per_minute",
             "sources.hl7_name",
             "policy.visit_window_days",
             "policy.break_glass_hours",

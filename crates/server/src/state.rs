@@ -324,6 +324,10 @@ impl AppState {
     pub fn build(config: &Config) -> Result<AppState, StartupError> {
         let (records, store) = records(config)?;
         let token_service = token_service(config)?;
+        let sessions = scr_login::Sessions::new(
+            store.clone(),
+            config.auth.authorize_requests_per_minute.saturating_mul(10),
+        );
         Ok(AppState {
             base_url: config.server.base_url.clone(),
             records,
@@ -334,9 +338,10 @@ impl AppState {
                 config.server.refusals_per_minute,
                 config.auth.token_requests_per_minute,
                 config.auth.exchanges_per_minute,
+                config.auth.authorize_requests_per_minute,
             )),
             logins: logins(config)?,
-            sessions: scr_login::Sessions::new(),
+            sessions,
             metrics: config.server.metrics,
         })
     }

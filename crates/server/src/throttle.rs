@@ -33,6 +33,8 @@ pub struct Throttle {
     /// Token exchanges by neighbouring records: one per record opened there for a patient
     /// whose care crosses the boundary, so far more than a backend client's.
     exchanges: DefaultKeyedRateLimiter<(String, IpAddr)>,
+    /// Sign-ins started (`GET /auth/authorize`) per client address.
+    authorize: DefaultKeyedRateLimiter<(String, IpAddr)>,
     /// Addresses over the refusal limit whose first throttled refusal was audited.
     throttled: Mutex<HashSet<IpAddr>>,
     clock: DefaultClock,
@@ -51,11 +53,13 @@ impl Throttle {
         refusals_per_minute: u32,
         token_requests_per_minute: u32,
         exchanges_per_minute: u32,
+        authorize_per_minute: u32,
     ) -> Throttle {
         Throttle {
             refusals: RateLimiter::keyed(quota(refusals_per_minute)),
             token_requests: RateLimiter::keyed(quota(token_requests_per_minute)),
             exchanges: RateLimiter::keyed(quota(exchanges_per_minute)),
+            authorize: RateLimiter::keyed(quota(authorize_per_minute)),
             throttled: Mutex::new(HashSet::new()),
             clock: DefaultClock::default(),
         }
@@ -99,6 +103,12 @@ impl Throttle {
         self.check(&self.exchanges, client, address)
     }
 
+    /// One more sign-in started from `address`: `Err(retry_after)` beyond the limit. Other
+    /// addresses are never affected.
+    pub fn authorize(&self, address: IpAddr) -> Result<(), u64> {
+        self.check(&self.authorize, "", address)
+    }
+
     fn check(
         &self,
         limiter: &DefaultKeyedRateLimiter<(String, IpAddr)>,
@@ -126,7 +136,7 @@ mod tests {
 
     #[test]
     fn item4_refusals_beyond_the_limit_are_throttled_and_only_the_first_is_audited() {
-        let t = Throttle::new(3, 2, 2);
+        let t = Throttle::new(3, 2, 2, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
@@ -146,7 +156,7 @@ mod tests {
 
     #[test]
     fn item4_token_requests_are_limited_per_client_and_address() {
-        let t = Throttle::new(3, 2, 2);
+        let t = Throttle::new(3, 2, 2, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(t.token_request("client-a", a).is_ok());
         assert!(t.token_request("client-a", a).is_ok());
@@ -158,8 +168,19 @@ mod tests {
     }
 
     #[test]
+    fn sign_ins_started_are_limited_per_address_and_other_addresses_are_unaffected() {
+        let t = Throttle::new(3, 2, 2, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(t.authorize(a).is_ok());
+        assert!(t.authorize(a).is_ok());
+        let retry_after = t.authorize(a).unwrap_err();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        assert!(t.authorize("192.0.2.2".parse().unwrap()).is_ok());
+    }
+
+    #[test]
     fn r_fed_1_exchanges_by_a_neighbour_have_a_limit_of_their_own() {
-        let t = Throttle::new(3, 1, 3);
+        let t = Throttle::new(3, 1, 3, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(t.token_request("scr-b", a).is_ok());
         assert!(t.token_request("scr-b", a).is_err());

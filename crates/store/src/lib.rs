@@ -14,6 +14,7 @@ pub mod dialect;
 pub mod flags;
 pub mod hl7;
 pub mod schema;
+pub mod sign_in;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 

@@ -179,6 +179,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The state of SMART sign-ins (codes, launches, revoked families, ...), by kind.
+    sign_in_state (kind, id) {
+        kind -> Text,
+        id -> Text,
+        client -> Text,
+        body -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     /// Alerts written through the facade (R-WRITE).
     flag (id) {
         id -> BigInt,

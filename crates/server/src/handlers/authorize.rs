@@ -93,6 +93,36 @@ fn back_to_app(
     }
 }
 
+/// 429 with `Retry-After` for an address starting too many sign-ins; other addresses are
+/// unaffected.
+fn too_many_sign_ins(retry_after: u64) -> HttpResponse {
+    let mut page = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-ins were started from your network address. Try again shortly.",
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page
+}
+
+/// The sign-in state could not be read or written: nothing is lost, the user starts again.
+fn state_unavailable(e: &scr_login::SessionError) -> HttpResponse {
+    log::warn!("sign-in state unavailable: {e}");
+    let mut page = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The sign-in service is unavailable. Try again shortly.",
+    );
+    page.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    page
+}
+
+/// The client's address, as the throttle and the per-address cap of sign-ins key it.
+fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
 fn callback_uri(state: &AppState) -> String {
     format!("{}/auth/callback", state.base_url)
 }
@@ -117,6 +147,15 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
             "No SMART apps are registered with this server.",
         );
     };
+    // Limited per address before anything is parsed or kept (issue 22: a flood of sign-ins
+    // from one address must never keep users at other addresses out).
+    let address = client_address(&req);
+    if let Some(ip) = address {
+        if let Err(retry_after) = state.throttle.authorize(ip) {
+            log::warn!("authorize: sign-ins from one address over the limit; 429");
+            return too_many_sign_ins(retry_after);
+        }
+    }
     let pairs = match query_pairs(req.query_string()) {
         Ok(p) => p,
         Err(_) => return error_page(StatusCode::BAD_REQUEST, "The request is malformed."),
@@ -134,9 +173,10 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     let launch =
         match &request.launch {
             None => None,
-            Some(id) => match state.sessions.use_launch(id) {
-                Some(l) => Some(l),
-                None => return back_to_app(
+            Some(id) => match state.sessions.use_launch(id).await {
+                Err(e) => return state_unavailable(&e),
+                Ok(Some(l)) => Some(l),
+                Ok(None) => return back_to_app(
                     &request,
                     "invalid_request",
                     "the launch is unknown, used or expired: launch the app again from the record",
@@ -166,12 +206,14 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         verifier: verifier.clone(),
         launch,
     };
-    let Some(login_state) = state.sessions.start_login(pending) else {
-        return back_to_app(
-            &request,
-            "temporarily_unavailable",
-            "too many sign-ins in progress; try again shortly",
-        );
+    let client = address.map(|ip| ip.to_string()).unwrap_or_default();
+    let login_state = match state.sessions.start_login(&pending, &client).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            log::warn!("authorize: one address holds its most sign-ins in progress; 429");
+            return too_many_sign_ins(60);
+        }
+        Err(e) => return state_unavailable(&e),
     };
     match provider
         .authorization_url(&callback_uri(&state), &login_state, &nonce, &verifier)
@@ -180,7 +222,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         Ok(url) => found(&url),
         Err(e) => {
             log::warn!("authorize: {e}");
-            state.sessions.finish_login(&login_state);
+            state.sessions.finish_login(&login_state).await.ok();
             back_to_app(
                 &request,
                 "temporarily_unavailable",
@@ -194,11 +236,19 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
 pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let pairs = query_pairs(req.query_string()).unwrap_or_default();
     let field = |name: &str| scr_auth::token_endpoint::form_field(&pairs, name);
-    let Some(pending) = field("state").and_then(|s| state.sessions.finish_login(s)) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in is unknown or has expired.",
-        );
+    let found = match field("state") {
+        Some(s) => state.sessions.finish_login(s).await,
+        None => Ok(None),
+    };
+    let pending = match found {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in is unknown or has expired.",
+            )
+        }
+        Err(e) => return state_unavailable(&e),
     };
     let request = pending.request;
     if field("error").is_some() {
@@ -295,24 +345,35 @@ pub struct RoleForm {
 
 /// `POST /auth/role`.
 pub async fn confirm_role(state: web::Data<AppState>, form: web::Form<RoleForm>) -> HttpResponse {
-    let Some(mut signed_in) = state.sessions.take_choice(&form.session) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in is unknown or has expired.",
-        );
+    let mut signed_in = match taken_choice(&state, &form.session).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     let roles = apps::staff_roles(&signed_in.claims);
     match &form.role {
         Some(role) if roles.iter().any(|(id, _, _)| id == role) => {
             if let Some(provider) = login_of(&state, &signed_in.request) {
-                state
-                    .sessions
-                    .confirm_role(&provider.name, &signed_in.caller.subject, role);
+                let (name, user) = (&provider.name, &signed_in.caller.subject);
+                if let Err(e) = state.sessions.confirm_role(name, user, role).await {
+                    return state_unavailable(&e);
+                }
             }
             signed_in.role = Some(role.clone());
             next_step(&state, signed_in, None).await
         }
-        _ => choose_role(&state, signed_in, Some("Choose one of your roles.")),
+        _ => choose_role(&state, signed_in, Some("Choose one of your roles.")).await,
+    }
+}
+
+/// The signed-in user awaiting a choice under `session`, or the page to answer instead.
+async fn taken_choice(state: &AppState, session: &str) -> Result<SignedIn, HttpResponse> {
+    match state.sessions.take_choice(session).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in is unknown or has expired.",
+        )),
+        Err(e) => Err(state_unavailable(&e)),
     }
 }
 
@@ -329,11 +390,9 @@ pub async fn choose_patient(
     req: HttpRequest,
     form: web::Form<PatientForm>,
 ) -> HttpResponse {
-    let Some(signed_in) = state.sessions.take_choice(&form.session) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in is unknown or has expired.",
-        );
+    let signed_in = match taken_choice(&state, &form.session).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     let nhs: String = form
         .nhs_number
@@ -347,7 +406,8 @@ pub async fn choose_patient(
             &state,
             signed_in,
             Some("That is not a valid NHS number (10 digits)."),
-        );
+        )
+        .await;
     }
     let Ok(caller) = acting(&signed_in) else {
         return back_to_app(
@@ -372,14 +432,15 @@ pub async fn choose_patient(
             &state,
             signed_in,
             Some("You may not open this patient's record here (no legitimate relationship, or no record). Choose another patient."),
-        ),
+        )
+        .await,
         Err(e) => {
             log::warn!("patient picker: the decision could not be made or recorded: {e}");
             pick_patient(
                 &state,
                 signed_in,
                 Some("The record service could not answer; try again shortly."),
-            )
+            ).await
         }
     }
 }
@@ -393,7 +454,7 @@ fn acting(signed_in: &SignedIn) -> Result<scr_auth::Caller, scr_auth::AuthError>
 }
 
 /// The role page: a staff member's roles, the one CIS2 selected checked.
-fn choose_role(state: &AppState, signed_in: SignedIn, problem: Option<&str>) -> HttpResponse {
+async fn choose_role(state: &AppState, signed_in: SignedIn, problem: Option<&str>) -> HttpResponse {
     let roles = apps::staff_roles(&signed_in.claims);
     let selected = signed_in
         .claims
@@ -407,11 +468,9 @@ fn choose_role(state: &AppState, signed_in: SignedIn, problem: Option<&str>) -> 
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_owned();
-    let Some(session) = state.sessions.await_choice(signed_in) else {
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many sign-ins in progress.",
-        );
+    let session = match state.sessions.await_choice(&signed_in).await {
+        Ok(id) => id,
+        Err(e) => return state_unavailable(&e),
     };
     let mut options = String::new();
     for (id, org, role) in &roles {
@@ -441,12 +500,14 @@ fn choose_role(state: &AppState, signed_in: SignedIn, problem: Option<&str>) -> 
 }
 
 /// The patient picker of a standalone launch.
-fn pick_patient(state: &AppState, signed_in: SignedIn, problem: Option<&str>) -> HttpResponse {
-    let Some(session) = state.sessions.await_choice(signed_in) else {
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many sign-ins in progress.",
-        );
+async fn pick_patient(
+    state: &AppState,
+    signed_in: SignedIn,
+    problem: Option<&str>,
+) -> HttpResponse {
+    let session = match state.sessions.await_choice(&signed_in).await {
+        Ok(id) => id,
+        Err(e) => return state_unavailable(&e),
     };
     page(
         StatusCode::OK,
@@ -479,13 +540,17 @@ async fn next_step(
         .unwrap_or_default();
     if kind == CallerKind::Staff && signed_in.role.is_none() {
         let roles = apps::staff_roles(&signed_in.claims);
-        let confirmed = state
+        let confirmed = match state
             .sessions
             .confirmed_role(&provider_name, &signed_in.caller.subject)
-            .filter(|r| roles.iter().any(|(id, _, _)| id == r));
+            .await
+        {
+            Ok(r) => r.filter(|r| roles.iter().any(|(id, _, _)| id == r)),
+            Err(e) => return state_unavailable(&e),
+        };
         match confirmed {
             Some(role) => signed_in.role = Some(role),
-            None if roles.len() > 1 => return choose_role(state, signed_in, None),
+            None if roles.len() > 1 => return choose_role(state, signed_in, None).await,
             None => {
                 signed_in.role = signed_in
                     .claims
@@ -501,7 +566,7 @@ async fn next_step(
         (None, CallerKind::Patient, _) => signed_in.caller.nhs_number.clone(),
         (None, _, Some(nhs)) => Some(nhs),
         (None, _, None) if request.asks(apps::LAUNCH_PATIENT) => {
-            return pick_patient(state, signed_in, None)
+            return pick_patient(state, signed_in, None).await
         }
         _ => None,
     };
@@ -551,18 +616,23 @@ async fn next_step(
         patient,
         family: scr_login::random_token(),
         family_expires_at: now + service.refresh_seconds(),
+        nonce: request.nonce.clone(),
     };
     let issued = IssuedCode {
         grant,
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),
     };
-    let Some(code) = state.sessions.issue_code(issued) else {
-        return back_to_app(
-            &request,
-            "temporarily_unavailable",
-            "too many sign-ins in progress",
-        );
+    let code = match state.sessions.issue_code(&issued).await {
+        Ok(code) => code,
+        Err(e) => {
+            log::warn!("authorize: no code could be kept: {e}");
+            return back_to_app(
+                &request,
+                "temporarily_unavailable",
+                "the sign-in could not be completed; try again shortly",
+            );
+        }
     };
     found(&apps::with_query(
         &request.redirect_uri,
@@ -613,15 +683,18 @@ pub async fn launch(
             "user must be the user's id at the login provider (1 to 256 visible characters)",
         ));
     }
-    let Some(id) = state.sessions.register_launch(scr_login::Launch {
+    let launch = scr_login::Launch {
         patient: patient.to_owned(),
         user: user.to_owned(),
         host: access.caller.subject.clone(),
-    }) else {
-        return Err(ApiError::Unavailable {
-            detail: "too many launches in progress".into(),
-        });
     };
+    let id = state
+        .sessions
+        .register_launch(&launch)
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            detail: e.to_string(),
+        })?;
     log::info!("launch registered by host system {}", access.caller.subject);
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -140,6 +140,13 @@ pub async fn token(
         .json(body))
 }
 
+/// The sign-in state could not be read or written: 503, nothing issued.
+fn unavailable(e: scr_login::SessionError) -> ApiError {
+    ApiError::Unavailable {
+        detail: e.to_string(),
+    }
+}
+
 /// The app's client id, authenticated: a public app names itself (PKCE proves the rest); a
 /// confidential app sends its secret by HTTP Basic or in the form (compared in constant time).
 fn app_client<'s>(
@@ -243,7 +250,11 @@ async fn app_grant(
     if field(form, "grant_type") == Some("authorization_code") {
         let refused = |d: &'static str| Ok(oauth_error(&TokenError::InvalidGrant(d)));
         // The code is spent by this request whatever its outcome.
-        let Some(issued) = field(form, "code").and_then(|c| state.sessions.redeem_code(c)) else {
+        let redeemed = match field(form, "code") {
+            Some(c) => state.sessions.redeem_code(c).await.map_err(unavailable)?,
+            None => None,
+        };
+        let Some(issued) = redeemed else {
             return refused("the authorization code is unknown, used or expired");
         };
         if issued.grant.client_id != app.client_id {
@@ -268,7 +279,13 @@ async fn app_grant(
         Ok(a) => a,
         Err(e) => return Ok(oauth_error(&e)),
     };
-    if state.sessions.family_revoked(&accepted.grant.family) {
+    let family = &accepted.grant.family;
+    if state
+        .sessions
+        .family_revoked(family)
+        .await
+        .map_err(unavailable)?
+    {
         return Ok(oauth_error(&TokenError::InvalidGrant(
             "this sign-in was revoked: sign in again",
         )));
@@ -284,11 +301,11 @@ async fn app_grant(
         .await?;
     if !first_use {
         // A refresh token used twice was copied: end the whole sign-in (RFC 9700 §4.14.2).
-        state.sessions.revoke_family(
-            &accepted.grant.family,
-            accepted.grant.family_expires_at,
-            now,
-        );
+        state
+            .sessions
+            .revoke_family(family, accepted.grant.family_expires_at)
+            .await
+            .map_err(unavailable)?;
         log::warn!(
             "token endpoint: a refresh token of app {} was used twice; its sign-in is revoked",
             app.client_id
