@@ -13,7 +13,7 @@ use crate::harness::*;
 const JANE: &str = "9990000018";
 
 /// The store's path (SQLite) or URL (PostgreSQL).
-fn is_postgres(s: &Server) -> bool {
+pub(crate) fn is_postgres(s: &Server) -> bool {
     s.store_url.starts_with("postgres")
 }
 
